@@ -1,0 +1,64 @@
+#pragma once
+// All parameters of a model live in one flat fp32 buffer with named views (llm.c's
+// malloc_and_point_parameters); gradients and AdamW state mirror it, so the optimizer is one fused
+// loop, a gradient all-reduce is one call and a checkpoint is a list of views.
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/rng.h"
+#include "core/tensor.h"
+
+namespace strata {
+
+// How a parameter is initialised. `fill` receives the parameter's storage and a generator seeded
+// from (model seed, parameter index), so initialisation does not depend on declaration order.
+struct Init {
+  std::function<void(float* p, int64_t n, Rng& rng)> fill;
+  static Init zeros();
+  static Init constant(float v);
+  static Init normal(float std);
+  static Init uniform(float lo, float hi);
+};
+
+struct ParamRef {
+  int index = -1;
+  bool valid() const { return index >= 0; }
+};
+
+struct ParamInfo {
+  std::string name;  // Hugging Face style, e.g. "layers.3.mixer.in_proj.weight"
+  Shape shape;
+  int64_t offset = 0, numel = 0;
+  bool decay = true;  // weight decay applies (matrices); not for norms, biases, A_log, D, dt_bias
+  Init init;
+};
+
+class ParamStore {
+ public:
+  ParamRef add(const std::string& name, Shape shape, Init init, bool decay);
+  // Allocates the buffers (params, grads) and initialises every parameter from `seed`.
+  void allocate(uint64_t seed);
+  bool allocated() const { return !data_.empty() || infos_.empty(); }
+
+  float* data(ParamRef r) { return data_.data() + infos_.at(r.index).offset; }
+  const float* data(ParamRef r) const { return data_.data() + infos_.at(r.index).offset; }
+  float* grad(ParamRef r) { return grad_.data() + infos_.at(r.index).offset; }
+  const ParamInfo& info(ParamRef r) const { return infos_.at(r.index); }
+
+  const std::vector<ParamInfo>& infos() const { return infos_; }
+  int find(const std::string& name) const;  // -1 if absent
+  int64_t numel() const { return total_; }
+  float* flat() { return data_.data(); }
+  float* flat_grad() { return grad_.data(); }
+  const float* flat() const { return data_.data(); }
+  std::vector<uint8_t> decay_mask() const;  // one byte per element
+  void zero_grad();
+
+ private:
+  std::vector<ParamInfo> infos_;
+  std::vector<float> data_, grad_;
+  int64_t total_ = 0;
+};
+
+}  // namespace strata

@@ -1,0 +1,64 @@
+#pragma once
+// A block is a mixer or feed-forward sublayer (attention, Mamba, Mamba-2, MLP, MoE): the model wraps
+// each as norm -> block -> residual. Every block has the three entry points of ARCHITECTURE.md §1:
+//   forward  x[B,T,D] -> y[B,T,D]  (training / prefill; saves what backward needs in ctx.arena)
+//   backward dy -> dx              (dx assigned, parameter grads accumulated)
+//   step     x[B,D] -> y[B,D]      (one token, advancing the block's cache)
+// and parity ties them: T steps give what forward gives, and forward with a cache (prefill) leaves
+// the cache exactly as T steps would.
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/arena.h"
+#include "core/dtype.h"
+#include "core/params.h"
+#include "models/config.h"
+
+namespace strata {
+
+struct Ctx {
+  Device device = Device::cpu;
+  Arena* arena = nullptr;  // activations saved by forward for backward; reset by the trainer each step
+  bool training = false;   // save activations (forward must be followed by backward)
+};
+
+// Per-sequence-batch decode state of one block (KV cache, conv state, SSM state). Opaque to the
+// engine, which only holds a list of them.
+struct BlockCache {
+  virtual ~BlockCache() = default;
+  int64_t pos = 0;  // tokens consumed so far
+  virtual int64_t bytes() const = 0;
+};
+
+class Block {
+ public:
+  virtual ~Block() = default;
+  virtual std::string kind() const = 0;  // "attention", "mamba", "mamba2", "mlp", "moe"
+
+  // x[B, T, D] -> y[B, T, D] (y is the block output, without the residual). When `cache` is given
+  // it must be empty (pos == 0) and is filled as T steps would fill it (prefill).
+  virtual void forward(Ctx& ctx, float* y, const float* x, int64_t B, int64_t T, BlockCache* cache) = 0;
+  // dy[B, T, D] -> dx[B, T, D] (assigned); parameter grads accumulated. Needs the preceding
+  // forward with ctx.training set; refuses to run otherwise.
+  virtual void backward(Ctx& ctx, float* dx, const float* dy, int64_t B, int64_t T) = 0;
+  // Cache for B sequences of up to max_T tokens; nullptr for stateless blocks (MLP, MoE).
+  virtual std::unique_ptr<BlockCache> allocate_cache(int64_t B, int64_t max_T) const = 0;
+  // x[B, D] -> y[B, D], one token per sequence at position cache->pos, which it then advances.
+  virtual void step(Ctx& ctx, float* y, const float* x, int64_t B, BlockCache* cache) = 0;
+
+  // Auxiliary loss of the last forward (MoE load balancing), already scaled by its coefficient;
+  // its gradient is added by backward.
+  virtual double aux_loss() const { return 0.0; }
+  // Forward multiply-adds x2 per token at context length T (for inspect / MFU).
+  virtual double flops_per_token(int64_t T) const = 0;
+  // Cache bytes that grow with each token (KV) and that are fixed per sequence (SSM/conv state).
+  virtual int64_t cache_bytes_per_token() const { return 0; }
+  virtual int64_t cache_bytes_fixed() const { return 0; }
+};
+
+// Constructs the block for one pattern character ('M', '*', '-', 'E'), declaring its parameters in
+// `store` under `prefix` (e.g. "layers.3.mixer").
+std::unique_ptr<Block> make_block(char kind, const ModelConfig& cfg, ParamStore& store, const std::string& prefix);
+
+}  // namespace strata

@@ -1,0 +1,103 @@
+#pragma once
+// The resolved experiment config. src/train/config_load.* fills these from YAML (strict: unknown keys,
+// wrong types and impossible shapes are errors naming file, line, key and the allowed values).
+// 0 in a size field means "derive the default" (see resolve()).
+#include <cstdint>
+#include <string>
+
+namespace strata {
+
+struct AttentionConfig {
+  int heads = 4;
+  int kv_heads = 0;   // 0 -> heads (MHA); fewer -> GQA; 1 -> MQA
+  int head_dim = 0;   // 0 -> d_model / heads
+  float rope_theta = 10000.0f;
+  std::string kind = "gqa";  // gqa (covers mha/mqa); mla arrives with the MLA layer
+};
+
+struct MambaConfig {
+  int version = 2;    // 1: Mamba (selective scan), 2: Mamba-2 (SSD)
+  int d_state = 16;
+  int d_conv = 4;
+  int expand = 2;
+  int head_dim = 32;  // Mamba-2 only
+  int ngroups = 1;    // Mamba-2 only
+  int chunk = 64;     // Mamba-2 only
+  int dt_rank = 0;    // Mamba-1 only; 0 -> ceil(d_model / 16)
+  float dt_min = 0.001f, dt_max = 0.1f, dt_init_floor = 1e-4f;
+  bool conv_bias = true;
+  bool bias = false;  // in_proj / out_proj bias
+};
+
+struct MlpConfig {
+  int hidden = 0;  // 0 -> 4 * d_model * 2/3 rounded up to a multiple of 64 (SwiGLU)
+};
+
+struct MoeConfig {
+  int experts = 8;
+  int top_k = 2;
+  int shared_experts = 0;
+  int hidden = 0;          // per expert; 0 -> like mlp.hidden
+  float aux_loss = 0.01f;  // coefficient of the load-balancing loss
+  bool renorm = true;      // renormalise the top-k gates to sum to 1 (Mixtral)
+};
+
+struct ModelConfig {
+  std::string vocab = "bytes";
+  int vocab_size = 256;
+  int d_model = 128;
+  std::string pattern = "M*";
+  int repeat = 1;
+  bool tie_embeddings = true;
+  float norm_eps = 1e-5f;
+  float init_std = 0.02f;
+  AttentionConfig attention;
+  MambaConfig mamba;
+  MlpConfig mlp;
+  MoeConfig moe;
+};
+
+struct TrainConfig {
+  int64_t steps = 1000;
+  int batch = 16;
+  int seq = 128;
+  int grad_accum = 1;
+  std::string precision = "fp32";
+  uint64_t seed = 1;
+  int eval_every = 100;
+  int eval_batches = 8;
+  int save_every = 200;
+  int keep_checkpoints = 3;
+  int log_every = 10;
+  std::string device = "cpu";
+  std::string run_dir = "";  // "" -> runs/<config file stem>
+};
+
+struct OptimConfig {
+  float lr = 1e-3f;
+  float min_lr_ratio = 0.1f;
+  int64_t warmup = 100;
+  std::string schedule = "cosine";  // cosine | constant
+  float weight_decay = 0.1f;
+  float beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f;
+  float clip = 1.0f;  // max global grad norm; 0 -> off
+};
+
+struct DataConfig {
+  std::string kind = "text";  // text (byte-level)
+  std::string path = "";
+  float val_fraction = 0.05f;
+};
+
+struct Config {
+  ModelConfig model;
+  TrainConfig train;
+  OptimConfig optim;
+  DataConfig data;
+  std::string source_path;  // the YAML file it came from
+};
+
+// Fills derived defaults (kv_heads, head_dim, hidden sizes, dt_rank). Idempotent.
+void resolve(ModelConfig& m);
+
+}  // namespace strata
