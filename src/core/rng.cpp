@@ -15,20 +15,13 @@ std::array<uint32_t, 4> philox4x32(std::array<uint32_t, 4> c, std::array<uint32_
   return c;
 }
 
-std::array<uint32_t, 4> Rng::next4() {
-  auto r = philox4x32({uint32_t(counter), uint32_t(counter >> 32), 0, 0}, {uint32_t(seed), uint32_t(seed >> 32)});
-  ++counter;
-  return r;
-}
-
 uint32_t Rng::next_u32() {
-  // A block is fetched whole so that `counter` alone is the resumable state: leftovers of a
-  // partly used block are dropped when the state is saved and restored.
-  if (used_ == 4) {
-    buf_ = next4();
-    used_ = 0;
+  uint64_t blk = counter >> 2;
+  if (blk != block_index_) {
+    block_ = philox4x32({uint32_t(blk), uint32_t(blk >> 32), 0, 0}, {uint32_t(seed), uint32_t(seed >> 32)});
+    block_index_ = blk;
   }
-  return buf_[used_++];
+  return block_[counter++ & 3];
 }
 
 float Rng::uniform() { return float(next_u32() >> 8) * (1.0f / 16777216.0f); }

@@ -8,20 +8,21 @@ namespace strata {
 
 std::array<uint32_t, 4> philox4x32(std::array<uint32_t, 4> counter, std::array<uint32_t, 2> key);
 
+// (seed, counter) is the whole state: `counter` counts 32-bit words drawn, so saving and restoring
+// it resumes the stream exactly, mid-block included.
 struct Rng {
   uint64_t seed = 0;
-  uint64_t counter = 0;  // number of 4-word blocks consumed
+  uint64_t counter = 0;
 
   explicit Rng(uint64_t s = 0, uint64_t c = 0) : seed(s), counter(c) {}
-  std::array<uint32_t, 4> next4();
   uint32_t next_u32();
   float uniform();  // [0, 1)
   float normal();   // standard normal (Box–Muller)
   uint64_t below(uint64_t n);  // uniform integer in [0, n)
 
  private:
-  std::array<uint32_t, 4> buf_{};
-  int used_ = 4;
+  std::array<uint32_t, 4> block_{};
+  uint64_t block_index_ = ~uint64_t(0);  // which 4-word block block_ holds
 };
 
 }  // namespace strata

@@ -1,0 +1,1 @@
+"""PyTorch peer of strata (bench/vs_pytorch.py)."""

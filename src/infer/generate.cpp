@@ -1,0 +1,109 @@
+#include "infer/generate.h"
+
+#include <fstream>
+
+#include "core/error.h"
+#include "train/checkpoint.h"
+#include "train/config_load.h"
+
+namespace strata {
+
+LoadedModel load_model(const std::string& ckpt_path) {
+  Checkpoint ck = load_checkpoint(ckpt_path);
+  LoadedModel lm;
+  lm.config = parse_config(ck.config_yaml, ckpt_path + ":/config");
+  lm.model = std::make_unique<Model>(lm.config.model, lm.config.train.seed);
+  ParamStore& ps = lm.model->params();
+  if (ck.params.size() != ps.infos().size())
+    throw InputError(fmt::format("checkpoint '{}' holds {} parameters but its config builds a model with {}", ckpt_path,
+                                 ck.params.size(), ps.infos().size()));
+  for (auto& a : ck.params) {
+    int i = ps.find(a.name);
+    if (i < 0) throw InputError(fmt::format("checkpoint '{}': parameter '{}' is not in the model its config describes", ckpt_path, a.name));
+    auto& info = ps.infos()[size_t(i)];
+    if (info.shape != a.shape)
+      throw InputError(fmt::format("checkpoint '{}': parameter '{}' has shape {}, expected {}", ckpt_path, a.name,
+                                   shape_str(a.shape), shape_str(info.shape)));
+    std::copy(a.data.begin(), a.data.end(), ps.flat() + info.offset);
+  }
+  lm.step = ck.state.step;
+  return lm;
+}
+
+std::vector<int32_t> encode_bytes(const std::string& text) {
+  std::vector<int32_t> ids;
+  ids.reserve(text.size());
+  for (unsigned char c : text) ids.push_back(int32_t(c));
+  return ids;
+}
+
+std::string decode_bytes(const std::vector<int32_t>& ids) {
+  std::string s;
+  s.reserve(ids.size());
+  for (int32_t i : ids) s.push_back(char(uint8_t(i)));
+  return s;
+}
+
+std::vector<int32_t> generate(Model& model, const std::vector<int32_t>& prompt, const GenerateOptions& opts,
+                              const std::function<void(int32_t)>& on_token) {
+  STRATA_CHECK(!prompt.empty(), "generate: the prompt is empty");
+  const int64_t V = model.vocab(), P = int64_t(prompt.size());
+  Arena arena;
+  Ctx ctx{Device::cpu, &arena, false};
+  ModelCache cache = model.allocate_cache(1, P + opts.max_tokens);
+  std::vector<float> logits(size_t(P * V));
+  model.forward_logits(ctx, logits.data(), prompt.data(), 1, P, &cache);
+  Sampler sampler(opts.sampler);
+  Rng rng(opts.seed);
+  std::vector<int32_t> out;
+  int32_t next = sampler.sample(logits.data() + (P - 1) * V, V, rng);
+  for (int i = 0; i < opts.max_tokens; ++i) {
+    out.push_back(next);
+    if (on_token) on_token(next);
+    if (i + 1 == opts.max_tokens) break;
+    arena.reset();
+    model.step(ctx, logits.data(), &next, cache);
+    next = sampler.sample(logits.data(), V, rng);
+  }
+  return out;
+}
+
+std::vector<float> score(Model& model, const std::vector<int32_t>& ids, ScoreMode mode) {
+  const int64_t V = model.vocab(), T = int64_t(ids.size());
+  STRATA_CHECK(T > 0, "score: no tokens");
+  std::vector<float> logits(size_t(T * V));
+  Arena arena;
+  Ctx ctx{Device::cpu, &arena, false};
+  if (mode == ScoreMode::forward) {
+    model.forward_logits(ctx, logits.data(), ids.data(), 1, T, nullptr);
+  } else {
+    ModelCache cache = model.allocate_cache(1, T);
+    for (int64_t t = 0; t < T; ++t) {
+      arena.reset();
+      model.step(ctx, logits.data() + t * V, &ids[size_t(t)], cache);
+    }
+  }
+  return logits;
+}
+
+void write_npy(const std::string& path, const std::vector<float>& data, const std::vector<int64_t>& shape) {
+  std::string shp = "(";
+  for (auto d : shape) shp += std::to_string(d) + ",";
+  if (shape.size() > 1) shp.pop_back();
+  shp += ")";
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': " + shp + ", }";
+  // The magic, version, header length and header together are a multiple of 64 bytes, ending in '\n'.
+  size_t total = 10 + header.size() + 1;
+  header.append((64 - total % 64) % 64, ' ');
+  header.push_back('\n');
+  std::ofstream f(path, std::ios::binary);
+  if (!f) throw InputError(fmt::format("cannot write '{}'", path));
+  f.write("\x93NUMPY\x01\x00", 8);
+  uint16_t hl = uint16_t(header.size());
+  f.write(reinterpret_cast<const char*>(&hl), 2);
+  f.write(header.data(), std::streamsize(header.size()));
+  f.write(reinterpret_cast<const char*>(data.data()), std::streamsize(data.size() * sizeof(float)));
+  if (!f) throw InputError(fmt::format("failed writing '{}'", path));
+}
+
+}  // namespace strata

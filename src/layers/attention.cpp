@@ -1,0 +1,206 @@
+// Attention block (pattern char '*'): projections, RoPE, flash attention, output projection.
+// q, k and v are three GEMMs over row blocks of their own weights, so each lands contiguous in the
+// [B, T, H, hd] layout the attention kernels read, with no split copies.
+#include "layers/attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "kernels/cpu/attention.h"
+#include "kernels/cpu/gemm.h"
+#include "kernels/cpu/rope.h"
+#include "kernels/dispatch.h"
+
+namespace strata {
+namespace {
+
+class Attention final : public Block {
+ public:
+  Attention(const ModelConfig& cfg, ParamStore& store, const std::string& prefix)
+      : store_(store),
+        D_(cfg.d_model),
+        Hq_(cfg.attention.heads),
+        Hkv_(cfg.attention.kv_heads),
+        hd_(cfg.attention.head_dim),
+        theta_(cfg.attention.rope_theta) {
+    STRATA_CHECK(D_ > 0, "{}: d_model must be positive (got {})", prefix, D_);
+    STRATA_CHECK(Hq_ > 0 && Hkv_ > 0 && Hq_ % Hkv_ == 0,
+                 "{}: attention.kv_heads ({}) must be positive and divide attention.heads ({}); call resolve()", prefix,
+                 Hkv_, Hq_);
+    STRATA_CHECK(hd_ > 0 && hd_ % 2 == 0, "{}: attention.head_dim must be positive and even for RoPE (got {})", prefix,
+                 hd_);
+    STRATA_CHECK(theta_ > 0, "{}: attention.rope_theta must be positive (got {})", prefix, theta_);
+    const int64_t n_layers = std::max<int64_t>(1, int64_t(cfg.pattern.size()) * cfg.repeat);
+    // GPT-2 scaled init of the projection that writes into the residual stream.
+    const float out_std = cfg.init_std / std::sqrt(2.0f * float(n_layers));
+    wq_ = store.add(prefix + ".q_proj.weight", {Hq_ * hd_, D_}, Init::normal(cfg.init_std), true);
+    wk_ = store.add(prefix + ".k_proj.weight", {Hkv_ * hd_, D_}, Init::normal(cfg.init_std), true);
+    wv_ = store.add(prefix + ".v_proj.weight", {Hkv_ * hd_, D_}, Init::normal(cfg.init_std), true);
+    wo_ = store.add(prefix + ".o_proj.weight", {D_, Hq_ * hd_}, Init::normal(out_std), true);
+  }
+
+  std::string kind() const override { return "attention"; }
+
+  // x[B, T, D] -> y[B, T, D]. Training saves x, post-RoPE q, k, v, the attention output and its
+  // log-sum-exp (backward recomputes the probabilities from them). With a cache (prefill), the
+  // post-RoPE keys and values of all T positions are written to it.
+  void forward(Ctx& ctx, float* y, const float* x, int64_t B, int64_t T, BlockCache* cache) override {
+    STRATA_CHECK(ctx.arena, "attention forward needs ctx.arena");
+    AttentionCache* ac = nullptr;
+    if (cache) {
+      ac = as_cache(cache, B);
+      STRATA_CHECK(ac->pos == 0, "attention prefill needs an empty cache (pos {})", ac->pos);
+      STRATA_CHECK(T <= ac->max_T, "attention prefill of {} tokens into a cache of {}", T, ac->max_T);
+    }
+    saved_.valid = false;
+    const int64_t N = B * T, Cq = Hq_ * hd_, Ck = Hkv_ * hd_;
+    Arena& ar = *ctx.arena;
+    Acts a;
+    a.q = ar.alloc(N * Cq);
+    a.k = ar.alloc(N * Ck);
+    a.v = ar.alloc(N * Ck);
+    a.att = ar.alloc(N * Cq);
+    a.lse = ctx.training ? ar.alloc(B * Hq_ * T) : nullptr;
+    if (ctx.training) {
+      float* xs = ar.alloc(N * D_);
+      if (N) std::memcpy(xs, x, sizeof(float) * N * D_);
+      a.x = xs;
+    } else {
+      a.x = x;
+    }
+    if (N > 0) {
+      STRATA_OP(ctx.device, linear_forward, a.q, a.x, w(wq_), nullptr, N, D_, Cq);
+      STRATA_OP(ctx.device, linear_forward, a.k, a.x, w(wk_), nullptr, N, D_, Ck);
+      STRATA_OP(ctx.device, linear_forward, a.v, a.x, w(wv_), nullptr, N, D_, Ck);
+      STRATA_OP(ctx.device, rope_forward, a.q, a.q, B, T, Hq_, hd_, hd_, 0, theta_);
+      STRATA_OP(ctx.device, rope_forward, a.k, a.k, B, T, Hkv_, hd_, hd_, 0, theta_);
+      STRATA_OP(ctx.device, attention_forward, a.att, a.lse, a.q, a.k, a.v, B, T, T, Hq_, Hkv_, hd_, T * Ck);
+      STRATA_OP(ctx.device, linear_forward, y, a.att, w(wo_), nullptr, N, Cq, D_);
+    }
+    if (ac) {
+      for (int64_t b = 0; b < B && T > 0; ++b) {
+        std::memcpy(ac->k.data() + b * ac->max_T * Ck, a.k + b * T * Ck, sizeof(float) * T * Ck);
+        std::memcpy(ac->v.data() + b * ac->max_T * Ck, a.v + b * T * Ck, sizeof(float) * T * Ck);
+      }
+      ac->pos = T;
+    }
+    if (ctx.training) {
+      saved_ = a;
+      saved_.B = B;
+      saved_.T = T;
+      saved_.valid = true;
+    }
+  }
+
+  // dy[B, T, D] -> dx[B, T, D] (assigned); weight grads accumulated.
+  void backward(Ctx& ctx, float* dx, const float* dy, int64_t B, int64_t T) override {
+    STRATA_CHECK(saved_.valid, "attention backward without a preceding training forward");
+    STRATA_CHECK(B == saved_.B && T == saved_.T, "attention backward for [{}, {}] after a forward of [{}, {}]", B, T,
+                 saved_.B, saved_.T);
+    saved_.valid = false;
+    const Acts& a = saved_;
+    const int64_t N = B * T, Cq = Hq_ * hd_, Ck = Hkv_ * hd_;
+    if (N == 0) return;
+    Arena& ar = *ctx.arena;
+    float* datt = ar.alloc(N * Cq);
+    float* dq = ar.alloc(N * Cq);
+    float* dk = ar.alloc(N * Ck);
+    float* dv = ar.alloc(N * Ck);
+    STRATA_OP(ctx.device, linear_backward, datt, g(wo_), nullptr, dy, a.att, w(wo_), N, Cq, D_, false);
+    STRATA_OP(ctx.device, attention_backward, dq, dk, dv, datt, a.q, a.k, a.v, a.att, a.lse, B, T, Hq_, Hkv_, hd_);
+    // The gradients w.r.t. the pre-RoPE q and k are the inverse rotation of those w.r.t. the rotated ones.
+    STRATA_OP(ctx.device, rope_backward, dq, dq, B, T, Hq_, hd_, hd_, 0, theta_);
+    STRATA_OP(ctx.device, rope_backward, dk, dk, B, T, Hkv_, hd_, hd_, 0, theta_);
+    STRATA_OP(ctx.device, linear_backward, dx, g(wq_), nullptr, dq, a.x, w(wq_), N, D_, Cq, false);
+    STRATA_OP(ctx.device, linear_backward, dx, g(wk_), nullptr, dk, a.x, w(wk_), N, D_, Ck, true);
+    STRATA_OP(ctx.device, linear_backward, dx, g(wv_), nullptr, dv, a.x, w(wv_), N, D_, Ck, true);
+  }
+
+  std::unique_ptr<BlockCache> allocate_cache(int64_t B, int64_t max_T) const override {
+    STRATA_CHECK(B >= 0 && max_T >= 0, "attention cache for batch {} and {} tokens", B, max_T);
+    auto c = std::make_unique<AttentionCache>();
+    c->batch = B;
+    c->max_T = max_T;
+    c->k.assign(size_t(B * max_T * Hkv_ * hd_), 0.0f);
+    c->v.assign(size_t(B * max_T * Hkv_ * hd_), 0.0f);
+    return c;
+  }
+
+  // x[B, D] -> y[B, D]: the token at position cache->pos. Its rotated key and value are appended to
+  // the cache, then its query attends over the pos + 1 cached positions. Temporaries come from
+  // ctx.arena; any saved training state is left alone.
+  void step(Ctx& ctx, float* y, const float* x, int64_t B, BlockCache* cache) override {
+    STRATA_CHECK(ctx.arena, "attention step needs ctx.arena");
+    STRATA_CHECK(cache, "attention step needs a cache (allocate_cache)");
+    AttentionCache* ac = as_cache(cache, B);
+    const int64_t pos = ac->pos;
+    STRATA_CHECK(pos < ac->max_T, "attention cache full: step at position {} of a cache for {} tokens", pos,
+                 ac->max_T);
+    const int64_t Cq = Hq_ * hd_, Ck = Hkv_ * hd_;
+    Arena& ar = *ctx.arena;
+    float* q = ar.alloc(B * Cq);
+    float* k = ar.alloc(B * Ck);
+    float* v = ar.alloc(B * Ck);
+    float* att = ar.alloc(B * Cq);
+    STRATA_OP(ctx.device, linear_forward, q, x, w(wq_), nullptr, B, D_, Cq);
+    STRATA_OP(ctx.device, linear_forward, k, x, w(wk_), nullptr, B, D_, Ck);
+    STRATA_OP(ctx.device, linear_forward, v, x, w(wv_), nullptr, B, D_, Ck);
+    // One token per sequence at the same position: [B, 1, H, hd] with pos0 = pos.
+    STRATA_OP(ctx.device, rope_forward, q, q, B, 1, Hq_, hd_, hd_, pos, theta_);
+    STRATA_OP(ctx.device, rope_forward, k, k, B, 1, Hkv_, hd_, hd_, pos, theta_);
+    const int64_t bstride = ac->max_T * Ck;
+    for (int64_t b = 0; b < B; ++b) {
+      std::memcpy(ac->k.data() + b * bstride + pos * Ck, k + b * Ck, sizeof(float) * Ck);
+      std::memcpy(ac->v.data() + b * bstride + pos * Ck, v + b * Ck, sizeof(float) * Ck);
+    }
+    STRATA_OP(ctx.device, attention_forward, att, nullptr, q, ac->k.data(), ac->v.data(), B, 1, pos + 1, Hq_, Hkv_,
+              hd_, bstride);
+    STRATA_OP(ctx.device, linear_forward, y, att, w(wo_), nullptr, B, Cq, D_);
+    ac->pos = pos + 1;
+  }
+
+  // Multiply-adds x2 per token: the four projections, plus q.k and p.v over the keys a token sees,
+  // averaged over a causal sequence of T tokens ((T + 1) / 2 keys), as the kernels compute them.
+  double flops_per_token(int64_t T) const override {
+    const double proj = 2.0 * double(D_) * double(hd_) * double(2 * Hq_ + 2 * Hkv_);
+    return proj + 2.0 * 2.0 * double(Hq_) * double(hd_) * (double(T) + 1.0) / 2.0;
+  }
+  int64_t cache_bytes_per_token() const override { return int64_t(sizeof(float)) * 2 * Hkv_ * hd_; }
+
+ private:
+  struct Acts {
+    const float* x = nullptr;            // block input [N, D]
+    float *q = nullptr, *att = nullptr;  // [N, Hq*hd] (q after RoPE)
+    float *k = nullptr, *v = nullptr;    // [N, Hkv*hd] (k after RoPE)
+    float* lse = nullptr;                // [B, Hq, T]
+    int64_t B = 0, T = 0;
+    bool valid = false;
+  };
+
+  const float* w(ParamRef r) const { return store_.data(r); }
+  float* g(ParamRef r) { return store_.grad(r); }
+
+  AttentionCache* as_cache(BlockCache* cache, int64_t B) const {
+    auto* ac = dynamic_cast<AttentionCache*>(cache);
+    STRATA_CHECK(ac, "attention given a cache of another block kind");
+    STRATA_CHECK(ac->batch == B, "attention cache for batch {} used with batch {}", ac->batch, B);
+    STRATA_CHECK(int64_t(ac->k.size()) == B * ac->max_T * Hkv_ * hd_, "attention cache of another shape");
+    return ac;
+  }
+
+  ParamStore& store_;
+  int64_t D_, Hq_, Hkv_, hd_;
+  float theta_;
+  ParamRef wq_, wk_, wv_, wo_;
+  Acts saved_;
+};
+
+}  // namespace
+
+std::unique_ptr<Block> make_attention(const ModelConfig& cfg, ParamStore& store, const std::string& prefix) {
+  return std::make_unique<Attention>(cfg, store, prefix);
+}
+
+}  // namespace strata

@@ -1,0 +1,28 @@
+#pragma once
+// Causal self-attention block (pattern char '*'), Llama style: no biases, RoPE on q and k over the
+// whole head (Hugging Face rotate_half convention), MHA / GQA / MQA by attention.kv_heads.
+//   q = x Wq^T, k = x Wk^T, v = x Wv^T;  q, k = rope(q, k);  y = attention(q, k, v) Wo^T
+// The cache holds the post-RoPE keys and values of every position seen so far.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "layers/block.h"
+
+namespace strata {
+
+// Decode state of one attention block for `batch` sequences of up to `max_T` tokens. Public so
+// that tests and tools can inspect it; the engine treats it as an opaque BlockCache.
+struct AttentionCache final : BlockCache {
+  int64_t batch = 0, max_T = 0;
+  std::vector<float> k, v;  // [B, max_T, Hkv, hd] each, post-RoPE; positions >= pos are unused
+  int64_t bytes() const override { return int64_t(sizeof(float) * (k.size() + v.size())); }
+};
+
+// Parameters under `prefix` ("layers.{i}.self_attn"), Hugging Face LlamaAttention names, with
+// hd = attention.head_dim, Hq = attention.heads, Hkv = attention.kv_heads:
+//   q_proj.weight [Hq*hd, D], k_proj.weight [Hkv*hd, D], v_proj.weight [Hkv*hd, D], o_proj.weight [D, Hq*hd].
+std::unique_ptr<Block> make_attention(const ModelConfig& cfg, ParamStore& store, const std::string& prefix);
+
+}  // namespace strata

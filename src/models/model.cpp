@@ -1,0 +1,206 @@
+#include "models/model.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "kernels/cpu/embedding.h"
+#include "kernels/cpu/gemm.h"
+#include "kernels/cpu/loss.h"
+#include "kernels/cpu/norm.h"
+#include "kernels/dispatch.h"
+
+namespace strata {
+
+int64_t ModelCache::bytes() const {
+  int64_t b = 0;
+  for (auto& c : blocks)
+    if (c) b += c->bytes();
+  return b;
+}
+
+Model::Model(const ModelConfig& cfg, uint64_t seed) : cfg_(cfg) {
+  resolve(cfg_);
+  const int64_t D = cfg_.d_model, V = cfg_.vocab_size;
+  embed_ = params_.add("embed_tokens.weight", {V, D}, Init::normal(cfg_.init_std), true);
+  std::string pattern = layer_pattern();
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    std::string prefix = "layers." + std::to_string(i);
+    Layer l;
+    l.kind = pattern[i];
+    l.norm = params_.add(prefix + ".norm.weight", {D}, Init::constant(1.0f), false);
+    l.block = make_block(l.kind, cfg_, params_, prefix);
+    layers_.push_back(std::move(l));
+  }
+  final_norm_ = params_.add("norm_f.weight", {D}, Init::constant(1.0f), false);
+  if (!cfg_.tie_embeddings) head_ = params_.add("lm_head.weight", {V, D}, Init::normal(cfg_.init_std), true);
+  params_.allocate(seed);
+}
+
+std::string Model::layer_pattern() const {
+  std::string p;
+  for (int r = 0; r < cfg_.repeat; ++r) p += cfg_.pattern;
+  return p;
+}
+
+void Model::head_forward(float* logits, const float* hn, int64_t N) const {
+  const float* w = params_.data(head_.valid() ? head_ : embed_);
+  cpu::linear_forward(logits, hn, w, nullptr, N, cfg_.d_model, cfg_.vocab_size);
+}
+
+// x[B, T, D] is the residual stream, updated in place through every layer. When `save`, each
+// layer's input, normed input and rstd are kept in the arena for backward.
+void Model::run_trunk(Ctx& ctx, float* x, int64_t B, int64_t T, ModelCache* cache, bool save) {
+  const int64_t D = cfg_.d_model, N = B * T;
+  Arena& A = *ctx.arena;
+  float* normed = A.alloc(N * D);
+  float* rstd = A.alloc(N);
+  float* y = A.alloc(N * D);
+  if (save) {
+    saved_.resid.clear();
+    saved_.normed.clear();
+    saved_.rstd.clear();
+  }
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    auto& L = layers_[l];
+    if (save) {
+      float* keep = A.alloc(N * D);
+      std::memcpy(keep, x, sizeof(float) * N * D);
+      saved_.resid.push_back(keep);
+      normed = A.alloc(N * D);
+      rstd = A.alloc(N);
+      saved_.normed.push_back(normed);
+      saved_.rstd.push_back(rstd);
+    }
+    STRATA_OP(ctx.device, rmsnorm_forward, normed, rstd, x, params_.data(L.norm), N, D, cfg_.norm_eps);
+    L.block->forward(ctx, y, normed, B, T, cache ? cache->blocks[l].get() : nullptr);
+    for (int64_t i = 0; i < N * D; ++i) x[i] += y[i];
+  }
+}
+
+float Model::forward_loss(Ctx& ctx, const int32_t* ids, const int32_t* targets, int64_t B, int64_t T) {
+  STRATA_CHECK(ctx.training, "forward_loss needs ctx.training (it saves activations for backward)");
+  const int64_t D = cfg_.d_model, V = cfg_.vocab_size, N = B * T;
+  Arena& A = *ctx.arena;
+  int32_t* ids_keep = A.alloc_int(N);
+  int32_t* tgt_keep = A.alloc_int(N);
+  std::memcpy(ids_keep, ids, sizeof(int32_t) * N);
+  std::memcpy(tgt_keep, targets, sizeof(int32_t) * N);
+  float* x = A.alloc(N * D);
+  STRATA_OP(ctx.device, embedding_forward, x, params_.data(embed_), ids, N, V, D);
+  run_trunk(ctx, x, B, T, nullptr, true);
+  saved_.resid.push_back(x);  // the trunk output, input of the final norm
+  saved_.final_normed = A.alloc(N * D);
+  saved_.final_rstd = A.alloc(N);
+  STRATA_OP(ctx.device, rmsnorm_forward, saved_.final_normed, saved_.final_rstd, x, params_.data(final_norm_), N, D,
+            cfg_.norm_eps);
+  saved_.dlogits = A.alloc(N * V);
+  head_forward(saved_.dlogits, saved_.final_normed, N);
+  float* losses = A.alloc(N);
+  int64_t counted = 0;
+  for (int64_t i = 0; i < N; ++i) counted += targets[i] >= 0;
+  // The gradient is computed in place over the logits now, while they are hot in cache; backward
+  // only rescales it.
+  float loss = cpu::softmax_xent_forward_backward(losses, saved_.dlogits, saved_.dlogits, targets, N, V,
+                                                  counted ? 1.0f / float(counted) : 0.0f);
+  aux_loss_ = 0.0;
+  for (auto& L : layers_) aux_loss_ += L.block->aux_loss();
+  saved_.valid = true;
+  saved_.B = B;
+  saved_.T = T;
+  saved_.ids = ids_keep;
+  return loss;
+}
+
+void Model::backward(Ctx& ctx, float loss_scale) {
+  STRATA_CHECK(saved_.valid, "Model::backward without a preceding forward_loss");
+  saved_.valid = false;
+  const int64_t D = cfg_.d_model, V = cfg_.vocab_size, N = saved_.B * saved_.T;
+  Arena& A = *ctx.arena;
+  float* dlogits = saved_.dlogits;
+  if (loss_scale != 1.0f)
+    for (int64_t i = 0; i < N * V; ++i) dlogits[i] *= loss_scale;
+  ParamRef head = head_.valid() ? head_ : embed_;
+  float* dnormed = A.alloc(N * D);
+  STRATA_OP(ctx.device, linear_backward, dnormed, params_.grad(head), nullptr, dlogits, saved_.final_normed,
+            params_.data(head), N, D, V, false);
+  float* dx = A.alloc(N * D);
+  STRATA_OP(ctx.device, rmsnorm_backward, dx, params_.grad(final_norm_), dnormed, saved_.resid.back(),
+            params_.data(final_norm_), saved_.final_rstd, N, D);
+  float* dxn = A.alloc(N * D);
+  for (int64_t l = int64_t(layers_.size()) - 1; l >= 0; --l) {
+    auto& L = layers_[l];
+    // dx is the gradient of the residual stream after layer l; the block's output joins it by
+    // addition, so dy = dx; its input gradient flows back through the norm and adds to dx.
+    L.block->backward(ctx, dnormed, dx, saved_.B, saved_.T);
+    STRATA_OP(ctx.device, rmsnorm_backward, dxn, params_.grad(L.norm), dnormed, saved_.resid[l],
+              params_.data(L.norm), saved_.rstd[l], N, D);
+    for (int64_t i = 0; i < N * D; ++i) dx[i] += dxn[i];
+  }
+  STRATA_OP(ctx.device, embedding_backward, params_.grad(embed_), dx, saved_.ids, N, D);
+}
+
+void Model::forward_logits(Ctx& ctx, float* logits, const int32_t* ids, int64_t B, int64_t T, ModelCache* cache) {
+  const int64_t D = cfg_.d_model, V = cfg_.vocab_size, N = B * T;
+  if (cache) {
+    STRATA_CHECK(cache->pos == 0, "prefill needs an empty cache (pos {})", cache->pos);
+    STRATA_CHECK(cache->batch == B && T <= cache->max_T, "prefill of [{}, {}] into a cache for [{}, {}]", B, T,
+                 cache->batch, cache->max_T);
+  }
+  bool was_training = ctx.training;
+  ctx.training = false;
+  Arena& A = *ctx.arena;
+  float* x = A.alloc(N * D);
+  STRATA_OP(ctx.device, embedding_forward, x, params_.data(embed_), ids, N, V, D);
+  run_trunk(ctx, x, B, T, cache, false);
+  float* hn = A.alloc(N * D);
+  float* rstd = A.alloc(N);
+  STRATA_OP(ctx.device, rmsnorm_forward, hn, rstd, x, params_.data(final_norm_), N, D, cfg_.norm_eps);
+  head_forward(logits, hn, N);
+  ctx.training = was_training;
+  if (cache) cache->pos = T;
+}
+
+void Model::step(Ctx& ctx, float* logits, const int32_t* ids, ModelCache& cache) {
+  const int64_t D = cfg_.d_model, V = cfg_.vocab_size, B = cache.batch;
+  STRATA_CHECK(cache.pos < cache.max_T, "cache full: {} tokens", cache.max_T);
+  Arena& A = *ctx.arena;
+  float* x = A.alloc(B * D);
+  float* normed = A.alloc(B * D);
+  float* rstd = A.alloc(B);
+  float* y = A.alloc(B * D);
+  STRATA_OP(ctx.device, embedding_forward, x, params_.data(embed_), ids, B, V, D);
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    auto& L = layers_[l];
+    STRATA_OP(ctx.device, rmsnorm_forward, normed, rstd, x, params_.data(L.norm), B, D, cfg_.norm_eps);
+    L.block->step(ctx, y, normed, B, cache.blocks[l].get());
+    for (int64_t i = 0; i < B * D; ++i) x[i] += y[i];
+  }
+  STRATA_OP(ctx.device, rmsnorm_forward, normed, rstd, x, params_.data(final_norm_), B, D, cfg_.norm_eps);
+  head_forward(logits, normed, B);
+  ++cache.pos;
+}
+
+ModelCache Model::allocate_cache(int64_t B, int64_t max_T) const {
+  ModelCache c;
+  c.batch = B;
+  c.max_T = max_T;
+  for (auto& L : layers_) c.blocks.push_back(L.block->allocate_cache(B, max_T));
+  return c;
+}
+
+float Model::eval_loss(Ctx& ctx, const int32_t* ids, const int32_t* targets, int64_t B, int64_t T) {
+  const int64_t N = B * T, V = cfg_.vocab_size;
+  float* logits = ctx.arena->alloc(N * V);
+  float* losses = ctx.arena->alloc(N);
+  forward_logits(ctx, logits, ids, B, T, nullptr);
+  return cpu::softmax_xent_forward(losses, logits, targets, N, V);
+}
+
+double Model::flops_per_token(int64_t T) const {
+  double f = 2.0 * cfg_.d_model * cfg_.vocab_size;  // head
+  for (auto& L : layers_) f += L.block->flops_per_token(T);
+  return f;
+}
+
+}  // namespace strata

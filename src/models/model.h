@@ -1,0 +1,77 @@
+#pragma once
+// Model = embedding -> layers (each: RMSNorm -> block -> residual add) -> final RMSNorm -> head.
+// The layer list is the config's pattern string repeated `repeat` times.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/arena.h"
+#include "core/params.h"
+#include "layers/block.h"
+#include "models/config.h"
+
+namespace strata {
+
+struct ModelCache {
+  std::vector<std::unique_ptr<BlockCache>> blocks;  // one per layer (null for stateless blocks)
+  int64_t batch = 0, max_T = 0, pos = 0;
+  int64_t bytes() const;
+};
+
+class Model {
+ public:
+  explicit Model(const ModelConfig& cfg, uint64_t seed = 1);
+
+  struct Layer {
+    char kind;
+    ParamRef norm;
+    std::unique_ptr<Block> block;
+  };
+
+  const ModelConfig& config() const { return cfg_; }
+  ParamStore& params() { return params_; }
+  const ParamStore& params() const { return params_; }
+  const std::vector<Layer>& layers() const { return layers_; }
+  std::string layer_pattern() const;  // the expanded pattern, one char per layer
+
+  // Training: ids, targets[B, T] -> mean cross-entropy (targets < 0 ignored). Keeps activations in
+  // ctx.arena for backward(). aux_loss() then holds the sum of the blocks' auxiliary losses.
+  float forward_loss(Ctx& ctx, const int32_t* ids, const int32_t* targets, int64_t B, int64_t T);
+  // Accumulates parameter grads of (loss * loss_scale + aux losses). Needs forward_loss first.
+  void backward(Ctx& ctx, float loss_scale = 1.0f);
+  double aux_loss() const { return aux_loss_; }
+
+  // Inference: ids[B, T] -> logits[B, T, V]. With a cache (empty), fills it (prefill).
+  void forward_logits(Ctx& ctx, float* logits, const int32_t* ids, int64_t B, int64_t T, ModelCache* cache);
+  // One token per sequence: ids[B] -> logits[B, V]; advances the cache.
+  void step(Ctx& ctx, float* logits, const int32_t* ids, ModelCache& cache);
+  ModelCache allocate_cache(int64_t B, int64_t max_T) const;
+
+  // Mean cross-entropy without saving activations (evaluation).
+  float eval_loss(Ctx& ctx, const int32_t* ids, const int32_t* targets, int64_t B, int64_t T);
+
+  int64_t vocab() const { return cfg_.vocab_size; }
+  double flops_per_token(int64_t T) const;  // forward only
+
+ private:
+  void run_trunk(Ctx& ctx, float* x, int64_t B, int64_t T, ModelCache* cache, bool save);
+  void head_forward(float* logits, const float* hn, int64_t N) const;
+
+  ModelConfig cfg_;
+  ParamStore params_;
+  ParamRef embed_, final_norm_, head_;  // head_ invalid when tied to the embedding
+  std::vector<Layer> layers_;
+
+  // Saved by forward_loss for backward.
+  struct Saved {
+    bool valid = false;
+    int64_t B = 0, T = 0;
+    const int32_t* ids = nullptr;
+    std::vector<float*> resid;  // input of each layer [B*T*D], plus the trunk output at the end
+    std::vector<float*> normed, rstd;
+    float *final_normed = nullptr, *final_rstd = nullptr, *dlogits = nullptr;
+  } saved_;
+  double aux_loss_ = 0.0;
+};
+
+}  // namespace strata

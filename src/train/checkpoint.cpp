@@ -1,0 +1,502 @@
+#include "train/checkpoint.h"
+
+#include <fcntl.h>
+#include <hdf5.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <set>
+
+#include "core/error.h"
+#include "train/crc32c.h"
+
+#ifndef STRATA_VERSION
+#define STRATA_VERSION "dev"
+#endif
+#ifndef STRATA_GIT_COMMIT
+#define STRATA_GIT_COMMIT "unknown"
+#endif
+
+namespace fs = std::filesystem;
+
+namespace strata {
+
+namespace {
+
+// ---- HDF5 plumbing ---------------------------------------------------------------------------
+
+// Owns one hid_t; every exit path (including exceptions) releases it, so a failed save never leaves
+// the .tmp open and a failed load never leaks handles.
+class H5Obj {
+ public:
+  H5Obj() = default;
+  H5Obj(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
+  H5Obj(H5Obj&& o) noexcept : id_(o.id_), close_(o.close_) { o.id_ = H5I_INVALID_HID; }
+  H5Obj& operator=(H5Obj&& o) noexcept {
+    std::swap(id_, o.id_);
+    std::swap(close_, o.close_);
+    return *this;
+  }
+  H5Obj(const H5Obj&) = delete;
+  H5Obj& operator=(const H5Obj&) = delete;
+  ~H5Obj() { close(); }
+  herr_t close() {
+    herr_t r = 0;
+    if (id_ >= 0 && close_) r = close_(id_);
+    id_ = H5I_INVALID_HID;
+    return r;
+  }
+  hid_t get() const { return id_; }
+  bool ok() const { return id_ >= 0; }
+
+ private:
+  hid_t id_ = H5I_INVALID_HID;
+  herr_t (*close_)(hid_t) = nullptr;
+};
+
+// HDF5 prints its whole error stack to stderr by default; we turn failures into one exception with
+// the innermost HDF5 message instead. Restored on exit so other HDF5 users keep their setting.
+class QuietHdf5 {
+ public:
+  QuietHdf5() {
+    H5Eget_auto2(H5E_DEFAULT, &func_, &data_);
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  }
+  ~QuietHdf5() { H5Eset_auto2(H5E_DEFAULT, func_, data_); }
+  QuietHdf5(const QuietHdf5&) = delete;
+  QuietHdf5& operator=(const QuietHdf5&) = delete;
+
+ private:
+  H5E_auto2_t func_ = nullptr;
+  void* data_ = nullptr;
+};
+
+// The most specific message on the current HDF5 error stack, as " (HDF5: ...)", or "".
+std::string hdf5_reason() {
+  std::string msg;
+  H5Ewalk2(
+      H5E_DEFAULT, H5E_WALK_UPWARD,
+      [](unsigned n, const H5E_error2_t* e, void* out) -> herr_t {
+        if (n == 0 && e->desc) *static_cast<std::string*>(out) = e->desc;
+        return 0;
+      },
+      &msg);
+  return msg.empty() ? "" : " (HDF5: " + msg + ")";
+}
+
+hid_t make_fapl() {
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  if (fapl < 0) return fapl;
+  // v2 superblock and object headers carry checksums, so corrupt metadata fails loudly on open;
+  // raw data is covered by our per-dataset CRC32C.
+  H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST);
+  // Close the file for real on H5Fclose, before we fsync and rename it.
+  H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
+#if H5_VERSION_GE(1, 10, 7)
+  // Cluster file systems without flock support would otherwise refuse to open anything.
+  H5Pset_file_locking(fapl, true, true);
+#endif
+  return fapl;
+}
+
+template <class T> struct IntType;
+template <> struct IntType<int64_t> {
+  static hid_t file() { return H5T_STD_I64LE; }
+  static hid_t mem() { return H5T_NATIVE_INT64; }
+};
+template <> struct IntType<uint64_t> {
+  static hid_t file() { return H5T_STD_U64LE; }
+  static hid_t mem() { return H5T_NATIVE_UINT64; }
+};
+template <> struct IntType<uint32_t> {
+  static hid_t file() { return H5T_STD_U32LE; }
+  static hid_t mem() { return H5T_NATIVE_UINT32; }
+};
+
+// ---- save --------------------------------------------------------------------------------------
+
+struct Saver {
+  const std::string& path;  // the final path, for messages
+
+  [[noreturn]] void fail(const std::string& what) const {
+    throw Error(fmt::format("saving checkpoint '{}': {}{}", path, what, hdf5_reason()));
+  }
+  void check(herr_t r, const std::string& what) const {
+    if (r < 0) fail(what);
+  }
+  H5Obj check(hid_t id, herr_t (*close)(hid_t), const std::string& what) const {
+    if (id < 0) fail(what);
+    return H5Obj(id, close);
+  }
+
+  template <class T> void int_attr(hid_t obj, const char* name, T v) const {
+    H5Obj space = check(H5Screate(H5S_SCALAR), H5Sclose, "H5Screate");
+    H5Obj a = check(H5Acreate2(obj, name, IntType<T>::file(), space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose,
+                    fmt::format("creating attribute '{}'", name));
+    check(H5Awrite(a.get(), IntType<T>::mem(), &v), fmt::format("writing attribute '{}'", name));
+  }
+
+  // Fixed-length, not variable-length: vlen strings live in HDF5's global heap, which has no
+  // checksum, and a corrupt global heap can make HDF5 loop forever on read. A fixed-length value is
+  // stored in the attribute message itself (checksummed object header, or the checksummed dense
+  // attribute heap when large). h5py reads it as bytes.
+  void string_attr(hid_t obj, const char* name, const std::string& v) const {
+    H5Obj type = check(H5Tcopy(H5T_C_S1), H5Tclose, "H5Tcopy");
+    check(H5Tset_size(type.get(), std::max<size_t>(v.size(), 1)), "H5Tset_size");  // size 0 is invalid
+    check(H5Tset_strpad(type.get(), H5T_STR_NULLPAD), "H5Tset_strpad");
+    check(H5Tset_cset(type.get(), H5T_CSET_UTF8), "H5Tset_cset");
+    H5Obj space = check(H5Screate(H5S_SCALAR), H5Sclose, "H5Screate");
+    H5Obj a = check(H5Acreate2(obj, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose,
+                    fmt::format("creating attribute '{}'", name));
+    std::string padded = v.empty() ? std::string(1, '\0') : v;
+    check(H5Awrite(a.get(), type.get(), padded.data()), fmt::format("writing attribute '{}'", name));
+  }
+
+  // Groups remember creation order so that a load returns the tensors in the order they were saved.
+  H5Obj ordered_group(hid_t parent, const char* name) const {
+    H5Obj gcpl = check(H5Pcreate(H5P_GROUP_CREATE), H5Pclose, "H5Pcreate");
+    check(H5Pset_link_creation_order(gcpl.get(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED), "creation order");
+    return check(H5Gcreate2(parent, name, H5P_DEFAULT, gcpl.get(), H5P_DEFAULT), H5Gclose,
+                 fmt::format("creating group '{}'", name));
+  }
+
+  void dataset(hid_t group, const std::string& gpath, const ArrayView& a) const {
+    std::vector<hsize_t> dims(a.shape.begin(), a.shape.end());
+    int64_t n = 1;
+    for (auto d : a.shape) n *= d;
+    H5Obj space = a.shape.empty() ? check(H5Screate(H5S_SCALAR), H5Sclose, "H5Screate")
+                                  : check(H5Screate_simple(int(dims.size()), dims.data(), nullptr), H5Sclose, "H5Screate_simple");
+    std::string where = gpath + "/" + a.name;
+    H5Obj ds = check(H5Dcreate2(group, a.name.c_str(), H5T_IEEE_F32LE, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                     H5Dclose, fmt::format("creating dataset '{}'", where));
+    if (n > 0) check(H5Dwrite(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, a.data), fmt::format("writing dataset '{}'", where));
+    int_attr<uint32_t>(ds.get(), "crc32c", crc32c(a.data, size_t(n) * sizeof(float)));
+  }
+
+  void group_of(hid_t parent, const char* name, const std::string& gpath, const std::vector<ArrayView>& arrays) const {
+    H5Obj g = ordered_group(parent, name);
+    for (auto& a : arrays) dataset(g.get(), gpath, a);
+  }
+
+  // Writes the whole file at `tmp` and closes it; durability (fsync) is the caller's.
+  void write(const std::string& tmp, const CheckpointView& ck) const {
+    H5Obj fapl = check(make_fapl(), H5Pclose, "H5Pcreate");
+    H5Obj file = check(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose,
+                       fmt::format("creating '{}'", tmp));
+    hid_t root = file.get();
+    int_attr<int64_t>(root, "format_version", kCheckpointFormatVersion);
+    string_attr(root, "strata_version", STRATA_VERSION);
+    string_attr(root, "git_commit", STRATA_GIT_COMMIT);
+    string_attr(root, "config", ck.config_yaml);
+    // The string lives in HDF5's global heap, which has no checksum of its own.
+    int_attr<uint32_t>(root, "config_crc32c", crc32c(ck.config_yaml.data(), ck.config_yaml.size()));
+    group_of(root, "params", "/params", ck.params);
+    {
+      H5Obj optim = check(H5Gcreate2(root, "optim", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, "creating group 'optim'");
+      group_of(optim.get(), "m", "/optim/m", ck.adam_m);
+      group_of(optim.get(), "v", "/optim/v", ck.adam_v);
+    }
+    {
+      H5Obj state = check(H5Gcreate2(root, "state", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, "creating group 'state'");
+      visit_fields(ck.state, [&](const char* name, auto v) { int_attr(state.get(), name, v); });
+    }
+    check(H5Fflush(root, H5F_SCOPE_GLOBAL), "H5Fflush");
+    // Closing writes the final superblock/EOF; an error here means the file is incomplete.
+    check(file.close(), fmt::format("closing '{}'", tmp));
+  }
+};
+
+void validate(const std::string& path, const CheckpointView& ck) {
+  auto bad = [&](const std::string& why) { throw Error(fmt::format("saving checkpoint '{}': {}", path, why)); };
+  if (ck.config_yaml.find('\0') != std::string::npos) bad("the config text contains a NUL byte");
+  std::set<std::string> seen;
+  for (auto& a : ck.params) {
+    if (a.name.empty() || a.name == "." || a.name.find('/') != std::string::npos)
+      bad(fmt::format("invalid tensor name '{}' (must be non-empty and contain no '/')", a.name));
+    if (!seen.insert(a.name).second) bad(fmt::format("duplicate tensor name '{}'", a.name));
+    int64_t n = 1;
+    for (auto d : a.shape) {
+      if (d < 0) bad(fmt::format("tensor '{}' has negative shape {}", a.name, shape_str(a.shape)));
+      n *= d;
+    }
+    if (n > 0 && !a.data) bad(fmt::format("tensor '{}' has no data", a.name));
+  }
+  for (auto* opt : {&ck.adam_m, &ck.adam_v}) {
+    if (opt->empty()) continue;  // a weights-only checkpoint
+    if (opt->size() != ck.params.size()) bad(fmt::format("optimizer state has {} tensors, params {}", opt->size(), ck.params.size()));
+    for (size_t i = 0; i < opt->size(); ++i) {
+      auto& o = (*opt)[i];
+      if (o.name != ck.params[i].name || o.shape != ck.params[i].shape)
+        bad(fmt::format("optimizer tensor {} ('{}' {}) does not mirror param '{}' {}", i, o.name, shape_str(o.shape),
+                        ck.params[i].name, shape_str(ck.params[i].shape)));
+      int64_t n = 1;
+      for (auto d : o.shape) n *= d;
+      if (n > 0 && !o.data) bad(fmt::format("optimizer tensor '{}' has no data", o.name));
+    }
+  }
+}
+
+void fsync_path(const std::string& p, bool directory) {
+  int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC | (directory ? O_DIRECTORY : 0));
+  if (fd < 0) throw Error(fmt::format("fsync: cannot open '{}': {}", p, std::strerror(errno)));
+  int r = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  // Some file systems do not support fsync on directories (EINVAL); the rename is still atomic.
+  if (r != 0 && !(directory && err == EINVAL)) throw Error(fmt::format("fsync '{}' failed: {}", p, std::strerror(err)));
+}
+
+// ---- load --------------------------------------------------------------------------------------
+
+struct Loader {
+  const std::string& path;
+  bool keep;                   // false: verify only, one dataset in memory at a time
+  std::vector<float> scratch;  // reused across datasets when !keep
+  H5Obj file;
+
+  [[noreturn]] void fail(const std::string& why) const {
+    throw InputError(fmt::format("checkpoint '{}': {}", path, why));
+  }
+
+  H5Obj open_attr(hid_t obj, const char* name, const std::string& where) const {
+    htri_t exists = H5Aexists(obj, name);
+    if (exists <= 0) fail(fmt::format("missing attribute '{}' on {}{}", name, where, exists < 0 ? hdf5_reason() : ""));
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    if (a < 0) fail(fmt::format("cannot open attribute '{}' on {}{}", name, where, hdf5_reason()));
+    H5Obj attr(a, H5Aclose);
+    H5Obj space(H5Aget_space(a), H5Sclose);
+    if (!space.ok() || H5Sget_simple_extent_npoints(space.get()) != 1) fail(fmt::format("attribute '{}' on {} is not a scalar", name, where));
+    return attr;
+  }
+
+  template <class T> T int_attr(hid_t obj, const char* name, const std::string& where) const {
+    H5Obj a = open_attr(obj, name, where);
+    H5Obj type(H5Aget_type(a.get()), H5Tclose);
+    if (!type.ok() || H5Tget_class(type.get()) != H5T_INTEGER) fail(fmt::format("attribute '{}' on {} is not an integer", name, where));
+    T v{};
+    if (H5Aread(a.get(), IntType<T>::mem(), &v) < 0) fail(fmt::format("cannot read attribute '{}' on {}{}", name, where, hdf5_reason()));
+    return v;
+  }
+
+  std::string string_attr(hid_t obj, const char* name, const std::string& where) const {
+    H5Obj a = open_attr(obj, name, where);
+    H5Obj type(H5Aget_type(a.get()), H5Tclose);
+    if (!type.ok() || H5Tget_class(type.get()) != H5T_STRING) fail(fmt::format("attribute '{}' on {} is not a string", name, where));
+    auto unreadable = [&] { fail(fmt::format("cannot read attribute '{}' on {}{}", name, where, hdf5_reason())); };
+    // Only fixed-length strings: see Saver::string_attr for why variable-length ones are not read.
+    if (H5Tis_variable_str(type.get()) != 0) fail(fmt::format("attribute '{}' on {} is a variable-length string", name, where));
+    size_t size = H5Tget_size(type.get());
+    std::string s(size, '\0');
+    if (size > 0 && H5Aread(a.get(), type.get(), s.data()) < 0) unreadable();
+    s.resize(std::strlen(s.c_str()));
+    return s;
+  }
+
+  // Reads every dataset of a group in creation order (name order for files written by other tools).
+  std::vector<NamedArray> group(const std::string& gpath) {
+    if (H5Lexists(file.get(), gpath.c_str(), H5P_DEFAULT) <= 0) fail(fmt::format("missing group '{}'", gpath));
+    H5Obj g(H5Gopen2(file.get(), gpath.c_str(), H5P_DEFAULT), H5Gclose);
+    if (!g.ok()) fail(fmt::format("cannot open group '{}'{}", gpath, hdf5_reason()));
+    H5G_info_t info;
+    if (H5Gget_info(g.get(), &info) < 0) fail(fmt::format("cannot read group '{}'{}", gpath, hdf5_reason()));
+    H5_index_t index = H5_INDEX_NAME;
+    {
+      H5Obj gcpl(H5Gget_create_plist(g.get()), H5Pclose);
+      unsigned flags = 0;
+      if (gcpl.ok() && H5Pget_link_creation_order(gcpl.get(), &flags) >= 0 && (flags & H5P_CRT_ORDER_INDEXED)) index = H5_INDEX_CRT_ORDER;
+    }
+    std::vector<NamedArray> out;
+    out.reserve(size_t(info.nlinks));
+    for (hsize_t i = 0; i < info.nlinks; ++i) {
+      ssize_t len = H5Lget_name_by_idx(g.get(), ".", index, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
+      if (len < 0) fail(fmt::format("cannot list group '{}'{}", gpath, hdf5_reason()));
+      std::string name(size_t(len), '\0');
+      H5Lget_name_by_idx(g.get(), ".", index, H5_ITER_INC, i, name.data(), size_t(len) + 1, H5P_DEFAULT);
+      out.push_back(dataset(g.get(), gpath, name));
+    }
+    return out;
+  }
+
+  NamedArray dataset(hid_t g, const std::string& gpath, const std::string& name) {
+    std::string where = gpath + "/" + name;
+    // H5Oopen + H5Iget_type instead of H5Oget_info, whose signature differs between HDF5 1.10 and 1.12.
+    H5Obj ds(H5Oopen(g, name.c_str(), H5P_DEFAULT), H5Oclose);
+    if (!ds.ok()) fail(fmt::format("cannot open '{}'{}", where, hdf5_reason()));
+    if (H5Iget_type(ds.get()) != H5I_DATASET) fail(fmt::format("'{}' is not a dataset", where));
+    H5Obj type(H5Dget_type(ds.get()), H5Tclose);
+    if (!type.ok() || H5Tget_class(type.get()) != H5T_FLOAT || H5Tget_size(type.get()) != 4)
+      fail(fmt::format("dataset '{}' is not float32", where));
+    H5Obj space(H5Dget_space(ds.get()), H5Sclose);
+    int rank = space.ok() ? H5Sget_simple_extent_ndims(space.get()) : -1;
+    if (rank < 0) fail(fmt::format("cannot read the shape of dataset '{}'{}", where, hdf5_reason()));
+    std::vector<hsize_t> dims(static_cast<size_t>(rank));
+    H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+    NamedArray a{name, Shape(dims.begin(), dims.end()), {}};
+    size_t n = size_t(H5Sget_simple_extent_npoints(space.get()));
+    std::vector<float>& buf = keep ? a.data : scratch;
+    buf.resize(n);
+    if (n > 0 && H5Dread(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()) < 0)
+      fail(fmt::format("cannot read dataset '{}' (truncated or corrupt){}", where, hdf5_reason()));
+    uint32_t stored = int_attr<uint32_t>(ds.get(), "crc32c", "dataset '" + where + "'");
+    uint32_t actual = crc32c(buf.data(), n * sizeof(float));
+    if (stored != actual)
+      fail(fmt::format("checksum mismatch in dataset '{}' (stored {:#010x}, computed {:#010x}): the file is corrupt", where, stored, actual));
+    return a;
+  }
+
+  void mirrors(const std::vector<NamedArray>& params, const std::vector<NamedArray>& opt, const char* gpath) const {
+    if (opt.empty()) return;
+    if (opt.size() != params.size()) fail(fmt::format("'{}' has {} tensors but '/params' has {}", gpath, opt.size(), params.size()));
+    for (size_t i = 0; i < opt.size(); ++i)
+      if (opt[i].name != params[i].name || opt[i].shape != params[i].shape)
+        fail(fmt::format("'{}/{}' {} does not match '/params/{}' {}", gpath, opt[i].name, shape_str(opt[i].shape),
+                         params[i].name, shape_str(params[i].shape)));
+  }
+
+  Checkpoint run() {
+    std::error_code ec;
+    if (!fs::exists(path, ec)) fail("no such file");
+    if (!fs::is_regular_file(path, ec)) fail("not a regular file");
+    htri_t is_h5 = H5Fis_hdf5(path.c_str());
+    if (is_h5 <= 0) fail("not an HDF5 file (no HDF5 signature: empty, truncated at the start, or not a checkpoint)");
+    H5Obj fapl(make_fapl(), H5Pclose);
+    hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get());
+    if (f < 0) fail("cannot be opened as HDF5: truncated or corrupt" + hdf5_reason());
+    file = H5Obj(f, H5Fclose);
+
+    Checkpoint ck;
+    int64_t version = int_attr<int64_t>(f, "format_version", "the root group (not a strata checkpoint?)");
+    if (version != kCheckpointFormatVersion)
+      fail(fmt::format("format version {}, this build reads version {}", version, kCheckpointFormatVersion));
+    ck.config_yaml = string_attr(f, "config", "the root group");
+    uint32_t stored = int_attr<uint32_t>(f, "config_crc32c", "the root group");
+    if (crc32c(ck.config_yaml.data(), ck.config_yaml.size()) != stored) fail("checksum mismatch in the 'config' attribute");
+    ck.strata_version = string_attr(f, "strata_version", "the root group");
+    ck.git_commit = string_attr(f, "git_commit", "the root group");
+
+    ck.params = group("/params");
+    ck.adam_m = group("/optim/m");
+    ck.adam_v = group("/optim/v");
+    mirrors(ck.params, ck.adam_m, "/optim/m");
+    mirrors(ck.params, ck.adam_v, "/optim/v");
+
+    if (H5Lexists(f, "/state", H5P_DEFAULT) <= 0) fail("missing group '/state'");
+    H5Obj state(H5Gopen2(f, "/state", H5P_DEFAULT), H5Gclose);
+    if (!state.ok()) fail("cannot open group '/state'" + hdf5_reason());
+    visit_fields(ck.state, [&](const char* name, auto& v) { v = int_attr<std::decay_t<decltype(v)>>(state.get(), name, "'/state'"); });
+    if (file.close() < 0) fail("error closing the file" + hdf5_reason());
+    return ck;
+  }
+};
+
+// Steps of the files named ckpt-<digits>.h5 in dir (exactly; "*.h5.tmp" and others are ignored).
+std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& dir) {
+  std::vector<std::pair<int64_t, std::string>> out;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    std::string f = it->path().filename().string();
+    if (f.size() <= 8 || f.rfind("ckpt-", 0) != 0 || f.substr(f.size() - 3) != ".h5") continue;
+    std::string digits = f.substr(5, f.size() - 8);
+    if (digits.empty() || digits.size() > 18 || !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      continue;
+    out.emplace_back(std::stoll(digits), it->path().string());
+  }
+  // Newest first; the name breaks ties so the order is deterministic.
+  std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.first != b.first ? a.first > b.first : a.second > b.second; });
+  return out;
+}
+
+}  // namespace
+
+CheckpointView view_of(const Checkpoint& ck) {
+  auto views = [](const std::vector<NamedArray>& v) {
+    std::vector<ArrayView> out;
+    out.reserve(v.size());
+    for (auto& a : v) {
+      int64_t n = 1;
+      for (auto d : a.shape) n *= d;
+      STRATA_CHECK(n == int64_t(a.data.size()), "checkpoint tensor '{}': shape {} has {} elements but data has {}", a.name,
+                   shape_str(a.shape), n, a.data.size());
+      out.push_back({a.name, a.shape, a.data.data()});
+    }
+    return out;
+  };
+  return {ck.config_yaml, views(ck.params), views(ck.adam_m), views(ck.adam_v), ck.state};
+}
+
+void save_checkpoint(const std::string& path, const CheckpointView& ck) {
+  validate(path, ck);
+  const std::string tmp = path + ".tmp";
+  QuietHdf5 quiet;
+  try {
+    Saver{path}.write(tmp, ck);
+    // Data must be on disk before the rename makes it the checkpoint, and the rename itself must be
+    // on disk (directory fsync) before we report success and start pruning older files.
+    fsync_path(tmp, false);
+    if (std::rename(tmp.c_str(), path.c_str()) != 0)
+      throw Error(fmt::format("saving checkpoint '{}': rename from '{}' failed: {}", path, tmp, std::strerror(errno)));
+    fs::path parent = fs::path(path).parent_path();
+    fsync_path(parent.empty() ? "." : parent.string(), true);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    throw;
+  }
+}
+
+void save_checkpoint(const std::string& path, const Checkpoint& ck) { save_checkpoint(path, view_of(ck)); }
+
+Checkpoint load_checkpoint(const std::string& path) {
+  QuietHdf5 quiet;
+  return Loader{path, true, {}, {}}.run();
+}
+
+void verify_checkpoint(const std::string& path) {
+  QuietHdf5 quiet;
+  Loader{path, false, {}, {}}.run();
+}
+
+std::string checkpoint_filename(int64_t step) { return fmt::format("ckpt-{:08d}.h5", step); }
+
+std::string save_in_run_dir(const std::string& run_dir, const CheckpointView& ck, int keep_last) {
+  STRATA_CHECK(keep_last >= 1, "keep_last must be at least 1, got {}", keep_last);
+  fs::create_directories(run_dir);
+  std::string path = (fs::path(run_dir) / checkpoint_filename(ck.state.step)).string();
+  save_checkpoint(path, ck);
+  auto all = list_checkpoints(run_dir);
+  std::error_code ec;
+  // keep_last files in all: the one just written plus the newest keep_last - 1 others.
+  int kept = 1;
+  for (auto& [step, p] : all)
+    if (p != path && kept++ >= keep_last) fs::remove(p, ec);
+  // Leftovers of saves that were killed before their rename; only one trainer writes a run dir.
+  std::vector<fs::path> stale;
+  for (auto it = fs::directory_iterator(run_dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    std::string f = it->path().filename().string();
+    if (f.rfind("ckpt-", 0) == 0 && f.size() > 7 && f.substr(f.size() - 7) == ".h5.tmp") stale.push_back(it->path());
+  }
+  for (auto& p : stale) fs::remove(p, ec);
+  return path;
+}
+
+std::string save_in_run_dir(const std::string& run_dir, const Checkpoint& ck, int keep_last) {
+  return save_in_run_dir(run_dir, view_of(ck), keep_last);
+}
+
+std::optional<std::string> newest_good_checkpoint(const std::string& run_dir, std::string* why_skipped) {
+  if (why_skipped) why_skipped->clear();
+  for (auto& [step, path] : list_checkpoints(run_dir)) {
+    try {
+      verify_checkpoint(path);
+      return path;
+    } catch (const std::exception& e) {
+      if (why_skipped) *why_skipped += (why_skipped->empty() ? "" : "; ") + std::string(e.what());
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace strata

@@ -1,0 +1,47 @@
+#include "train/data.h"
+
+#include <fstream>
+#include <iterator>
+
+#include "core/error.h"
+
+namespace strata {
+
+TextData::TextData(const std::string& path, float val_fraction) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw InputError(fmt::format("data file '{}' not found or not readable (data.path)", path));
+  bytes_.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+  int64_t n = int64_t(bytes_.size());
+  split_ = n - int64_t(double(n) * val_fraction);
+  if (n < 64) throw InputError(fmt::format("data file '{}' has only {} bytes; need at least 64", path, n));
+}
+
+static void window(const std::vector<uint8_t>& b, int64_t start, int32_t* ids, int32_t* targets, int64_t T) {
+  for (int64_t t = 0; t < T; ++t) {
+    ids[t] = b[size_t(start + t)];
+    targets[t] = b[size_t(start + t + 1)];
+  }
+}
+
+void TextData::train_batch(int32_t* ids, int32_t* targets, int64_t B, int64_t T, Rng& rng) const {
+  if (split_ < T + 1)
+    throw InputError(fmt::format("training split has {} bytes, fewer than train.seq + 1 = {}", split_, T + 1));
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t start = int64_t(rng.below(uint64_t(split_ - T)));
+    window(bytes_, start, ids + b * T, targets + b * T, T);
+  }
+}
+
+void TextData::val_batch(int32_t* ids, int32_t* targets, int64_t B, int64_t T, int64_t i, int64_t of) const {
+  int64_t n = val_size();
+  if (n < T + 1)
+    throw InputError(fmt::format("validation split has {} bytes, fewer than train.seq + 1 = {}; raise data.val_fraction", n, T + 1));
+  int64_t span = n - T - 1, total = B * of;
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t k = i * B + b;
+    int64_t start = split_ + (total > 1 ? span * k / (total - 1) : 0);
+    window(bytes_, start, ids + b * T, targets + b * T, T);
+  }
+}
+
+}  // namespace strata

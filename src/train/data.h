@@ -1,0 +1,28 @@
+#pragma once
+// Byte-level text data: the file's bytes are the tokens (vocab 256). The last val_fraction of the
+// file is held out for validation. Training windows start at offsets drawn from a Philox stream, so
+// the data position is part of the resumable state (its counter).
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/rng.h"
+
+namespace strata {
+
+class TextData {
+ public:
+  TextData(const std::string& path, float val_fraction);
+  // ids, targets[B, T] (targets = ids shifted by one) from the train split, random windows.
+  void train_batch(int32_t* ids, int32_t* targets, int64_t B, int64_t T, Rng& rng) const;
+  // The i-th fixed validation batch (deterministic windows spread over the val split).
+  void val_batch(int32_t* ids, int32_t* targets, int64_t B, int64_t T, int64_t i, int64_t of) const;
+  int64_t train_size() const { return split_; }
+  int64_t val_size() const { return int64_t(bytes_.size()) - split_; }
+
+ private:
+  std::vector<uint8_t> bytes_;
+  int64_t split_ = 0;
+};
+
+}  // namespace strata

@@ -1,0 +1,229 @@
+#include "train/trainer.h"
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+#include "kernels/cpu/optim.h"
+#include "models/model.h"
+#include "train/checkpoint.h"
+#include "train/config_load.h"
+#include "train/data.h"
+#include "train/metrics.h"
+#include "train/progress.h"
+#include "train/schedule.h"
+#include "train/tensorboard.h"
+
+namespace fs = std::filesystem;
+
+namespace strata {
+
+namespace {
+
+std::atomic<int> g_signal{0};
+extern "C" void on_signal(int sig) { g_signal.store(sig); }
+
+struct SignalGuard {
+  struct sigaction old_int{}, old_term{};
+  SignalGuard() {
+    g_signal.store(0);
+    struct sigaction sa{};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+  }
+  ~SignalGuard() {
+    sigaction(SIGINT, &old_int, nullptr);
+    sigaction(SIGTERM, &old_term, nullptr);
+  }
+};
+
+std::vector<NamedArray> views_of(const ParamStore& ps, const float* flat) {
+  std::vector<NamedArray> out;
+  out.reserve(ps.infos().size());
+  for (auto& p : ps.infos()) out.push_back({p.name, p.shape, std::vector<float>(flat + p.offset, flat + p.offset + p.numel)});
+  return out;
+}
+
+// Copies named arrays into the flat buffer, refusing any mismatch with the model by name and shape.
+void restore_into(const ParamStore& ps, float* flat, const std::vector<NamedArray>& arrays, const std::string& what,
+                  const std::string& path) {
+  if (arrays.size() != ps.infos().size())
+    throw InputError(fmt::format("checkpoint '{}' has {} {} tensors, the model has {}: it was written for a different config",
+                                 path, arrays.size(), what, ps.infos().size()));
+  for (auto& a : arrays) {
+    int i = ps.find(a.name);
+    if (i < 0) throw InputError(fmt::format("checkpoint '{}': {} tensor '{}' does not exist in this model (different config)", path, what, a.name));
+    auto& info = ps.infos()[size_t(i)];
+    if (info.shape != a.shape)
+      throw InputError(fmt::format("checkpoint '{}': {} tensor '{}' has shape {}, the model expects {} (different config)", path,
+                                   what, a.name, shape_str(a.shape), shape_str(info.shape)));
+    std::copy(a.data.begin(), a.data.end(), flat + info.offset);
+  }
+}
+
+// The model section alone, as YAML: two checkpoints are compatible when these are equal.
+std::string model_yaml(const Config& c) {
+  Config m;
+  m.model = c.model;
+  return to_yaml(m);
+}
+
+}  // namespace
+
+std::string run_dir_for(const Config& cfg) {
+  if (!cfg.train.run_dir.empty()) return cfg.train.run_dir;
+  std::string stem = cfg.source_path.empty() ? "run" : fs::path(cfg.source_path).stem().string();
+  return (fs::path("runs") / stem).string();
+}
+
+TrainResult train(const Config& cfg, const std::string& config_yaml, const TrainOptions& opts) {
+  TrainResult res;
+  res.run_dir = run_dir_for(cfg);
+  const TrainConfig& tc = cfg.train;
+  STRATA_CHECK(tc.device == "cpu", "train.device={} is not available in this build", tc.device);
+  TextData data(cfg.data.path, cfg.data.val_fraction);
+  Model model(cfg.model, tc.seed);
+  ParamStore& ps = model.params();
+  const int64_t P = ps.numel();
+  std::vector<float> adam_m(size_t(P), 0.0f), adam_v(size_t(P), 0.0f);
+  std::vector<uint8_t> decay = ps.decay_mask();
+  // The data stream has its own seed so that changing the model init does not change the batches.
+  Rng data_rng(tc.seed ^ 0xda7a5eedULL);
+  int64_t step = 0, tokens_seen = 0;
+
+  fs::create_directories(res.run_dir);
+  std::string why;
+  auto existing = newest_good_checkpoint(res.run_dir, &why);
+  if (opts.resume) {
+    if (!existing) throw InputError(fmt::format("--resume: no usable checkpoint in '{}'{}", res.run_dir, why.empty() ? "" : " (" + why + ")"));
+    Checkpoint ck = load_checkpoint(*existing);
+    Config saved = parse_config(ck.config_yaml, *existing + ":/config");
+    if (model_yaml(saved) != model_yaml(cfg))
+      throw InputError(fmt::format("checkpoint '{}' was written for a different model config; refusing to resume.\n"
+                                   "checkpoint model:\n{}\ncurrent model:\n{}",
+                                   *existing, model_yaml(saved), model_yaml(cfg)));
+    restore_into(ps, ps.flat(), ck.params, "parameter", *existing);
+    restore_into(ps, adam_m.data(), ck.adam_m, "optimizer m", *existing);
+    restore_into(ps, adam_v.data(), ck.adam_v, "optimizer v", *existing);
+    step = ck.state.step;
+    data_rng = Rng(ck.state.rng_seed, ck.state.rng_counter);
+    tokens_seen = ck.state.tokens_seen;
+    if (!why.empty() && !opts.quiet) fmt::print(stderr, "note: skipped unusable checkpoints: {}\n", why);
+    if (!opts.quiet) fmt::print(stderr, "resuming from {} at step {}\n", *existing, step);
+  } else if (existing) {
+    throw InputError(fmt::format("run directory '{}' already has checkpoints ({}); pass --resume to continue it, "
+                                 "or set train.run_dir to a new directory (nothing was overwritten)",
+                                 res.run_dir, *existing));
+  }
+  { std::ofstream(fs::path(res.run_dir) / "config.yaml") << config_yaml; }
+
+  MetricsWriter metrics((fs::path(res.run_dir) / "metrics.jsonl").string(), /*append=*/opts.resume);
+  TensorBoardWriter tb(res.run_dir);
+  Arena arena;
+  Ctx ctx{Device::cpu, &arena, true};
+  const int64_t B = tc.batch, T = tc.seq;
+  std::vector<int32_t> ids(size_t(B * T)), tgt(size_t(B * T));
+
+  auto make_checkpoint = [&]() {
+    Checkpoint ck;
+    ck.config_yaml = config_yaml;
+    ck.params = views_of(ps, ps.flat());
+    ck.adam_m = views_of(ps, adam_m.data());
+    ck.adam_v = views_of(ps, adam_v.data());
+    ck.state.step = step;
+    ck.state.rng_seed = data_rng.seed;
+    ck.state.rng_counter = data_rng.counter;
+    ck.state.tokens_seen = tokens_seen;
+    return ck;
+  };
+  auto evaluate = [&]() {
+    double sum = 0;
+    for (int i = 0; i < tc.eval_batches; ++i) {
+      arena.reset();
+      data.val_batch(ids.data(), tgt.data(), B, T, i, tc.eval_batches);
+      sum += model.eval_loss(ctx, ids.data(), tgt.data(), B, T);
+    }
+    return float(sum / tc.eval_batches);
+  };
+
+  if (!opts.quiet)
+    fmt::print(stderr, "training {} ({} layers '{}', {:.2f}M params) on '{}' ({} train / {} val bytes) -> {}\n",
+               cfg.source_path, model.layers().size(), model.layer_pattern(), double(P) / 1e6, cfg.data.path,
+               data.train_size(), data.val_size(), res.run_dir);
+  SignalGuard signals;
+  Progress progress(tc.steps, step, tc.log_every);
+  auto t_start = std::chrono::steady_clock::now();
+  auto t_window = t_start;
+  int64_t tokens_window = 0, steps_this_run = 0;
+  float loss = 0;
+  while (step < tc.steps) {
+    float lr = learning_rate(cfg.optim, step, tc.steps);
+    ps.zero_grad();
+    double loss_sum = 0, aux_sum = 0;
+    for (int micro = 0; micro < tc.grad_accum; ++micro) {
+      arena.reset();
+      data.train_batch(ids.data(), tgt.data(), B, T, data_rng);
+      loss_sum += model.forward_loss(ctx, ids.data(), tgt.data(), B, T);
+      aux_sum += model.aux_loss();
+      model.backward(ctx, 1.0f / float(tc.grad_accum));
+    }
+    loss = float(loss_sum / tc.grad_accum);
+    if (!std::isfinite(loss)) throw Error(fmt::format("loss became {} at step {}; lower optim.lr or check the data", loss, step));
+    double gnorm = std::sqrt(cpu::sum_squares(ps.flat_grad(), P));
+    float scale = (cfg.optim.clip > 0 && gnorm > cfg.optim.clip) ? float(cfg.optim.clip / gnorm) : 1.0f;
+    cpu::adamw_update(ps.flat(), ps.flat_grad(), adam_m.data(), adam_v.data(), decay.data(), P, lr, cfg.optim.beta1,
+                      cfg.optim.beta2, cfg.optim.eps, cfg.optim.weight_decay, step + 1, scale);
+    ++step;
+    ++steps_this_run;
+    tokens_seen += B * T * tc.grad_accum;
+    tokens_window += B * T * tc.grad_accum;
+
+    auto now = std::chrono::steady_clock::now();
+    double win = std::chrono::duration<double>(now - t_window).count();
+    double tps = win > 0 ? double(tokens_window) / win : 0;
+    if (step % tc.log_every == 0 || step == tc.steps) {
+      metrics.write({{"step", step}, {"loss", loss}, {"lr", lr}, {"grad_norm", gnorm}, {"aux_loss", aux_sum / tc.grad_accum},
+                     {"tokens_per_s", tps}, {"tokens", tokens_seen}});
+      tb.add_scalar("train/loss", step, loss);
+      tb.add_scalar("train/lr", step, lr);
+      tb.add_scalar("train/grad_norm", step, float(gnorm));
+      tb.add_scalar("train/tokens_per_s", step, float(tps));
+      res.tokens_per_s = tps;
+      t_window = now;
+      tokens_window = 0;
+    }
+    if (!opts.quiet) progress.update(step, loss, lr, res.tokens_per_s);
+    if ((tc.eval_every > 0 && step % tc.eval_every == 0) || step == tc.steps) {
+      res.val_loss = evaluate();
+      metrics.write({{"step", step}, {"val_loss", res.val_loss}});
+      tb.add_scalar("val/loss", step, res.val_loss);
+      tb.flush();
+      if (!opts.quiet) progress.message(fmt::format("step {} val_loss {:.4f} (train {:.4f})", step, res.val_loss, loss));
+    }
+    bool stop_now = g_signal.load() != 0 || (opts.stop_after >= 0 && steps_this_run >= opts.stop_after);
+    if ((tc.save_every > 0 && step % tc.save_every == 0) || step == tc.steps || stop_now) {
+      res.last_checkpoint = save_in_run_dir(res.run_dir, make_checkpoint(), tc.keep_checkpoints);
+    }
+    if (stop_now) {
+      res.interrupted = g_signal.load() != 0;
+      if (!opts.quiet)
+        progress.message(fmt::format("{} at step {}: saved {}", res.interrupted ? "interrupted" : "stopping", step,
+                                     res.last_checkpoint));
+      break;
+    }
+  }
+  progress.finish();
+  tb.flush();
+  res.step = step;
+  res.train_loss = loss;
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  return res;
+}
+
+}  // namespace strata

@@ -1,0 +1,364 @@
+// Mamba (v1) block: parameter names/shapes/init, forward against a double reference of the whole
+// mixer, forward vs step parity, prefill-then-step (outputs and cache state), whole-layer gradients
+// against fp32 central finite differences, and backward refusing to run without a training forward.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "core/error.h"
+#include "layers/mamba.h"
+#include "testing.h"
+
+using namespace strata;
+namespace st = strata::testing;
+using st::expect_close;
+
+namespace {
+
+const char* kPrefix = "layers.2.mixer";
+
+struct Fixture {
+  ModelConfig cfg;
+  ParamStore store;
+  std::unique_ptr<Block> blk;
+  Arena arena;
+  Ctx ctx;
+
+  // d_inner = 2 D; dt_rank 0 -> resolve() derives ceil(D / 16).
+  Fixture(int D, int S, int K, bool bias, bool conv_bias, uint64_t seed, int dt_rank = 0) {
+    cfg.d_model = D;
+    cfg.pattern = "M*M-";
+    cfg.repeat = 2;  // n_layers = 8
+    cfg.mamba.version = 1;
+    cfg.mamba.d_state = S;
+    cfg.mamba.d_conv = K;
+    cfg.mamba.expand = 2;
+    cfg.mamba.dt_rank = dt_rank;
+    cfg.mamba.bias = bias;
+    cfg.mamba.conv_bias = conv_bias;
+    resolve(cfg);
+    blk = make_mamba(cfg, store, kPrefix);
+    store.allocate(seed);
+    ctx.arena = &arena;
+  }
+  int64_t Di() const { return int64_t(cfg.mamba.expand) * cfg.d_model; }
+  const ParamInfo* info(const std::string& sub) const {
+    const int i = store.find(std::string(kPrefix) + "." + sub);
+    return i < 0 ? nullptr : &store.infos()[size_t(i)];
+  }
+  float* p(const std::string& sub) {
+    const int i = store.find(std::string(kPrefix) + "." + sub);
+    return i < 0 ? nullptr : store.data(ParamRef{i});
+  }
+  // Matrices ~ 1/sqrt(fan_in) so outputs and gradients are O(0.1..1), well above the FD noise; the SSM
+  // parameters near their meaningful values (dt in ~0.05..0.7 so that the state carries information).
+  void randomize(uint64_t seed) {
+    for (size_t i = 0; i < store.infos().size(); ++i) {
+      const auto& in = store.infos()[i];
+      const std::string sub = in.name.substr(std::string(kPrefix).size() + 1);
+      std::vector<float> v;
+      if (sub == "A_log") {
+        v = st::randn(size_t(in.numel), seed + i, 0.2f);
+        for (int64_t j = 0; j < in.numel; ++j) v[j] += std::log(float(j % cfg.mamba.d_state + 1));
+      } else if (sub == "D") {
+        v = st::uniform(size_t(in.numel), seed + i, 0.5f, 1.5f);
+      } else if (sub == "dt_proj.bias") {
+        v = st::uniform(size_t(in.numel), seed + i, -3.0f, 0.0f);
+      } else if (in.shape.size() == 1) {
+        v = st::randn(size_t(in.numel), seed + i, 0.2f);
+      } else {
+        v = st::randn(size_t(in.numel), seed + i, 1.0f / std::sqrt(float(in.shape.back())));
+      }
+      std::memcpy(store.flat() + in.offset, v.data(), sizeof(float) * v.size());
+    }
+  }
+  std::vector<float> forward(const std::vector<float>& x, int64_t B, int64_t T, bool training,
+                             BlockCache* cache = nullptr) {
+    std::vector<float> y(size_t(B * T * cfg.d_model), 1e30f);
+    ctx.training = training;
+    blk->forward(ctx, y.data(), x.data(), B, T, cache);
+    return y;
+  }
+  // Steps over tokens [t0, t1) of x[B, T, D], writing into y[B, T, D]; the arena is reset per token.
+  void steps(std::vector<float>& y, const std::vector<float>& x, int64_t B, int64_t T, int64_t t0, int64_t t1,
+             BlockCache* cache) {
+    const int64_t D = cfg.d_model;
+    std::vector<float> xt(B * D), yt(B * D);
+    for (int64_t t = t0; t < t1; ++t) {
+      arena.reset();
+      for (int64_t b = 0; b < B; ++b) std::memcpy(&xt[b * D], &x[(b * T + t) * D], sizeof(float) * D);
+      blk->step(ctx, yt.data(), xt.data(), B, cache);
+      for (int64_t b = 0; b < B; ++b) std::memcpy(&y[(b * T + t) * D], &yt[b * D], sizeof(float) * D);
+    }
+  }
+};
+
+// The whole mixer in double, straight from the module's definition.   x[B, T, D] -> y[B, T, D]
+std::vector<double> ref_mamba(Fixture& f, const std::vector<float>& x, int64_t B, int64_t T) {
+  const int64_t D = f.cfg.d_model, Di = f.Di(), S = f.cfg.mamba.d_state, K = f.cfg.mamba.d_conv,
+                R = f.cfg.mamba.dt_rank;
+  const float *win = f.p("in_proj.weight"), *bin = f.p("in_proj.bias"), *cw = f.p("conv1d.weight"),
+              *cb = f.p("conv1d.bias"), *wx = f.p("x_proj.weight"), *wdt = f.p("dt_proj.weight"),
+              *bdt = f.p("dt_proj.bias"), *alog = f.p("A_log"), *Dsk = f.p("D"), *wout = f.p("out_proj.weight"),
+              *bout = f.p("out_proj.bias");
+  const int64_t N = B * T;
+  std::vector<double> xi(N * Di), z(N * Di), xc(N * Di), ys(N * Di), y(N * D, 0.0);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t o = 0; o < 2 * Di; ++o) {
+      double acc = bin ? bin[o] : 0.0;
+      for (int64_t d = 0; d < D; ++d) acc += double(win[o * D + d]) * x[n * D + d];
+      (o < Di ? xi[n * Di + o] : z[n * Di + o - Di]) = acc;
+    }
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t c = 0; c < Di; ++c) {
+        double acc = cb ? cb[c] : 0.0;
+        for (int64_t j = 0; j < K; ++j) {
+          const int64_t s = t - (K - 1) + j;
+          if (s >= 0) acc += double(cw[c * K + j]) * xi[(b * T + s) * Di + c];
+        }
+        xc[(b * T + t) * Di + c] = acc / (1 + std::exp(-acc));
+      }
+  for (int64_t b = 0; b < B; ++b) {
+    std::vector<double> h(Di * S, 0.0), dbl(R + 2 * S);
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t n = b * T + t;
+      for (int64_t o = 0; o < R + 2 * S; ++o) {
+        double acc = 0;
+        for (int64_t c = 0; c < Di; ++c) acc += double(wx[o * Di + c]) * xc[n * Di + c];
+        dbl[o] = acc;
+      }
+      for (int64_t c = 0; c < Di; ++c) {
+        double dl = bdt[c];
+        for (int64_t r = 0; r < R; ++r) dl += double(wdt[c * R + r]) * dbl[r];
+        const double dt = dl > 20 ? dl : std::log1p(std::exp(dl)), u = xc[n * Di + c];
+        double acc = 0;
+        for (int64_t s = 0; s < S; ++s) {
+          double& hs = h[c * S + s];
+          hs = std::exp(-dt * std::exp(double(alog[c * S + s]))) * hs + dt * dbl[R + s] * u;
+          acc += dbl[R + S + s] * hs;
+        }
+        const double zz = z[n * Di + c];
+        ys[n * Di + c] = (acc + double(Dsk[c]) * u) * zz / (1 + std::exp(-zz));
+      }
+    }
+  }
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t o = 0; o < D; ++o) {
+      double acc = bout ? bout[o] : 0.0;
+      for (int64_t c = 0; c < Di; ++c) acc += double(wout[o * Di + c]) * ys[n * Di + c];
+      y[n * D + o] = acc;
+    }
+  return y;
+}
+
+double sample_std(const float* v, int64_t n, double mean = 0.0) {
+  double ss = 0;
+  for (int64_t i = 0; i < n; ++i) ss += (double(v[i]) - mean) * (double(v[i]) - mean);
+  return std::sqrt(ss / double(n));
+}
+
+}  // namespace
+
+TEST(LayerMamba, ParametersAndInit) {
+  Fixture f(64, 16, 4, true, true, 1);
+  const int64_t D = 64, Di = 128, S = 16, K = 4, R = 4;
+  struct Want {
+    const char* sub;
+    Shape shape;
+    bool decay;
+  };
+  const Want want[] = {{"in_proj.weight", {2 * Di, D}, true},
+                       {"in_proj.bias", {2 * Di}, false},
+                       {"conv1d.weight", {Di, 1, K}, true},
+                       {"conv1d.bias", {Di}, false},
+                       {"x_proj.weight", {R + 2 * S, Di}, true},
+                       {"dt_proj.weight", {Di, R}, true},
+                       {"dt_proj.bias", {Di}, false},
+                       {"A_log", {Di, S}, false},
+                       {"D", {Di}, false},
+                       {"out_proj.weight", {D, Di}, true},
+                       {"out_proj.bias", {D}, false}};
+  ASSERT_EQ(f.store.infos().size(), std::size(want));
+  for (auto& w : want) {
+    const ParamInfo* in = f.info(w.sub);
+    ASSERT_NE(in, nullptr) << w.sub;
+    EXPECT_EQ(in->shape, w.shape) << w.sub;
+    EXPECT_EQ(in->decay, w.decay) << w.sub;
+  }
+  // PyTorch default init U(+-1/sqrt(fan_in)) has std 1/sqrt(3 fan_in); out_proj is further divided by
+  // sqrt(n_layers = 8). Sample stds of >= 8k draws are within a few % of the true ones.
+  auto check_std = [&](const char* sub, double want_std) {
+    const ParamInfo* in = f.info(sub);
+    const double sd = sample_std(f.p(sub), in->numel);
+    std::printf("  %-16s std=%.4f want %.4f\n", sub, sd, want_std);
+    EXPECT_NEAR(sd, want_std, 0.1 * want_std) << sub;
+  };
+  check_std("in_proj.weight", 1.0 / std::sqrt(3.0 * D));
+  check_std("x_proj.weight", 1.0 / std::sqrt(3.0 * Di));
+  check_std("out_proj.weight", 1.0 / std::sqrt(3.0 * Di) / std::sqrt(8.0));
+  for (int64_t i = 0; i < Di * R; ++i) EXPECT_LE(std::abs(f.p("dt_proj.weight")[i]), 0.5f + 1e-6f);
+  for (int64_t i = 0; i < 2 * Di; ++i) EXPECT_EQ(f.p("in_proj.bias")[i], 0.0f);
+  for (int64_t i = 0; i < D; ++i) EXPECT_EQ(f.p("out_proj.bias")[i], 0.0f);
+  for (int64_t c = 0; c < Di; ++c) {
+    EXPECT_EQ(f.p("D")[c], 1.0f);
+    for (int64_t s = 0; s < S; ++s) EXPECT_NEAR(f.p("A_log")[c * S + s], std::log(double(s + 1)), 1e-6);
+    // softplus(dt_proj.bias) is the initial dt: log-uniform in [dt_min, dt_max].
+    const double dt = std::log1p(std::exp(double(f.p("dt_proj.bias")[c])));
+    EXPECT_GE(dt, 0.001 * 0.999);
+    EXPECT_LE(dt, 0.1 * 1.001);
+  }
+  EXPECT_EQ(f.blk->kind(), "mamba");
+  EXPECT_EQ(f.blk->cache_bytes_per_token(), 0);
+  EXPECT_EQ(f.blk->cache_bytes_fixed(), int64_t(4 * Di * (K - 1 + S)));
+  auto c = f.blk->allocate_cache(3, 100);
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->bytes(), 3 * f.blk->cache_bytes_fixed());
+  const double proj = 2.0 * Di * D + Di * (R + 2.0 * S) + R * Di + Di * D;
+  EXPECT_DOUBLE_EQ(f.blk->flops_per_token(10), 2.0 * (proj + Di * K + 3.0 * Di * S));
+
+  // Without the optional biases they are not declared.
+  Fixture g(32, 8, 3, false, false, 2);
+  EXPECT_EQ(g.info("in_proj.bias"), nullptr);
+  EXPECT_EQ(g.info("out_proj.bias"), nullptr);
+  EXPECT_EQ(g.info("conv1d.bias"), nullptr);
+  EXPECT_EQ(g.store.infos().size(), 8u);
+}
+
+TEST(LayerMamba, ForwardMatchesDoubleReference) {
+  for (bool bias : {false, true}) {
+    Fixture f(24, 5, 4, bias, !bias, 3, 3);
+    f.randomize(30);
+    const int64_t B = 2, T = 21, D = 24;
+    auto x = st::randn(B * T * D, 31);
+    auto y = f.forward(x, B, T, false);
+    expect_close(y, ref_mamba(f, x, B, T), 1e-5, 1e-4, bias ? "y vs double ref (biases)" : "y vs double ref");
+    f.arena.reset();
+    auto yt = f.forward(x, B, T, true);  // the training path computes the same values
+    expect_close(yt, y, 0, 0, "training forward == inference forward");
+  }
+}
+
+TEST(LayerMamba, StepParityAndPrefill) {
+  // T = 37: not a multiple of the scan's 16-token backward chunk, nor of any tile; 3 blocks of 16
+  // inner channels (d_inner = 40) with a tail.
+  Fixture f(20, 6, 4, true, true, 4);
+  f.randomize(40);
+  const int64_t B = 2, T = 37, T1 = 13, D = 20;
+  auto x = st::randn(B * T * D, 41);
+  auto y = f.forward(x, B, T, false);
+
+  // (a) T steps from an empty cache vs the forward over T.
+  auto c_steps = f.blk->allocate_cache(B, T);
+  std::vector<float> ys(B * T * D);
+  f.steps(ys, x, B, T, 0, T, c_steps.get());
+  EXPECT_EQ(c_steps->pos, T);
+  expect_close(ys, y, 1e-4, 0, "steps vs forward");
+
+  // (b) forward over x[:, :T1] with a cache, then steps for the rest, vs steps from scratch.
+  f.arena.reset();
+  std::vector<float> x1(B * T1 * D);
+  for (int64_t b = 0; b < B; ++b) std::memcpy(&x1[b * T1 * D], &x[b * T * D], sizeof(float) * T1 * D);
+  auto c_pre = f.blk->allocate_cache(B, T);
+  auto y1 = f.forward(x1, B, T1, false, c_pre.get());
+  EXPECT_EQ(c_pre->pos, T1);
+  std::vector<float> yp(B * T * D);
+  for (int64_t b = 0; b < B; ++b) std::memcpy(&yp[b * T * D], &y1[b * T1 * D], sizeof(float) * T1 * D);
+  // Reference: T1 steps from scratch. Both caches must now hold the same conv and SSM states.
+  auto c_ref = f.blk->allocate_cache(B, T);
+  std::vector<float> yr(B * T * D);
+  f.steps(yr, x, B, T, 0, T1, c_ref.get());
+  auto& pre = dynamic_cast<MambaCache&>(*c_pre);
+  auto& ref = dynamic_cast<MambaCache&>(*c_ref);
+  ASSERT_EQ(pre.conv.size(), size_t(B * 40 * 3));
+  ASSERT_EQ(pre.ssm.size(), size_t(B * 40 * 6));
+  expect_close(pre.conv, ref.conv, 1e-6, 0, "prefill conv_state vs steps");
+  expect_close(pre.ssm, ref.ssm, 1e-4, 0, "prefill ssm_state vs steps");
+  double smax = 0;
+  for (float v : ref.ssm) smax = std::max(smax, double(std::abs(v)));
+  EXPECT_GT(smax, 0.1) << "the SSM state carries too little for the comparison to mean anything";
+  // Then the remaining tokens: outputs and final states.
+  f.steps(yp, x, B, T, T1, T, c_pre.get());
+  expect_close(yp, ys, 1e-4, 0, "prefill+steps vs steps");
+  auto& fin = dynamic_cast<MambaCache&>(*c_steps);
+  expect_close(pre.conv, fin.conv, 1e-6, 0, "final conv_state vs steps");
+  expect_close(pre.ssm, fin.ssm, 1e-4, 0, "final ssm_state vs steps");
+  EXPECT_EQ(c_pre->pos, T);
+}
+
+TEST(LayerMamba, GradientsMatchFiniteDifferences) {
+  const int64_t D = 12, B = 2, T = 19, N = B * T;  // T past the scan's 16-token recompute chunk
+  Fixture f(int(D), 4, 3, true, true, 5, 2);
+  f.randomize(50);
+  auto x = st::randn(N * D, 51), w = st::randn(N * D, 52);
+  // Grads pre-filled with random values: backward must accumulate into them.
+  auto g0 = st::randn(size_t(f.store.numel()), 53);
+  std::memcpy(f.store.flat_grad(), g0.data(), sizeof(float) * g0.size());
+  f.forward(x, B, T, true);
+  std::vector<float> dx(N * D, 1e30f);  // must be assigned
+  f.blk->backward(f.ctx, dx.data(), w.data(), B, T);
+
+  auto loss = [&] {
+    f.arena.reset();
+    auto y = f.forward(x, B, T, false);
+    double s = 0;
+    for (int64_t i = 0; i < N * D; ++i) s += double(w[i]) * y[i];
+    return s;
+  };
+  const float h = 1e-3f;
+  auto fd = [&](float* v, int64_t i) {
+    const float keep = v[i];
+    v[i] = keep + h;
+    const double lp = loss();
+    v[i] = keep - h;
+    const double lm = loss();
+    v[i] = keep;
+    return (lp - lm) / (2.0 * double(h));
+  };
+  Rng pick(54);
+  for (auto& in : f.store.infos()) {
+    std::vector<double> got, want;
+    double gmax = 0;
+    for (int s = 0; s < 20; ++s) {
+      const int64_t i = int64_t(pick.below(uint64_t(in.numel)));
+      got.push_back(double(f.store.flat_grad()[in.offset + i]) - double(g0[in.offset + i]));
+      want.push_back(fd(f.store.flat() + in.offset, i));
+      gmax = std::max(gmax, std::abs(want.back()));
+    }
+    expect_close(got, want, 2e-3, 2e-2, in.name);
+    EXPECT_GT(gmax, 1e-2) << in.name << ": gradients too small for the FD check to mean anything";
+  }
+  std::vector<double> got, want;
+  double gmax = 0;
+  for (int s = 0; s < 20; ++s) {
+    const int64_t i = int64_t(pick.below(uint64_t(N * D)));
+    got.push_back(dx[i]);
+    want.push_back(fd(x.data(), i));
+    gmax = std::max(gmax, std::abs(want.back()));
+  }
+  expect_close(got, want, 2e-3, 2e-2, "dx");
+  EXPECT_GT(gmax, 0.05) << "gradients too small for the FD tolerance to mean anything";
+}
+
+TEST(LayerMamba, BackwardNeedsTrainingForward) {
+  const int64_t D = 16, B = 2, T = 3;
+  Fixture f(int(D), 4, 4, false, true, 6);
+  auto x = st::randn(B * T * D, 61);
+  std::vector<float> dx(B * T * D), dy(B * T * D, 1.0f);
+  EXPECT_THROW(f.blk->backward(f.ctx, dx.data(), dy.data(), B, T), Error);  // nothing ran
+  f.forward(x, B, T, false);
+  EXPECT_THROW(f.blk->backward(f.ctx, dx.data(), dy.data(), B, T), Error);  // inference forward only
+  f.forward(x, B, T, true);
+  EXPECT_THROW(f.blk->backward(f.ctx, dx.data(), dy.data(), B, T + 1), Error);  // other shape
+  auto c = f.blk->allocate_cache(B, 8);
+  std::vector<float> ys(B * D);
+  f.blk->step(f.ctx, ys.data(), x.data(), B, c.get());  // a step in between leaves the saved state
+  EXPECT_NO_THROW(f.blk->backward(f.ctx, dx.data(), dy.data(), B, T));
+  EXPECT_THROW(f.blk->backward(f.ctx, dx.data(), dy.data(), B, T), Error);  // consumed
+  // Caches: prefill needs an empty one of the right batch; step needs one.
+  EXPECT_THROW(f.blk->step(f.ctx, ys.data(), x.data(), B, nullptr), Error);
+  EXPECT_THROW(f.forward(x, B, T, false, c.get()), Error);  // pos = 1
+  auto c1 = f.blk->allocate_cache(B + 1, 8);
+  EXPECT_THROW(f.forward(x, B, T, false, c1.get()), Error);  // wrong batch
+}

@@ -1,0 +1,151 @@
+// Model-level parity (decode == forward, prefill-then-step == step-from-scratch) for every block
+// type alone and for mixed patterns, and a gradient check of the whole model.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "models/model.h"
+#include "testing.h"
+
+using namespace strata;
+
+namespace {
+
+ModelConfig tiny(const std::string& pattern, int mamba_version = 2) {
+  ModelConfig c;
+  c.d_model = 32;
+  c.pattern = pattern;
+  c.repeat = 1;
+  c.attention.heads = 4;
+  c.attention.kv_heads = 2;
+  c.mamba.version = mamba_version;
+  c.mamba.d_state = 8;
+  c.mamba.head_dim = 16;
+  c.mamba.chunk = 8;
+  c.mlp.hidden = 48;
+  c.moe.experts = 4;
+  c.moe.top_k = 2;
+  c.moe.hidden = 24;
+  c.moe.shared_experts = 1;
+  c.init_std = 0.1f;  // larger than the default so that the layers matter for the logits
+  return c;
+}
+
+std::vector<int32_t> tokens(int64_t n, uint64_t seed) {
+  Rng r(seed);
+  std::vector<int32_t> t(size_t(n));
+  for (auto& x : t) x = int32_t(r.below(256));
+  return t;
+}
+
+struct Case {
+  const char* name;
+  const char* pattern;
+  int mamba_version;
+};
+
+class ModelParity : public ::testing::TestWithParam<Case> {};
+
+TEST_P(ModelParity, DecodeEqualsForwardAndPrefillThenStep) {
+  Case k = GetParam();
+  Model m(tiny(k.pattern, k.mamba_version), 3);
+  const int64_t B = 2, T = 21, V = m.vocab(), T1 = 13;
+  auto ids = tokens(B * T, 5);
+  Arena arena;
+  Ctx ctx{Device::cpu, &arena, false};
+  std::vector<float> fwd(size_t(B * T * V));
+  m.forward_logits(ctx, fwd.data(), ids.data(), B, T, nullptr);
+
+  // Token-by-token decode from an empty cache.
+  ModelCache cache = m.allocate_cache(B, T);
+  std::vector<float> dec(size_t(B * T * V)), step_logits(size_t(B * V));
+  std::vector<int32_t> col(size_t(B));
+  for (int64_t t = 0; t < T; ++t) {
+    arena.reset();
+    for (int64_t b = 0; b < B; ++b) col[size_t(b)] = ids[size_t(b * T + t)];
+    m.step(ctx, step_logits.data(), col.data(), cache);
+    for (int64_t b = 0; b < B; ++b)
+      std::memcpy(&dec[size_t((b * T + t) * V)], &step_logits[size_t(b * V)], sizeof(float) * V);
+  }
+  testing::expect_close(dec, fwd, 1e-4, 0.0, std::string(k.name) + " decode vs forward");
+
+  // Prefill the first T1 tokens with forward, then step the rest.
+  std::vector<int32_t> head(size_t(B * T1));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T1; ++t) head[size_t(b * T1 + t)] = ids[size_t(b * T + t)];
+  ModelCache pc = m.allocate_cache(B, T);
+  std::vector<float> pre(size_t(B * T1 * V));
+  arena.reset();
+  m.forward_logits(ctx, pre.data(), head.data(), B, T1, &pc);
+  std::vector<float> tail, tail_ref;
+  for (int64_t t = T1; t < T; ++t) {
+    arena.reset();
+    for (int64_t b = 0; b < B; ++b) col[size_t(b)] = ids[size_t(b * T + t)];
+    m.step(ctx, step_logits.data(), col.data(), pc);
+    tail.insert(tail.end(), step_logits.begin(), step_logits.end());
+    for (int64_t b = 0; b < B; ++b)
+      tail_ref.insert(tail_ref.end(), dec.begin() + (b * T + t) * V, dec.begin() + (b * T + t + 1) * V);
+  }
+  testing::expect_close(tail, tail_ref, 1e-4, 0.0, std::string(k.name) + " prefill+step vs steps");
+}
+
+INSTANTIATE_TEST_SUITE_P(Blocks, ModelParity,
+                         ::testing::Values(Case{"attention", "*", 2}, Case{"mamba1", "M", 1}, Case{"mamba2", "M", 2},
+                                           Case{"mlp", "-", 2}, Case{"moe", "E", 2},
+                                           Case{"jamba_mix", "M-*E", 2}, Case{"mamba1_mix", "ME*-", 1}),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+// d(loss)/d(param) of the whole model against central differences (fp32 forward, double loss).
+TEST(ModelGradient, MatchesFiniteDifferences) {
+  ModelConfig c = tiny("M*E-");
+  c.moe.aux_loss = 0.0f;  // the aux loss's f_e is piecewise constant: keep the check to the smooth part
+  Model m(c, 11);
+  const int64_t B = 2, T = 9;
+  auto ids = tokens(B * T, 1), tgt = tokens(B * T, 2);
+  Arena arena;
+  Ctx ctx{Device::cpu, &arena, true};
+  ParamStore& ps = m.params();
+  ps.zero_grad();
+  m.forward_loss(ctx, ids.data(), tgt.data(), B, T);
+  m.backward(ctx);
+  std::vector<float> grad(ps.flat_grad(), ps.flat_grad() + ps.numel());
+  auto loss_at = [&]() {
+    arena.reset();
+    return double(m.eval_loss(ctx, ids.data(), tgt.data(), B, T));
+  };
+  Rng pick(9);
+  int checked = 0, bad = 0;
+  double max_err = 0;
+  for (auto& info : ps.infos()) {
+    for (int s = 0; s < 3; ++s) {
+      int64_t i = info.offset + int64_t(pick.below(uint64_t(info.numel)));
+      float keep = ps.flat()[i];
+      const float h = 1e-2f;
+      ps.flat()[i] = keep + h;
+      double lp = loss_at();
+      ps.flat()[i] = keep - h;
+      double lm = loss_at();
+      ps.flat()[i] = keep;
+      double fd = (lp - lm) / (2 * h);
+      double err = std::abs(fd - grad[size_t(i)]);
+      max_err = std::max(max_err, err);
+      ++checked;
+      if (err > 2e-3 + 5e-2 * std::abs(fd)) {
+        ++bad;
+        ADD_FAILURE() << info.name << "[" << i - info.offset << "]: analytic " << grad[size_t(i)] << " fd " << fd;
+      }
+    }
+  }
+  std::printf("  checked %d parameter entries, max abs err %.3e\n", checked, max_err);
+  EXPECT_EQ(bad, 0);
+}
+
+TEST(ModelBackward, RefusesWithoutForward) {
+  Model m(tiny("*-"), 1);
+  Arena arena;
+  Ctx ctx{Device::cpu, &arena, true};
+  EXPECT_THROW(m.backward(ctx), Error);
+}
+
+}  // namespace
