@@ -129,7 +129,7 @@ TEST(CliGenerate, DeterministicForSeedAndScoreParity) {
   };
   auto f = load(d + "/f.npy"), s = load(d + "/s.npy");
   ASSERT_EQ(f.size(), 48u * 256u);
-  testing::Diff df = testing::diff(s, f);
+  strata::testing::Diff df = strata::testing::diff(s, f);
   std::printf("  score decode vs forward: max_abs=%.3e\n", df.max_abs);
   EXPECT_LE(df.max_abs, 1e-4);
 }

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/error.h"
 #include "models/model.h"
 #include "testing.h"
 
@@ -34,7 +35,7 @@ ModelConfig tiny(const std::string& pattern, int mamba_version = 2) {
 
 std::vector<int32_t> tokens(int64_t n, uint64_t seed) {
   Rng r(seed);
-  std::vector<int32_t> t(size_t(n));
+  std::vector<int32_t> t(static_cast<size_t>(n));
   for (auto& x : t) x = int32_t(r.below(256));
   return t;
 }
@@ -54,13 +55,13 @@ TEST_P(ModelParity, DecodeEqualsForwardAndPrefillThenStep) {
   auto ids = tokens(B * T, 5);
   Arena arena;
   Ctx ctx{Device::cpu, &arena, false};
-  std::vector<float> fwd(size_t(B * T * V));
+  std::vector<float> fwd(static_cast<size_t>(B * T * V));
   m.forward_logits(ctx, fwd.data(), ids.data(), B, T, nullptr);
 
   // Token-by-token decode from an empty cache.
   ModelCache cache = m.allocate_cache(B, T);
-  std::vector<float> dec(size_t(B * T * V)), step_logits(size_t(B * V));
-  std::vector<int32_t> col(size_t(B));
+  std::vector<float> dec(static_cast<size_t>(B * T * V)), step_logits(size_t(B * V));
+  std::vector<int32_t> col(static_cast<size_t>(B));
   for (int64_t t = 0; t < T; ++t) {
     arena.reset();
     for (int64_t b = 0; b < B; ++b) col[size_t(b)] = ids[size_t(b * T + t)];
@@ -68,14 +69,14 @@ TEST_P(ModelParity, DecodeEqualsForwardAndPrefillThenStep) {
     for (int64_t b = 0; b < B; ++b)
       std::memcpy(&dec[size_t((b * T + t) * V)], &step_logits[size_t(b * V)], sizeof(float) * V);
   }
-  testing::expect_close(dec, fwd, 1e-4, 0.0, std::string(k.name) + " decode vs forward");
+  strata::testing::expect_close(dec, fwd, 1e-4, 0.0, std::string(k.name) + " decode vs forward");
 
   // Prefill the first T1 tokens with forward, then step the rest.
-  std::vector<int32_t> head(size_t(B * T1));
+  std::vector<int32_t> head(static_cast<size_t>(B * T1));
   for (int64_t b = 0; b < B; ++b)
     for (int64_t t = 0; t < T1; ++t) head[size_t(b * T1 + t)] = ids[size_t(b * T + t)];
   ModelCache pc = m.allocate_cache(B, T);
-  std::vector<float> pre(size_t(B * T1 * V));
+  std::vector<float> pre(static_cast<size_t>(B * T1 * V));
   arena.reset();
   m.forward_logits(ctx, pre.data(), head.data(), B, T1, &pc);
   std::vector<float> tail, tail_ref;
@@ -87,7 +88,7 @@ TEST_P(ModelParity, DecodeEqualsForwardAndPrefillThenStep) {
     for (int64_t b = 0; b < B; ++b)
       tail_ref.insert(tail_ref.end(), dec.begin() + (b * T + t) * V, dec.begin() + (b * T + t + 1) * V);
   }
-  testing::expect_close(tail, tail_ref, 1e-4, 0.0, std::string(k.name) + " prefill+step vs steps");
+  strata::testing::expect_close(tail, tail_ref, 1e-4, 0.0, std::string(k.name) + " prefill+step vs steps");
 }
 
 INSTANTIATE_TEST_SUITE_P(Blocks, ModelParity,
@@ -115,19 +116,27 @@ TEST(ModelGradient, MatchesFiniteDifferences) {
     return double(m.eval_loss(ctx, ids.data(), tgt.data(), B, T));
   };
   Rng pick(9);
-  int checked = 0, bad = 0;
+  int checked = 0, bad = 0, skipped = 0;
   double max_err = 0;
   for (auto& info : ps.infos()) {
     for (int s = 0; s < 3; ++s) {
       int64_t i = info.offset + int64_t(pick.below(uint64_t(info.numel)));
       float keep = ps.flat()[i];
-      const float h = 1e-2f;
-      ps.flat()[i] = keep + h;
-      double lp = loss_at();
-      ps.flat()[i] = keep - h;
-      double lm = loss_at();
-      ps.flat()[i] = keep;
-      double fd = (lp - lm) / (2 * h);
+      auto central = [&](float h) {
+        ps.flat()[i] = keep + h;
+        double lp = loss_at();
+        ps.flat()[i] = keep - h;
+        double lm = loss_at();
+        ps.flat()[i] = keep;
+        return (lp - lm) / (2 * double(h));
+      };
+      double fd = central(1e-2f);
+      // A top-k routing decision that flips inside [-h, h] makes the loss jump; two step sizes
+      // disagreeing reveals it, and such entries are skipped (counted below).
+      if (std::abs(fd - central(5e-3f)) > 5e-3 + 5e-2 * std::abs(fd)) {
+        ++skipped;
+        continue;
+      }
       double err = std::abs(fd - grad[size_t(i)]);
       max_err = std::max(max_err, err);
       ++checked;
@@ -137,7 +146,8 @@ TEST(ModelGradient, MatchesFiniteDifferences) {
       }
     }
   }
-  std::printf("  checked %d parameter entries, max abs err %.3e\n", checked, max_err);
+  std::printf("  checked %d parameter entries (%d skipped: routing flips), max abs err %.3e\n", checked, skipped, max_err);
+  EXPECT_LE(skipped, checked / 10);
   EXPECT_EQ(bad, 0);
 }
 
@@ -145,7 +155,7 @@ TEST(ModelBackward, RefusesWithoutForward) {
   Model m(tiny("*-"), 1);
   Arena arena;
   Ctx ctx{Device::cpu, &arena, true};
-  EXPECT_THROW(m.backward(ctx), Error);
+  EXPECT_THROW(m.backward(ctx), strata::Error);
 }
 
 }  // namespace
