@@ -7,8 +7,11 @@ req="$1"
 hash=$(sha256sum "$req" | cut -c1-16)
 root="${STRATA_CACHE:-$HOME/.cache/strata}"
 venv="$root/venv-$(basename "$req" .txt)-$hash"
+mkdir -p "$root"
+# Test processes run in parallel and may all ask at once: one builds, the others wait for it.
+exec 9>"$venv.lock"
+flock 9
 if [ ! -f "$venv/.complete" ]; then
-  mkdir -p "$root"
   rm -rf "$venv"
   python3 -m venv "$venv" >&2
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req" >&2

@@ -78,11 +78,8 @@ TEST(Gemm, EmptyOutputWritesNothing) {
   EXPECT_EQ(D[0], 7.0f);
 }
 
-// BLAS semantics for K = 0: the product is empty, so C = beta * C. dnnl_sgemm returns early and
-// leaves C unscaled; gemm.cpp needs to scale C itself when K == 0 (reported to the gemm.cpp owner).
-// Enable once fixed. Harmless today: the only K = 0 calls (an MoE expert with no tokens, dweight
-// with beta = 1) want C unchanged.
-TEST(Gemm, DISABLED_KZeroScalesC) {
+// BLAS semantics for K = 0: the product is empty, so C = beta * C (dnnl_sgemm alone leaves C unscaled).
+TEST(Gemm, KZeroScalesC) {
   std::vector<float> A(1), B(1), C = {1.0f, 2.0f, 3.0f, 4.0f, 5.0f, 6.0f};
   cpu::gemm(false, false, 2, 3, 0, 1.0f, A.data(), 1, B.data(), 3, 0.5f, C.data(), 3);
   expect_close(C, std::vector<double>{0.5, 1.0, 1.5, 2.0, 2.5, 3.0}, 0, 0, "K=0 -> beta*C");

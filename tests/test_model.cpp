@@ -151,6 +151,31 @@ TEST(ModelGradient, MatchesFiniteDifferences) {
   EXPECT_EQ(bad, 0);
 }
 
+// Gradient accumulation passes 1/accum as loss_scale; every gradient, the MoE aux loss's included,
+// must carry it (the router gradient is where a missed scale would show).
+TEST(ModelBackward, LossScaleScalesEveryGradientIncludingAuxLoss) {
+  ModelConfig c = tiny("E-");
+  c.moe.aux_loss = 0.5f;
+  Model m(c, 5);
+  const int64_t B = 2, T = 7;
+  auto ids = tokens(B * T, 3), tgt = tokens(B * T, 4);
+  Arena arena;
+  Ctx ctx{Device::cpu, &arena, true};
+  ParamStore& ps = m.params();
+  auto grads_at = [&](float scale) {
+    arena.reset();
+    ps.zero_grad();
+    m.forward_loss(ctx, ids.data(), tgt.data(), B, T);
+    m.backward(ctx, scale);
+    return std::vector<float>(ps.flat_grad(), ps.flat_grad() + ps.numel());
+  };
+  auto full = grads_at(1.0f), quarter = grads_at(0.25f);
+  EXPECT_EQ(ctx.loss_scale, 1.0f);
+  for (auto& info : ps.infos())
+    for (int64_t i = info.offset; i < info.offset + info.numel; ++i)
+      ASSERT_NEAR(quarter[size_t(i)], 0.25f * full[size_t(i)], 1e-7 + 1e-6 * std::abs(full[size_t(i)])) << info.name;
+}
+
 TEST(ModelBackward, RefusesWithoutForward) {
   Model m(tiny("*-"), 1);
   Arena arena;

@@ -21,6 +21,9 @@ struct Ctx {
   Device device = Device::cpu;
   Arena* arena = nullptr;  // activations saved by forward for backward; reset by the trainer each step
   bool training = false;   // save activations (forward must be followed by backward)
+  // Factor on the loss being differentiated (1/grad_accum). Upstream gradients already carry it;
+  // a block that adds its own loss term (MoE aux loss) must scale that term's gradient by it.
+  float loss_scale = 1.0f;
 };
 
 // Per-sequence-batch decode state of one block (KV cache, conv state, SSM state). Opaque to the

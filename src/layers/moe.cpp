@@ -96,7 +96,7 @@ class Moe final : public Block {
 
     float* dlogits = A.alloc(N * E_);
     STRATA_OP(dev, moe_route_backward, dlogits, dgate, s.probs, s.idx, s.gate, N, E_, K_, renorm_);
-    STRATA_OP(dev, moe_aux_loss_backward, dlogits, s.probs, s.idx, coef_, N, E_, K_);
+    STRATA_OP(dev, moe_aux_loss_backward, dlogits, s.probs, s.idx, coef_ * ctx.loss_scale, N, E_, K_);
     STRATA_OP(dev, linear_backward, dx, store_.grad(router_), nullptr, dlogits, s.x, store_.data(router_), N, D_, E_,
               false);
     if (Hs_ > 0) {

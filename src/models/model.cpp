@@ -128,6 +128,8 @@ void Model::backward(Ctx& ctx, float loss_scale) {
   STRATA_OP(ctx.device, rmsnorm_backward, dx, params_.grad(final_norm_), dnormed, saved_.resid.back(),
             params_.data(final_norm_), saved_.final_rstd, N, D);
   float* dxn = A.alloc(N * D);
+  const float outer_scale = ctx.loss_scale;
+  ctx.loss_scale = outer_scale * loss_scale;
   for (int64_t l = int64_t(layers_.size()) - 1; l >= 0; --l) {
     auto& L = layers_[l];
     // dx is the gradient of the residual stream after layer l; the block's output joins it by
@@ -137,6 +139,7 @@ void Model::backward(Ctx& ctx, float loss_scale) {
               params_.data(L.norm), saved_.rstd[l], N, D);
     for (int64_t i = 0; i < N * D; ++i) dx[i] += dxn[i];
   }
+  ctx.loss_scale = outer_scale;
   STRATA_OP(ctx.device, embedding_backward, params_.grad(embed_), dx, saved_.ids, N, D);
 }
 
