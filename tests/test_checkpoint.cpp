@@ -103,6 +103,8 @@ void expect_same(const Checkpoint& got, const Checkpoint& want) {
   expect_same(got.adam_m, want.adam_m, "adam_m");
   expect_same(got.adam_v, want.adam_v, "adam_v");
   EXPECT_TRUE(got.state == want.state);
+  EXPECT_EQ(got.tokenizer_json, want.tokenizer_json);
+  EXPECT_EQ(got.hf_config_json, want.hf_config_json);
 }
 
 std::string read_bytes(const std::string& p) {
@@ -549,5 +551,46 @@ TEST(Checkpoint, H5pyReadsTheLayout) {
       ASSERT_EQ(vals.size(), a.data.size()) << a.name;
       for (size_t i = 0; i < vals.size(); ++i) ASSERT_EQ(float(vals[i]), a.data[i]) << a.name << "[" << i << "]";
     }
+  }
+}
+
+// Models imported from Hugging Face carry their tokenizer.json and config.json: optional root
+// attributes, checksummed like the config, absent when empty (files without them still load).
+TEST(Checkpoint, TokenizerAndHfConfigRoundTrip) {
+  TempDir d;
+  Checkpoint ck = make_checkpoint(7, false);
+  std::string p = d / "t.h5";
+  save_checkpoint(p, ck);
+  Checkpoint plain = load_checkpoint(p);
+  EXPECT_EQ(plain.tokenizer_json, "");
+  EXPECT_EQ(plain.hf_config_json, "");
+  // Bigger than HDF5's 64 KiB compact attribute limit, with non-ASCII text, as real tokenizers are.
+  std::string tok = R"({"version": "1.0", "model": {"type": "BPE", "vocab": {)";
+  for (int i = 0; i < 20000; ++i) tok += fmt::format("\"tok{}\u00e9✓\": {}, ", i, i);
+  tok += "\"end\": 20000}}}";
+  ck.tokenizer_json = tok;
+  ck.hf_config_json = R"({"architectures": ["LlamaForCausalLM"], "rope_parameters": {"rope_theta": 10000.0}})";
+  save_checkpoint(p, ck);
+  Checkpoint got = load_checkpoint(p);
+  expect_same(got, ck);
+  EXPECT_NO_THROW(verify_checkpoint(p));
+  {  // The attributes are visible to other HDF5 readers under their names.
+    hid_t f = H5Fopen(p.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    ASSERT_GE(f, 0);
+    EXPECT_GT(H5Aexists(f, "tokenizer_json"), 0);
+    EXPECT_GT(H5Aexists(f, "hf_config_json_crc32c"), 0);
+    H5Fclose(f);
+  }
+  // A flipped byte inside the stored tokenizer text is caught by its checksum.
+  std::string bytes = read_bytes(p);
+  size_t at = bytes.find("tok12345");
+  ASSERT_NE(at, std::string::npos);
+  bytes[at + 3] = 'X';
+  std::ofstream(p, std::ios::binary | std::ios::trunc).write(bytes.data(), std::streamsize(bytes.size()));
+  try {
+    load_checkpoint(p);
+    ADD_FAILURE() << "corrupt tokenizer_json accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("tokenizer_json"), std::string::npos) << e.what();
   }
 }

@@ -101,7 +101,7 @@ TEST(CliErrors, CheckpointOfAnotherConfigIsRefusedAndKept) {
 
 TEST(CliHelp, EverySubcommandHasHelp) {
   std::string d = scratch_dir("help");
-  for (const char* sub : {"", "train ", "generate ", "score ", "inspect "}) {
+  for (const char* sub : {"", "train ", "generate ", "score ", "inspect ", "import ", "import hf ", "export ", "export hf "}) {
     auto r = run(std::string(sub) + "--help", d);
     EXPECT_EQ(r.code, 0) << sub << r.out;
     EXPECT_NE(r.out.find("Usage"), std::string::npos) << sub << r.out;

@@ -276,12 +276,12 @@ TEST(ConfigErrors, EnumerationsListAllowedValues) {
   };
   std::vector<Case> cases = {
       {"model: {mamba: {version: 3}}", "model.mamba.version", "3", {"1", "2"}},
-      {"model: {attention: {kind: mla}}", "model.attention.kind", "mla", {"gqa"}},
+      {"model: {attention: {kind: mha}}", "model.attention.kind", "mha", {"gqa", "mla"}},
       {"optim: {schedule: linear}", "optim.schedule", "linear", {"cosine", "constant"}},
       {"data: {kind: tokens}", "data.kind", "tokens", {"text"}},
       {"train: {precision: bf16}", "train.precision", "bf16", {"fp32"}},
       {"train: {device: tpu}", "train.device", "tpu", {"cpu", "cuda"}},
-      {"model: {vocab: tokenizer.json}", "model.vocab", "tokenizer.json", {"bytes"}},
+      {"model: {vocab: tokenizer.json}", "model.vocab", "tokenizer.json", {"bytes", "tokenizer", "ids"}},
   };
   for (const auto& c : cases) {
     std::string y = "# header\n" + c.yaml_extra + "\n";
@@ -290,7 +290,7 @@ TEST(ConfigErrors, EnumerationsListAllowedValues) {
     for (auto& a : c.allowed) list += (list.empty() ? "" : ", ") + a;
     expect_has(m, {"cfg.yaml:2:", "'" + c.key + "' must be one of: " + list, "got '" + c.got + "'"});
   }
-  expect_has(parse_error("model: {vocab: tok.json}\n"), {"not supported yet"});
+  expect_has(parse_error("model: {vocab: tok.json}\n"), {"strata import hf"});
   expect_has(parse_error("optim: {schedule: Cosine}\n"), {"did you mean 'cosine'"});
   // mamba.version=1 is accepted, and with it the Mamba-2-only sizes are not checked.
   Config c = strata::parse_config("model: {d_model: 40, pattern: M, mamba: {version: 1, head_dim: 7}}\n", "cfg.yaml");

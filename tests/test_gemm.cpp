@@ -3,6 +3,7 @@
 // finite differences of loss = sum(w_loss * out), including its accumulate / skip options.
 #include <vector>
 
+#include "core/dtype.h"
 #include "kernels/cpu/gemm.h"
 #include "testing.h"
 
@@ -163,4 +164,33 @@ TEST(Linear, NullGradientsAreSkipped) {
   std::vector<float> dinp2(N * IC, 1e30f);
   cpu::linear_backward(dinp2.data(), nullptr, nullptr, dout.data(), inp.data(), w.data(), N, IC, OC);
   EXPECT_EQ(dinp2, dinp);
+}
+
+// bf16 operands (the reference for the CUDA twin's mixed-precision path): the widened values'
+// product in double, with padded row strides and every transpose.
+TEST(Gemm, Bf16OperandsMatchWidenedDouble) {
+  const int64_t M = 13, N = 9, K = 21, pad = 3;
+  uint64_t seed = 900;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      const int64_t a_rows = ta ? K : M, a_cols = ta ? M : K, b_rows = tb ? N : K, b_cols = tb ? K : N;
+      const int64_t lda = a_cols + pad, ldb = b_cols + pad;
+      std::vector<uint16_t> A(static_cast<size_t>(a_rows * lda)), B(static_cast<size_t>(b_rows * ldb));
+      const auto fa = st::randn(A.size(), seed++), fb = st::randn(B.size(), seed++);
+      for (size_t i = 0; i < A.size(); ++i) A[i] = f32_to_bf16(fa[i]);
+      for (size_t i = 0; i < B.size(); ++i) B[i] = f32_to_bf16(fb[i]);
+      const auto C0 = st::randn(static_cast<size_t>(M * N), seed++);
+      std::vector<double> want(C0.size());
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j) {
+          double sum = 0;
+          for (int64_t k = 0; k < K; ++k)
+            sum += double(bf16_to_f32(ta ? A[k * lda + i] : A[i * lda + k])) *
+                   double(bf16_to_f32(tb ? B[j * ldb + k] : B[k * ldb + j]));
+          want[size_t(i * N + j)] = 0.5 * sum + 2.0 * double(C0[size_t(i * N + j)]);
+        }
+      std::vector<float> C = C0;
+      cpu::gemm_bf16(ta, tb, M, N, K, 0.5f, A.data(), lda, B.data(), ldb, 2.0f, C.data(), N);
+      expect_close(C, want, 1e-5, 1e-5, "gemm_bf16");
+    }
 }

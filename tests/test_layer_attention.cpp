@@ -1,13 +1,16 @@
 // Attention block: parameter names/shapes/init, forward against a double reference (projections,
 // RoPE, causal softmax, output projection), forward vs step parity, prefill-then-step (outputs and
 // cache), whole-layer gradients against fp32 central finite differences, and the refusals (backward
-// without a training forward, a full cache, a non-empty cache for prefill, a foreign cache).
+// without a training forward, a full cache, a non-empty cache for prefill, a foreign cache). The RoPE
+// options (none, partial rotary dims, linear and llama3 frequencies) get the reference, parity and
+// gradient checks too; tests/test_hf_layers.cpp compares them with transformers.
 #include <cmath>
 #include <cstring>
 #include <vector>
 
 #include "core/error.h"
 #include "layers/attention.h"
+#include "layers/rope_freq.h"
 #include "testing.h"
 
 using namespace strata;
@@ -22,6 +25,17 @@ struct Shape4 {
   int D, Hq, Hkv, hd;
 };
 
+// attention.rope / rope_dims / rope_type / rope_factor / rope_original_max_positions (llama3's
+// low/high frequency factors keep their defaults, 1 and 4).
+struct RopeOpt {
+  const char* name = "rope default";
+  bool rope = true;
+  int dims = 0;  // 0 = head_dim
+  const char* type = "default";
+  float factor = 1.0f;
+  int original_max = 8192;
+};
+
 struct Fixture {
   ModelConfig cfg;
   ParamStore store;
@@ -29,12 +43,17 @@ struct Fixture {
   Arena arena;
   Ctx ctx;
 
-  Fixture(Shape4 s, uint64_t seed, float theta = 10000.0f) {
+  Fixture(Shape4 s, uint64_t seed, float theta = 10000.0f, const RopeOpt& r = {}) {
     cfg.d_model = s.D;
     cfg.attention.heads = s.Hq;
     cfg.attention.kv_heads = s.Hkv;
     cfg.attention.head_dim = s.hd;
     cfg.attention.rope_theta = theta;
+    cfg.attention.rope = r.rope;
+    cfg.attention.rope_dims = r.dims;
+    cfg.attention.rope_type = r.type;
+    cfg.attention.rope_factor = r.factor;
+    cfg.attention.rope_original_max_positions = r.original_max;
     cfg.pattern = "M*-*";
     cfg.repeat = 2;  // n_layers = 8
     cfg.init_std = 0.05f;
@@ -80,7 +99,9 @@ struct Fixture {
 // The whole block in double. x[B, T, D] -> y[B, T, D].
 std::vector<double> ref_attention_layer(Fixture& f, const std::vector<float>& x, int64_t B, int64_t T) {
   const int64_t D = f.D(), Hq = f.cfg.attention.heads, Hkv = f.cfg.attention.kv_heads, hd = f.cfg.attention.head_dim;
-  const double theta = f.cfg.attention.rope_theta;
+  // RoPE on the first `rot` channels of a head, pairs (i, i + rot/2), with the config's frequencies.
+  const int64_t rot = f.cfg.attention.rope ? f.cfg.attention.rope_dims : 0;
+  const std::vector<float> inv_freq = rope_inv_freq(f.cfg.attention, rot);
   const float *wq = f.p("q_proj.weight"), *wk = f.p("k_proj.weight"), *wv = f.p("v_proj.weight"),
               *wo = f.p("o_proj.weight");
   auto proj = [&](const float* w, int64_t OC) {
@@ -96,11 +117,11 @@ std::vector<double> ref_attention_layer(Fixture& f, const std::vector<float>& x,
       for (int64_t t = 0; t < T; ++t)
         for (int64_t h = 0; h < H; ++h) {
           double* r = &z[((b * T + t) * H + h) * hd];
-          for (int64_t i = 0; i < hd / 2; ++i) {
-            const double a = double(t) * std::pow(theta, -2.0 * double(i) / double(hd));
-            const double x1 = r[i], x2 = r[i + hd / 2];
+          for (int64_t i = 0; i < rot / 2; ++i) {
+            const double a = double(t) * double(inv_freq[size_t(i)]);
+            const double x1 = r[i], x2 = r[i + rot / 2];
             r[i] = x1 * std::cos(a) - x2 * std::sin(a);
-            r[i + hd / 2] = x2 * std::cos(a) + x1 * std::sin(a);
+            r[i + rot / 2] = x2 * std::cos(a) + x1 * std::sin(a);
           }
         }
   };
@@ -235,64 +256,106 @@ TEST(LayerAttention, StepParityAndPrefill) {
   }
 }
 
+// Whole-layer gradients (parameters and dx) against fp32 central finite differences of sum(w * y).
+void check_gradients(Fixture& f) {
+  const int64_t B = 2, T = 6, N = B * T, D = f.D();
+  f.randomize(40);
+  auto x = st::randn(N * D, 41), w = st::randn(N * D, 42);
+  // Grads pre-filled with random values: backward must accumulate into them.
+  auto g0 = st::randn(size_t(f.store.numel()), 43);
+  std::memcpy(f.store.flat_grad(), g0.data(), sizeof(float) * g0.size());
+  f.forward(x, B, T, true);
+  std::vector<float> dx(N * D, 1e30f);  // must be assigned
+  f.blk->backward(f.ctx, dx.data(), w.data(), B, T);
+
+  auto loss = [&] {
+    f.arena.reset();
+    auto y = f.forward(x, B, T, false);
+    double sum = 0;
+    for (int64_t i = 0; i < N * D; ++i) sum += double(w[i]) * y[i];
+    return sum;
+  };
+  // The loss (a sum over N*D fp32 outputs) carries a rounding of ~2e-6, i.e. FD noise ~1e-6 / h:
+  // h = 2e-3 keeps it well inside the tolerance, and the truncation error h^2 f'''/6 stays < 1e-5.
+  const float h = 2e-3f;
+  auto fd = [&](float* v, int64_t i) {
+    const float keep = v[i];
+    v[i] = keep + h;
+    const double lp = loss();
+    v[i] = keep - h;
+    const double lm = loss();
+    v[i] = keep;
+    return (lp - lm) / (2.0 * double(h));
+  };
+  Rng pick(44);
+  for (auto& in : f.store.infos()) {
+    std::vector<double> got, want;
+    double gmax = 0;
+    for (int smp = 0; smp < 20; ++smp) {
+      const int64_t i = int64_t(pick.below(uint64_t(in.numel)));
+      got.push_back(double(f.store.flat_grad()[in.offset + i]) - double(g0[in.offset + i]));
+      want.push_back(fd(f.store.flat() + in.offset, i));
+      gmax = std::max(gmax, std::abs(want.back()));
+    }
+    expect_close(got, want, 2e-3, 2e-2, in.name);
+    EXPECT_GT(gmax, 0.05) << in.name << ": gradients too small for the FD tolerance to mean anything";
+  }
+  std::vector<double> got, want;
+  double gmax = 0;
+  for (int smp = 0; smp < 20; ++smp) {
+    const int64_t i = int64_t(pick.below(uint64_t(N * D)));
+    got.push_back(dx[i]);
+    want.push_back(fd(x.data(), i));
+    gmax = std::max(gmax, std::abs(want.back()));
+  }
+  expect_close(got, want, 2e-3, 2e-2, "dx");
+  EXPECT_GT(gmax, 0.05) << "gradients too small for the FD tolerance to mean anything";
+}
+
 TEST(LayerAttention, GradientsMatchFiniteDifferences) {
   const Shape4 shapes[] = {{24, 4, 2, 8}, {16, 2, 1, 16}};
   for (const Shape4& s : shapes) {
     std::printf("D=%d Hq=%d Hkv=%d hd=%d\n", s.D, s.Hq, s.Hkv, s.hd);
-    const int64_t B = 2, T = 6, N = B * T, D = s.D;
     Fixture f(s, 4);
-    f.randomize(40);
-    auto x = st::randn(N * D, 41), w = st::randn(N * D, 42);
-    // Grads pre-filled with random values: backward must accumulate into them.
-    auto g0 = st::randn(size_t(f.store.numel()), 43);
-    std::memcpy(f.store.flat_grad(), g0.data(), sizeof(float) * g0.size());
-    f.forward(x, B, T, true);
-    std::vector<float> dx(N * D, 1e30f);  // must be assigned
-    f.blk->backward(f.ctx, dx.data(), w.data(), B, T);
-
-    auto loss = [&] {
-      f.arena.reset();
-      auto y = f.forward(x, B, T, false);
-      double sum = 0;
-      for (int64_t i = 0; i < N * D; ++i) sum += double(w[i]) * y[i];
-      return sum;
-    };
-    // The loss (a sum over N*D fp32 outputs) carries a rounding of ~2e-6, i.e. FD noise ~1e-6 / h:
-    // h = 2e-3 keeps it well inside the tolerance, and the truncation error h^2 f'''/6 stays < 1e-5.
-    const float h = 2e-3f;
-    auto fd = [&](float* v, int64_t i) {
-      const float keep = v[i];
-      v[i] = keep + h;
-      const double lp = loss();
-      v[i] = keep - h;
-      const double lm = loss();
-      v[i] = keep;
-      return (lp - lm) / (2.0 * double(h));
-    };
-    Rng pick(44);
-    for (auto& in : f.store.infos()) {
-      std::vector<double> got, want;
-      double gmax = 0;
-      for (int smp = 0; smp < 20; ++smp) {
-        const int64_t i = int64_t(pick.below(uint64_t(in.numel)));
-        got.push_back(double(f.store.flat_grad()[in.offset + i]) - double(g0[in.offset + i]));
-        want.push_back(fd(f.store.flat() + in.offset, i));
-        gmax = std::max(gmax, std::abs(want.back()));
-      }
-      expect_close(got, want, 2e-3, 2e-2, in.name);
-      EXPECT_GT(gmax, 0.05) << in.name << ": gradients too small for the FD tolerance to mean anything";
-    }
-    std::vector<double> got, want;
-    double gmax = 0;
-    for (int smp = 0; smp < 20; ++smp) {
-      const int64_t i = int64_t(pick.below(uint64_t(N * D)));
-      got.push_back(dx[i]);
-      want.push_back(fd(x.data(), i));
-      gmax = std::max(gmax, std::abs(want.back()));
-    }
-    expect_close(got, want, 2e-3, 2e-2, "dx");
-    EXPECT_GT(gmax, 0.05) << "gradients too small for the FD tolerance to mean anything";
+    check_gradients(f);
   }
+}
+
+TEST(LayerAttention, RopeOptions) {
+  // No positional encoding (Jamba), partial rotary (StableLM), linear and llama3 frequencies (the
+  // latter partial too, and with a short original context so that all its regimes occur).
+  RopeOpt opts[4];
+  opts[0] = {"no rope", false, 0, "default", 1.0f};
+  opts[1] = {"partial rope (rope_dims 6 of 10)", true, 6, "default", 1.0f};
+  opts[2] = {"linear x4", true, 0, "linear", 4.0f};
+  // theta 100, 8 rotary dims: wavelengths 6.3 .. 200, around original_max / 4 = 16 and original_max = 64.
+  opts[3] = {"llama3 x8, rope_dims 8 of 12", true, 8, "llama3", 8.0f, 64};
+  const Shape4 s{40, 4, 2, 10}, s3{48, 4, 1, 12};
+  for (int k = 0; k < 4; ++k) {
+    const RopeOpt& r = opts[k];
+    const Shape4& sh = k == 3 ? s3 : s;
+    std::printf("%s: D=%d Hq=%d Hkv=%d hd=%d\n", r.name, sh.D, sh.Hq, sh.Hkv, sh.hd);
+    Fixture f(sh, 7, 100.0f, r);
+    f.randomize(70);
+    const int64_t B = 2, T = 45;
+    auto x = st::randn(B * T * sh.D, 71);
+    auto y = f.forward(x, B, T, false);
+    expect_close(y, ref_attention_layer(f, x, B, T), 2e-5, 1e-4, "y vs double ref");
+    auto c = f.blk->allocate_cache(B, T);
+    expect_close(f.steps(x, B, T, 0, T, c.get()), y, 1e-4, 0, "steps vs forward");
+    f.arena.reset();
+    check_gradients(f);
+  }
+  // Without RoPE the position does not matter: a sequence of one repeated token gives one output.
+  Fixture f(s, 8, 10000.0f, opts[0]);
+  f.randomize(80);
+  const int64_t T = 9;
+  auto tok = st::randn(size_t(s.D), 81);
+  std::vector<float> x;
+  for (int64_t t = 0; t < T; ++t) x.insert(x.end(), tok.begin(), tok.end());
+  auto y = f.forward(x, 1, T, false);
+  for (int64_t t = 1; t < T; ++t)
+    for (int64_t d = 0; d < s.D; ++d) EXPECT_NEAR(y[t * s.D + d], y[d], 1e-5) << t;
 }
 
 TEST(LayerAttention, BackwardNeedsTrainingForward) {

@@ -1,6 +1,7 @@
 // Mamba (v1) block: parameter names/shapes/init, forward against a double reference of the whole
 // mixer, forward vs step parity, prefill-then-step (outputs and cache state), whole-layer gradients
 // against fp32 central finite differences, and backward refusing to run without a training forward.
+// Forward, parity and gradients run with and without mamba.inner_norms (Jamba's RMSNorms on dt, B, C).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -26,7 +27,7 @@ struct Fixture {
   Ctx ctx;
 
   // d_inner = 2 D; dt_rank 0 -> resolve() derives ceil(D / 16).
-  Fixture(int D, int S, int K, bool bias, bool conv_bias, uint64_t seed, int dt_rank = 0) {
+  Fixture(int D, int S, int K, bool bias, bool conv_bias, uint64_t seed, int dt_rank = 0, bool inner_norms = false) {
     cfg.d_model = D;
     cfg.pattern = "M*M-";
     cfg.repeat = 2;  // n_layers = 8
@@ -37,6 +38,8 @@ struct Fixture {
     cfg.mamba.dt_rank = dt_rank;
     cfg.mamba.bias = bias;
     cfg.mamba.conv_bias = conv_bias;
+    cfg.mamba.inner_norms = inner_norms;
+    cfg.norm_eps = 1e-5f;
     resolve(cfg);
     blk = make_mamba(cfg, store, kPrefix);
     store.allocate(seed);
@@ -65,6 +68,9 @@ struct Fixture {
         v = st::uniform(size_t(in.numel), seed + i, 0.5f, 1.5f);
       } else if (sub == "dt_proj.bias") {
         v = st::uniform(size_t(in.numel), seed + i, -3.0f, 0.0f);
+      } else if (sub.ends_with("layernorm.weight")) {  // around 1, so that a missing weight shows
+        v = st::randn(size_t(in.numel), seed + i, 0.3f);
+        for (float& e : v) e += 1.0f;
       } else if (in.shape.size() == 1) {
         v = st::randn(size_t(in.numel), seed + i, 0.2f);
       } else {
@@ -101,7 +107,8 @@ std::vector<double> ref_mamba(Fixture& f, const std::vector<float>& x, int64_t B
   const float *win = f.p("in_proj.weight"), *bin = f.p("in_proj.bias"), *cw = f.p("conv1d.weight"),
               *cb = f.p("conv1d.bias"), *wx = f.p("x_proj.weight"), *wdt = f.p("dt_proj.weight"),
               *bdt = f.p("dt_proj.bias"), *alog = f.p("A_log"), *Dsk = f.p("D"), *wout = f.p("out_proj.weight"),
-              *bout = f.p("out_proj.bias");
+              *bout = f.p("out_proj.bias"), *ndt = f.p("dt_layernorm.weight"), *nb = f.p("b_layernorm.weight"),
+              *nc = f.p("c_layernorm.weight");
   const int64_t N = B * T;
   std::vector<double> xi(N * Di), z(N * Di), xc(N * Di), ys(N * Di), y(N * D, 0.0);
   for (int64_t n = 0; n < N; ++n)
@@ -128,6 +135,17 @@ std::vector<double> ref_mamba(Fixture& f, const std::vector<float>& x, int64_t B
         double acc = 0;
         for (int64_t c = 0; c < Di; ++c) acc += double(wx[o * Di + c]) * xc[n * Di + c];
         dbl[o] = acc;
+      }
+      if (ndt) {  // inner norms: RMSNorm of dt, B and C separately
+        auto rms_norm = [&](int64_t o0, int64_t n, const float* wn) {
+          double ss = 0;
+          for (int64_t i = 0; i < n; ++i) ss += dbl[o0 + i] * dbl[o0 + i];
+          const double r = 1.0 / std::sqrt(ss / double(n) + double(f.cfg.norm_eps));
+          for (int64_t i = 0; i < n; ++i) dbl[o0 + i] *= r * double(wn[i]);
+        };
+        rms_norm(0, R, ndt);
+        rms_norm(R, S, nb);
+        rms_norm(R + S, S, nc);
       }
       for (int64_t c = 0; c < Di; ++c) {
         double dl = bdt[c];
@@ -224,121 +242,146 @@ TEST(LayerMamba, ParametersAndInit) {
   EXPECT_EQ(g.info("out_proj.bias"), nullptr);
   EXPECT_EQ(g.info("conv1d.bias"), nullptr);
   EXPECT_EQ(g.store.infos().size(), 8u);
+  EXPECT_EQ(g.info("dt_layernorm.weight"), nullptr);
+
+  // Jamba's inner norms: three RMSNorm weights, initialised to 1, not decayed.
+  Fixture j(32, 8, 3, false, true, 2, 3, true);
+  EXPECT_EQ(j.store.infos().size(), 12u);
+  const std::pair<const char*, int64_t> norms[] = {{"dt_layernorm.weight", 3}, {"b_layernorm.weight", 8},
+                                                   {"c_layernorm.weight", 8}};
+  for (auto [sub, n] : norms) {
+    const ParamInfo* in = j.info(sub);
+    ASSERT_NE(in, nullptr) << sub;
+    EXPECT_EQ(in->shape, Shape{n}) << sub;
+    EXPECT_FALSE(in->decay) << sub;
+    for (int64_t i = 0; i < n; ++i) EXPECT_EQ(j.p(sub)[i], 1.0f) << sub;
+  }
 }
 
 TEST(LayerMamba, ForwardMatchesDoubleReference) {
-  for (bool bias : {false, true}) {
-    Fixture f(24, 5, 4, bias, !bias, 3, 3);
-    f.randomize(30);
-    const int64_t B = 2, T = 21, D = 24;
-    auto x = st::randn(B * T * D, 31);
-    auto y = f.forward(x, B, T, false);
-    expect_close(y, ref_mamba(f, x, B, T), 1e-5, 1e-4, bias ? "y vs double ref (biases)" : "y vs double ref");
-    f.arena.reset();
-    auto yt = f.forward(x, B, T, true);  // the training path computes the same values
-    expect_close(yt, y, 0, 0, "training forward == inference forward");
-  }
+  for (bool inner : {false, true})
+    for (bool bias : {false, true}) {
+      Fixture f(24, 5, 4, bias, !bias, 3, 3, inner);
+      f.randomize(30);
+      const int64_t B = 2, T = 21, D = 24;
+      auto x = st::randn(B * T * D, 31);
+      auto y = f.forward(x, B, T, false);
+      expect_close(y, ref_mamba(f, x, B, T), 1e-5, 1e-4,
+                   std::string(bias ? "y vs double ref (biases)" : "y vs double ref") + (inner ? " inner norms" : ""));
+      f.arena.reset();
+      auto yt = f.forward(x, B, T, true);  // the training path computes the same values
+      expect_close(yt, y, 0, 0, "training forward == inference forward");
+    }
 }
 
 TEST(LayerMamba, StepParityAndPrefill) {
-  // T = 37: not a multiple of the scan's 16-token backward chunk, nor of any tile; 3 blocks of 16
-  // inner channels (d_inner = 40) with a tail.
-  Fixture f(20, 6, 4, true, true, 4);
-  f.randomize(40);
-  const int64_t B = 2, T = 37, T1 = 13, D = 20;
-  auto x = st::randn(B * T * D, 41);
-  auto y = f.forward(x, B, T, false);
+  for (bool inner : {false, true}) {
+    std::printf("inner_norms = %d\n", int(inner));
+    // T = 37: not a multiple of the scan's 16-token backward chunk, nor of any tile; 3 blocks of 16
+    // inner channels (d_inner = 40) with a tail.
+    Fixture f(20, 6, 4, true, true, 4, 0, inner);
+    f.randomize(40);
+    const int64_t B = 2, T = 37, T1 = 13, D = 20;
+    auto x = st::randn(B * T * D, 41);
+    auto y = f.forward(x, B, T, false);
 
-  // (a) T steps from an empty cache vs the forward over T.
-  auto c_steps = f.blk->allocate_cache(B, T);
-  std::vector<float> ys(B * T * D);
-  f.steps(ys, x, B, T, 0, T, c_steps.get());
-  EXPECT_EQ(c_steps->pos, T);
-  expect_close(ys, y, 1e-4, 0, "steps vs forward");
+    // (a) T steps from an empty cache vs the forward over T.
+    auto c_steps = f.blk->allocate_cache(B, T);
+    std::vector<float> ys(B * T * D);
+    f.steps(ys, x, B, T, 0, T, c_steps.get());
+    EXPECT_EQ(c_steps->pos, T);
+    expect_close(ys, y, 1e-4, 0, "steps vs forward");
 
-  // (b) forward over x[:, :T1] with a cache, then steps for the rest, vs steps from scratch.
-  f.arena.reset();
-  std::vector<float> x1(B * T1 * D);
-  for (int64_t b = 0; b < B; ++b) std::memcpy(&x1[b * T1 * D], &x[b * T * D], sizeof(float) * T1 * D);
-  auto c_pre = f.blk->allocate_cache(B, T);
-  auto y1 = f.forward(x1, B, T1, false, c_pre.get());
-  EXPECT_EQ(c_pre->pos, T1);
-  std::vector<float> yp(B * T * D);
-  for (int64_t b = 0; b < B; ++b) std::memcpy(&yp[b * T * D], &y1[b * T1 * D], sizeof(float) * T1 * D);
-  // Reference: T1 steps from scratch. Both caches must now hold the same conv and SSM states.
-  auto c_ref = f.blk->allocate_cache(B, T);
-  std::vector<float> yr(B * T * D);
-  f.steps(yr, x, B, T, 0, T1, c_ref.get());
-  auto& pre = dynamic_cast<MambaCache&>(*c_pre);
-  auto& ref = dynamic_cast<MambaCache&>(*c_ref);
-  ASSERT_EQ(pre.conv.size(), size_t(B * 40 * 3));
-  ASSERT_EQ(pre.ssm.size(), size_t(B * 40 * 6));
-  expect_close(pre.conv, ref.conv, 1e-6, 0, "prefill conv_state vs steps");
-  expect_close(pre.ssm, ref.ssm, 1e-4, 0, "prefill ssm_state vs steps");
-  double smax = 0;
-  for (float v : ref.ssm) smax = std::max(smax, double(std::abs(v)));
-  EXPECT_GT(smax, 0.1) << "the SSM state carries too little for the comparison to mean anything";
-  // Then the remaining tokens: outputs and final states.
-  f.steps(yp, x, B, T, T1, T, c_pre.get());
-  expect_close(yp, ys, 1e-4, 0, "prefill+steps vs steps");
-  auto& fin = dynamic_cast<MambaCache&>(*c_steps);
-  expect_close(pre.conv, fin.conv, 1e-6, 0, "final conv_state vs steps");
-  expect_close(pre.ssm, fin.ssm, 1e-4, 0, "final ssm_state vs steps");
-  EXPECT_EQ(c_pre->pos, T);
+    // (b) forward over x[:, :T1] with a cache, then steps for the rest, vs steps from scratch.
+    f.arena.reset();
+    std::vector<float> x1(B * T1 * D);
+    for (int64_t b = 0; b < B; ++b) std::memcpy(&x1[b * T1 * D], &x[b * T * D], sizeof(float) * T1 * D);
+    auto c_pre = f.blk->allocate_cache(B, T);
+    auto y1 = f.forward(x1, B, T1, false, c_pre.get());
+    EXPECT_EQ(c_pre->pos, T1);
+    std::vector<float> yp(B * T * D);
+    for (int64_t b = 0; b < B; ++b) std::memcpy(&yp[b * T * D], &y1[b * T1 * D], sizeof(float) * T1 * D);
+    // Reference: T1 steps from scratch. Both caches must now hold the same conv and SSM states.
+    auto c_ref = f.blk->allocate_cache(B, T);
+    std::vector<float> yr(B * T * D);
+    f.steps(yr, x, B, T, 0, T1, c_ref.get());
+    auto& pre = dynamic_cast<MambaCache&>(*c_pre);
+    auto& ref = dynamic_cast<MambaCache&>(*c_ref);
+    ASSERT_EQ(pre.conv.size(), size_t(B * 40 * 3));
+    ASSERT_EQ(pre.ssm.size(), size_t(B * 40 * 6));
+    expect_close(pre.conv, ref.conv, 1e-6, 0, "prefill conv_state vs steps");
+    expect_close(pre.ssm, ref.ssm, 1e-4, 0, "prefill ssm_state vs steps");
+    double smax = 0;
+    for (float v : ref.ssm) smax = std::max(smax, double(std::abs(v)));
+    EXPECT_GT(smax, 0.1) << "the SSM state carries too little for the comparison to mean anything";
+    // Then the remaining tokens: outputs and final states.
+    f.steps(yp, x, B, T, T1, T, c_pre.get());
+    expect_close(yp, ys, 1e-4, 0, "prefill+steps vs steps");
+    auto& fin = dynamic_cast<MambaCache&>(*c_steps);
+    expect_close(pre.conv, fin.conv, 1e-6, 0, "final conv_state vs steps");
+    expect_close(pre.ssm, fin.ssm, 1e-4, 0, "final ssm_state vs steps");
+    EXPECT_EQ(c_pre->pos, T);
+  }
 }
 
 TEST(LayerMamba, GradientsMatchFiniteDifferences) {
-  const int64_t D = 12, B = 2, T = 19, N = B * T;  // T past the scan's 16-token recompute chunk
-  Fixture f(int(D), 4, 3, true, true, 5, 2);
-  f.randomize(50);
-  auto x = st::randn(N * D, 51), w = st::randn(N * D, 52);
-  // Grads pre-filled with random values: backward must accumulate into them.
-  auto g0 = st::randn(size_t(f.store.numel()), 53);
-  std::memcpy(f.store.flat_grad(), g0.data(), sizeof(float) * g0.size());
-  f.forward(x, B, T, true);
-  std::vector<float> dx(N * D, 1e30f);  // must be assigned
-  f.blk->backward(f.ctx, dx.data(), w.data(), B, T);
+  for (bool inner : {false, true}) {
+    std::printf("inner_norms = %d\n", int(inner));
+    const int64_t D = 12, B = 2, T = 19, N = B * T;  // T past the scan's 16-token recompute chunk
+    Fixture f(int(D), 4, 3, true, true, 5, 2, inner);
+    f.randomize(50);
+    auto x = st::randn(N * D, 51), w = st::randn(N * D, 52);
+    // Grads pre-filled with random values: backward must accumulate into them.
+    auto g0 = st::randn(size_t(f.store.numel()), 53);
+    std::memcpy(f.store.flat_grad(), g0.data(), sizeof(float) * g0.size());
+    f.forward(x, B, T, true);
+    std::vector<float> dx(N * D, 1e30f);  // must be assigned
+    f.blk->backward(f.ctx, dx.data(), w.data(), B, T);
 
-  auto loss = [&] {
-    f.arena.reset();
-    auto y = f.forward(x, B, T, false);
-    double s = 0;
-    for (int64_t i = 0; i < N * D; ++i) s += double(w[i]) * y[i];
-    return s;
-  };
-  const float h = 1e-3f;
-  auto fd = [&](float* v, int64_t i) {
-    const float keep = v[i];
-    v[i] = keep + h;
-    const double lp = loss();
-    v[i] = keep - h;
-    const double lm = loss();
-    v[i] = keep;
-    return (lp - lm) / (2.0 * double(h));
-  };
-  Rng pick(54);
-  for (auto& in : f.store.infos()) {
+    auto loss = [&] {
+      f.arena.reset();
+      auto y = f.forward(x, B, T, false);
+      double s = 0;
+      for (int64_t i = 0; i < N * D; ++i) s += double(w[i]) * y[i];
+      return s;
+    };
+    // The inner norms amplify the fp32 rounding of the loss (dt has only R = 2 channels to normalise
+    // over): a larger step keeps noise / h inside the tolerance (measured: h = 3e-3 -> max err 8e-4,
+    // 1e-3 -> 4e-3, 2e-4 -> 1e-2, i.e. noise-dominated, not truncation).
+    const float h = inner ? 3e-3f : 1e-3f;
+    auto fd = [&](float* v, int64_t i) {
+      const float keep = v[i];
+      v[i] = keep + h;
+      const double lp = loss();
+      v[i] = keep - h;
+      const double lm = loss();
+      v[i] = keep;
+      return (lp - lm) / (2.0 * double(h));
+    };
+    Rng pick(54);
+    for (auto& in : f.store.infos()) {
+      std::vector<double> got, want;
+      double gmax = 0;
+      for (int s = 0; s < 20; ++s) {
+        const int64_t i = int64_t(pick.below(uint64_t(in.numel)));
+        got.push_back(double(f.store.flat_grad()[in.offset + i]) - double(g0[in.offset + i]));
+        want.push_back(fd(f.store.flat() + in.offset, i));
+        gmax = std::max(gmax, std::abs(want.back()));
+      }
+      expect_close(got, want, 2e-3, 2e-2, in.name);
+      EXPECT_GT(gmax, 1e-2) << in.name << ": gradients too small for the FD check to mean anything";
+    }
     std::vector<double> got, want;
     double gmax = 0;
     for (int s = 0; s < 20; ++s) {
-      const int64_t i = int64_t(pick.below(uint64_t(in.numel)));
-      got.push_back(double(f.store.flat_grad()[in.offset + i]) - double(g0[in.offset + i]));
-      want.push_back(fd(f.store.flat() + in.offset, i));
+      const int64_t i = int64_t(pick.below(uint64_t(N * D)));
+      got.push_back(dx[i]);
+      want.push_back(fd(x.data(), i));
       gmax = std::max(gmax, std::abs(want.back()));
     }
-    expect_close(got, want, 2e-3, 2e-2, in.name);
-    EXPECT_GT(gmax, 1e-2) << in.name << ": gradients too small for the FD check to mean anything";
+    expect_close(got, want, 2e-3, 2e-2, "dx");
+    EXPECT_GT(gmax, 0.05) << "gradients too small for the FD tolerance to mean anything";
   }
-  std::vector<double> got, want;
-  double gmax = 0;
-  for (int s = 0; s < 20; ++s) {
-    const int64_t i = int64_t(pick.below(uint64_t(N * D)));
-    got.push_back(dx[i]);
-    want.push_back(fd(x.data(), i));
-    gmax = std::max(gmax, std::abs(want.back()));
-  }
-  expect_close(got, want, 2e-3, 2e-2, "dx");
-  EXPECT_GT(gmax, 0.05) << "gradients too small for the FD tolerance to mean anything";
 }
 
 TEST(LayerMamba, BackwardNeedsTrainingForward) {

@@ -13,7 +13,7 @@ using namespace strata;
 
 namespace {
 
-ModelConfig tiny(const std::string& pattern, int mamba_version = 2) {
+ModelConfig tiny(const std::string& pattern, int mamba_version = 2, const std::string& attention = "gqa") {
   ModelConfig c;
   c.d_model = 32;
   c.pattern = pattern;
@@ -30,6 +30,14 @@ ModelConfig tiny(const std::string& pattern, int mamba_version = 2) {
   c.moe.hidden = 24;
   c.moe.shared_experts = 1;
   c.init_std = 0.1f;  // larger than the default so that the layers matter for the logits
+  if (attention == "mla") {  // DeepSeek-V3 shaped: compressed queries, interleaved RoPE
+    c.attention.kind = "mla";
+    c.attention.q_lora_rank = 16;
+    c.attention.kv_lora_rank = 24;
+    c.attention.qk_nope_head_dim = 8;
+    c.attention.qk_rope_head_dim = 4;
+    c.attention.v_head_dim = 6;
+  }
   return c;
 }
 
@@ -44,13 +52,14 @@ struct Case {
   const char* name;
   const char* pattern;
   int mamba_version;
+  const char* attention = "gqa";  // attention.kind of the '*' layers
 };
 
 class ModelParity : public ::testing::TestWithParam<Case> {};
 
 TEST_P(ModelParity, DecodeEqualsForwardAndPrefillThenStep) {
   Case k = GetParam();
-  Model m(tiny(k.pattern, k.mamba_version), 3);
+  Model m(tiny(k.pattern, k.mamba_version, k.attention), 3);
   const int64_t B = 2, T = 21, V = m.vocab(), T1 = 13;
   auto ids = tokens(B * T, 5);
   Arena arena;
@@ -94,12 +103,16 @@ TEST_P(ModelParity, DecodeEqualsForwardAndPrefillThenStep) {
 INSTANTIATE_TEST_SUITE_P(Blocks, ModelParity,
                          ::testing::Values(Case{"attention", "*", 2}, Case{"mamba1", "M", 1}, Case{"mamba2", "M", 2},
                                            Case{"mlp", "-", 2}, Case{"moe", "E", 2},
-                                           Case{"jamba_mix", "M-*E", 2}, Case{"mamba1_mix", "ME*-", 1}),
+                                           Case{"jamba_mix", "M-*E", 2}, Case{"mamba1_mix", "ME*-", 1},
+                                           Case{"mla", "*", 2, "mla"}, Case{"mla_mix", "M*E-", 2, "mla"}),
                          [](const auto& info) { return std::string(info.param.name); });
 
 // d(loss)/d(param) of the whole model against central differences (fp32 forward, double loss).
-TEST(ModelGradient, MatchesFiniteDifferences) {
-  ModelConfig c = tiny("M*E-");
+// (attention: gqa, then mla)
+class ModelGradient : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(ModelGradient, MatchesFiniteDifferences) {
+  ModelConfig c = tiny("M*E-", 2, GetParam());
   c.moe.aux_loss = 0.0f;  // the aux loss's f_e is piecewise constant: keep the check to the smooth part
   Model m(c, 11);
   const int64_t B = 2, T = 9;
@@ -150,6 +163,9 @@ TEST(ModelGradient, MatchesFiniteDifferences) {
   EXPECT_LE(skipped, checked / 10);
   EXPECT_EQ(bad, 0);
 }
+
+INSTANTIATE_TEST_SUITE_P(Attention, ModelGradient, ::testing::Values("gqa", "mla"),
+                         [](const auto& info) { return std::string(info.param); });
 
 // Gradient accumulation passes 1/accum as loss_scale; every gradient, the MoE aux loss's included,
 // must carry it (the router gradient is where a missed scale would show).

@@ -1,7 +1,8 @@
-// strata — the command-line interface: train | generate | score | inspect.
+// strata — the command-line interface: train | generate | score | inspect | import hf | export hf.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -10,6 +11,8 @@
 
 #include "core/error.h"
 #include "infer/generate.h"
+#include "interop/hf_export.h"
+#include "interop/hf_import.h"
 #include "models/model.h"
 #include "train/checkpoint.h"
 #include "train/config_load.h"
@@ -19,8 +22,10 @@
 namespace fs = std::filesystem;
 using namespace strata;
 
-// A checkpoint argument may name a file or a run directory (its newest good checkpoint).
+// A checkpoint argument may name a file, a Hugging Face model directory (config.json + safetensors,
+// imported on the fly) or a run directory (its newest good checkpoint).
 static std::string resolve_checkpoint(const std::string& p) {
+  if (is_hf_model_dir(p)) return p;
   if (!fs::is_directory(p)) {
     if (!fs::exists(p)) throw InputError(fmt::format("checkpoint '{}' not found", p));
     return p;
@@ -38,6 +43,33 @@ static std::string read_file(const std::string& path) {
   ss << f.rdbuf();
   return ss.str();
 }
+
+// "1, 2 3" -> {1, 2, 3}: token ids for models without a tokenizer.
+static std::vector<int32_t> parse_ids(const std::string& text, const std::string& what, int64_t vocab) {
+  std::vector<int32_t> ids;
+  std::string cur;
+  auto flush = [&] {
+    if (cur.empty()) return;
+    size_t used = 0;
+    long long v = -1;
+    try {
+      v = std::stoll(cur, &used);
+    } catch (...) {
+    }
+    if (used != cur.size() || v < 0 || v >= vocab)
+      throw InputError(fmt::format("{}: '{}' is not a token id in [0, {})", what, cur, vocab));
+    ids.push_back(int32_t(v));
+    cur.clear();
+  };
+  for (char c : text) {
+    if (c == ',' || std::isspace(static_cast<unsigned char>(c))) flush();
+    else cur.push_back(c);
+  }
+  flush();
+  return ids;
+}
+
+static void log_line(const std::string& s) { fmt::print(stderr, "{}\n", s); }
 
 int main(int argc, char** argv) {
   CLI::App app{"strata: compose, train and sample hybrid attention / Mamba / MoE models"};
@@ -61,8 +93,13 @@ int main(int argc, char** argv) {
   auto* gen = app.add_subcommand("generate", "Sample text from a checkpoint (prefill with forward, then cached steps)");
   std::string ckpt, prompt = "\n";
   GenerateOptions gopts;
-  gen->add_option("--ckpt", ckpt, "checkpoint file, or a run directory (its newest good checkpoint)")->required();
-  gen->add_option("--prompt", prompt, "prompt text")->capture_default_str();
+  gen->add_option("--ckpt", ckpt, "checkpoint file, a run directory (its newest good checkpoint), or a Hugging Face model directory")->required();
+  gen->add_option("--prompt", prompt, "prompt text (through the model's tokenizer, or bytes)")->capture_default_str();
+  std::string prompt_ids;
+  bool print_ids = false, ignore_eos = false;
+  gen->add_option("--prompt-ids", prompt_ids, "prompt as token ids ('1,2,3'), instead of --prompt");
+  gen->add_flag("--print-ids", print_ids, "print the generated token ids instead of text");
+  gen->add_flag("--ignore-eos", ignore_eos, "keep generating past the model's end-of-sequence token");
   gen->add_option("--max-tokens", gopts.max_tokens, "tokens to generate")->capture_default_str()->check(CLI::PositiveNumber);
   gen->add_option("--temperature", gopts.sampler.temperature, "0 = greedy")->capture_default_str()->check(CLI::NonNegativeNumber);
   gen->add_option("--top-k", gopts.sampler.top_k, "keep the k most likely tokens (0 = off)")->capture_default_str()->check(CLI::NonNegativeNumber);
@@ -72,8 +109,11 @@ int main(int argc, char** argv) {
   // score
   auto* sc = app.add_subcommand("score", "Per-position logits of a text, by training forward or by token-by-token decode");
   std::string text_file, mode = "forward", out_path;
-  sc->add_option("--ckpt", ckpt, "checkpoint file or run directory")->required();
-  sc->add_option("--text-file", text_file, "text to score")->required();
+  sc->add_option("--ckpt", ckpt, "checkpoint file, run directory or Hugging Face model directory")->required();
+  std::string ids_file;
+  auto* tf_opt = sc->add_option("--text-file", text_file, "text to score (through the model's tokenizer, or bytes)");
+  auto* id_opt = sc->add_option("--ids-file", ids_file, "token ids to score ('1 2 3' or '1,2,3'), instead of --text-file");
+  tf_opt->excludes(id_opt);
   sc->add_option("--mode", mode, "forward | decode")->check(CLI::IsMember({"forward", "decode"}))->capture_default_str();
   sc->add_option("--out", out_path, "output .npy of float32 logits [T, V]")->required();
 
@@ -81,8 +121,32 @@ int main(int argc, char** argv) {
   auto* ins = app.add_subcommand("inspect", "Layer table, parameter counts, FLOPs and cache bytes per token");
   std::string what;
   int64_t ctx_len = 0;
-  ins->add_option("path", what, "a YAML config or a checkpoint")->required();
+  ins->add_option("path", what, "a YAML config, a checkpoint or a Hugging Face model directory")->required();
   ins->add_option("--context", ctx_len, "context length for FLOPs (default train.seq)");
+
+  // import hf / export hf
+  auto* imp = app.add_subcommand("import", "Import a model from another format into a strata checkpoint");
+  imp->require_subcommand(1);
+  auto* imp_hf = imp->add_subcommand(
+      "hf", "Hugging Face directory (config.json, *.safetensors, tokenizer.json) -> weights-only strata checkpoint");
+  std::string hf_dir, out_file;
+  bool quiet_io = false;
+  imp_hf->add_option("dir", hf_dir, "Hugging Face model directory (save_pretrained layout)")->required();
+  imp_hf->add_option("-o,--out", out_file, "strata checkpoint to write (.h5)")->required();
+  imp_hf->add_flag("--quiet", quiet_io, "no progress lines");
+  auto* exp = app.add_subcommand("export", "Export a strata model to another format");
+  exp->require_subcommand(1);
+  auto* exp_hf = exp->add_subcommand(
+      "hf", "strata checkpoint -> Hugging Face directory that transformers' from_pretrained loads");
+  std::string exp_ckpt, exp_dir, exp_dtype = "float32";
+  double shard_gb = 5.0;
+  exp_hf->add_option("ckpt", exp_ckpt, "checkpoint file, run directory or Hugging Face model directory")->required();
+  exp_hf->add_option("-o,--out", exp_dir, "directory to write")->required();
+  exp_hf->add_option("--dtype", exp_dtype, "weights dtype")
+      ->check(CLI::IsMember({"float32", "bfloat16", "float16"}))
+      ->capture_default_str();
+  exp_hf->add_option("--max-shard-gb", shard_gb, "largest safetensors shard")->capture_default_str()->check(CLI::PositiveNumber);
+  exp_hf->add_flag("--quiet", quiet_io, "no progress lines");
 
   CLI11_PARSE(app, argc, argv);
   try {
@@ -93,6 +157,9 @@ int main(int argc, char** argv) {
       }
       if (cfg_path.empty()) throw InputError("train: a config file is required (e.g. strata train experiments/quickstart.yaml)");
       Config cfg = load_config(cfg_path, overrides);
+      if (cfg.model.vocab != "bytes")
+        throw InputError(fmt::format("train: model.vocab is '{}'; training reads byte-level text, so only vocab: bytes trains",
+                                     cfg.model.vocab));
       TrainOptions o;
       o.resume = resume;
       o.stop_after = stop_after;
@@ -105,21 +172,46 @@ int main(int argc, char** argv) {
     }
     if (*gen) {
       LoadedModel lm = load_model(resolve_checkpoint(ckpt));
-      std::fputs(prompt.c_str(), stdout);
-      generate(*lm.model, encode_bytes(prompt), gopts, [](int32_t t) {
-        std::fputc(char(uint8_t(t)), stdout);
+      const bool as_ids = print_ids || (!lm.tokenizer && lm.config.model.vocab != "bytes");
+      std::vector<int32_t> ids = prompt_ids.empty() ? encode_text(lm, prompt) : parse_ids(prompt_ids, "--prompt-ids", lm.model->vocab());
+      if (ids.empty()) throw InputError("generate: the prompt is empty");
+      if (!ignore_eos) gopts.stop_ids = lm.eos_ids;
+      if (!as_ids) std::fputs(prompt_ids.empty() ? prompt.c_str() : decode_text(lm, ids).c_str(), stdout);
+      generate(*lm.model, ids, gopts, [&](int32_t t) {
+        if (as_ids) std::fputs((std::to_string(t) + " ").c_str(), stdout);
+        else std::fputs(decode_text(lm, {t}).c_str(), stdout);
         std::fflush(stdout);
       });
       std::fputc('\n', stdout);
       return 0;
     }
     if (*sc) {
+      if (text_file.empty() == ids_file.empty()) throw InputError("score: give --text-file or --ids-file");
       LoadedModel lm = load_model(resolve_checkpoint(ckpt));
-      std::vector<int32_t> ids = encode_bytes(read_file(text_file));
-      if (ids.empty()) throw InputError(fmt::format("'{}' is empty", text_file));
+      std::vector<int32_t> ids = ids_file.empty() ? encode_text(lm, read_file(text_file))
+                                                  : parse_ids(read_file(ids_file), ids_file, lm.model->vocab());
+      if (ids.empty()) throw InputError(fmt::format("'{}' is empty", ids_file.empty() ? text_file : ids_file));
       auto logits = score(*lm.model, ids, mode == "forward" ? ScoreMode::forward : ScoreMode::decode);
       write_npy(out_path, logits, {int64_t(ids.size()), lm.model->vocab()});
       fmt::print(stderr, "wrote {} ({} x {} logits, mode {})\n", out_path, ids.size(), lm.model->vocab(), mode);
+      return 0;
+    }
+    if (*imp_hf) {
+      HfLog log = quiet_io ? HfLog() : HfLog(log_line);
+      LoadedModel lm = load_hf_model(hf_dir, log);
+      save_weights_only(lm, out_file);
+      if (!quiet_io)
+        log_line(fmt::format("wrote {} ({} tensors, vocab: {})", out_file, lm.model->params().infos().size(), lm.config.model.vocab));
+      return 0;
+    }
+    if (*exp_hf) {
+      HfLog log = quiet_io ? HfLog() : HfLog(log_line);
+      LoadedModel lm = load_model(resolve_checkpoint(exp_ckpt));
+      HfExportOptions o;
+      o.dtype = exp_dtype;
+      o.max_shard_bytes = uint64_t(shard_gb * 1e9);
+      HfExportResult r = export_hf(lm, exp_dir, o, log);
+      if (!quiet_io) log_line(fmt::format("wrote {} ({}, {} tensors)", exp_dir, hf_arch_info(r.arch).class_name, r.tensors));
       return 0;
     }
     if (*ins) {

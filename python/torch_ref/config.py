@@ -16,7 +16,14 @@ class AttentionConfig:
     kv_heads: int = 0  # 0 -> heads
     head_dim: int = 0  # 0 -> d_model / heads
     rope_theta: float = 10000.0
-    kind: str = "gqa"
+    kind: str = "gqa"  # gqa | mla (mla: strata only; the PyTorch peer builds gqa)
+    q_lora_rank: int = 0
+    kv_lora_rank: int = 0  # mla; 0 -> 4 * head_dim
+    qk_nope_head_dim: int = 0  # mla; 0 -> head_dim
+    qk_rope_head_dim: int = 0  # mla; 0 -> head_dim // 4 * 2
+    v_head_dim: int = 0  # mla; 0 -> head_dim
+    rope_interleave: bool = True
+    softmax_scale: float = 0.0
 
 
 @dataclass
@@ -123,6 +130,12 @@ def resolve(m: ModelConfig) -> None:
         m.attention.kv_heads = m.attention.heads
     if m.attention.head_dim == 0 and m.attention.heads > 0:
         m.attention.head_dim = m.d_model // m.attention.heads
+    if m.attention.kind == "mla":
+        a = m.attention
+        a.qk_nope_head_dim = a.qk_nope_head_dim or a.head_dim
+        a.qk_rope_head_dim = a.qk_rope_head_dim or a.head_dim // 4 * 2
+        a.v_head_dim = a.v_head_dim or a.head_dim
+        a.kv_lora_rank = a.kv_lora_rank or 4 * a.head_dim
     if m.mlp.hidden == 0:
         m.mlp.hidden = _round_up(m.d_model * 8 // 3, 64)
     if m.moe.hidden == 0:

@@ -1,9 +1,12 @@
 #include "core/arena.h"
 
 #include <algorithm>
-#include <cstring>
+
+#include "core/device.h"
 
 namespace strata {
+
+void Arena::Freer::operator()(float* p) const { device_free(device, p); }
 
 float* Arena::alloc(size_t n) {
   n = (n + 15) & ~size_t(15);  // keep 64-byte alignment for the next allocation
@@ -11,7 +14,8 @@ float* Arena::alloc(size_t n) {
   if (current_ == blocks_.size()) {
     Block b;
     b.size = std::max(n, block_floats_);
-    b.mem.reset(static_cast<float*>(std::aligned_alloc(64, b.size * sizeof(float))));
+    b.mem = std::unique_ptr<float[], Freer>(static_cast<float*>(device_alloc(device_, b.size * sizeof(float))),
+                                            Freer{device_});
     blocks_.push_back(std::move(b));
   }
   Block& b = blocks_[current_];
@@ -22,7 +26,7 @@ float* Arena::alloc(size_t n) {
 
 float* Arena::alloc_zeroed(size_t n) {
   float* p = alloc(n);
-  std::memset(p, 0, n * sizeof(float));
+  device_zero(device_, p, n * sizeof(float));
   return p;
 }
 

@@ -42,8 +42,8 @@ ParamRef ParamStore::add(const std::string& name, Shape shape, Init init, bool d
 }
 
 void ParamStore::allocate(uint64_t seed) {
-  data_.assign(size_t(total_), 0.0f);
-  grad_.assign(size_t(total_), 0.0f);
+  data_ = DeviceArray<float>::zeros(size_t(total_), Device::cpu);
+  grad_ = DeviceArray<float>::zeros(size_t(total_), Device::cpu);
   for (size_t i = 0; i < infos_.size(); ++i) {
     Rng rng(seed * 0x9E3779B97F4A7C15ull + i + 1);
     infos_[i].init.fill(data_.data() + infos_[i].offset, infos_[i].numel, rng);
@@ -63,6 +63,18 @@ std::vector<uint8_t> ParamStore::decay_mask() const {
   return m;
 }
 
-void ParamStore::zero_grad() { std::fill(grad_.begin(), grad_.end(), 0.0f); }
+void ParamStore::zero_grad() { grad_.zero(); }
+
+void ParamStore::to_device(Device d) {
+  STRATA_CHECK(allocated(), "ParamStore::to_device before allocate");
+  if (d == data_.device()) return;
+  require_device(d, "parameters");
+  data_ = data_.to(d);
+  grad_ = grad_.to(d);
+}
+
+void ParamStore::set_flat_from_host(const float* src) {
+  copy_bytes(data_.data(), data_.device(), src, Device::cpu, size_t(total_) * sizeof(float));
+}
 
 }  // namespace strata

@@ -2,10 +2,13 @@
 // All parameters of a model live in one flat fp32 buffer with named views (llm.c's
 // malloc_and_point_parameters); gradients and AdamW state mirror it, so the optimizer is one fused
 // loop, a gradient all-reduce is one call and a checkpoint is a list of views.
+// The buffers are built and initialised on the host; to_device(cuda) then moves them, after which
+// data()/grad()/flat() are device pointers (host code reads them through host_flat()).
 #include <functional>
 #include <string>
 #include <vector>
 
+#include "core/device.h"
 #include "core/rng.h"
 #include "core/tensor.h"
 
@@ -37,8 +40,11 @@ struct ParamInfo {
 class ParamStore {
  public:
   ParamRef add(const std::string& name, Shape shape, Init init, bool decay);
-  // Allocates the buffers (params, grads) and initialises every parameter from `seed`.
+  // Allocates the buffers (params, grads) on the host and initialises every parameter from `seed`.
   void allocate(uint64_t seed);
+  // Moves params and grads to device d (values kept). Pointers taken before are invalidated.
+  void to_device(Device d);
+  Device device() const { return data_.device(); }
   bool allocated() const { return !data_.empty() || infos_.empty(); }
 
   float* data(ParamRef r) { return data_.data() + infos_.at(r.index).offset; }
@@ -52,12 +58,15 @@ class ParamStore {
   float* flat() { return data_.data(); }
   float* flat_grad() { return grad_.data(); }
   const float* flat() const { return data_.data(); }
+  std::vector<float> host_flat() const { return data_.to_host(); }        // a host copy, any device
+  std::vector<float> host_flat_grad() const { return grad_.to_host(); }
+  void set_flat_from_host(const float* src);                               // numel() floats
   std::vector<uint8_t> decay_mask() const;  // one byte per element
   void zero_grad();
 
  private:
   std::vector<ParamInfo> infos_;
-  std::vector<float> data_, grad_;
+  DeviceArray<float> data_, grad_;
   int64_t total_ = 0;
 };
 

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/device.h"
 #include "core/error.h"
 
 namespace strata {
@@ -31,9 +32,7 @@ std::string_view dtype_name(DType t) {
 
 std::string_view device_name(Device d) { return d == Device::cpu ? "cpu" : "cuda"; }
 
-Storage::~Storage() {
-  if (device == Device::cpu) std::free(data);
-}
+Storage::~Storage() { device_free(device, data); }
 
 static Shape contiguous_strides(const Shape& shape) {
   Shape st(shape.size());
@@ -52,7 +51,7 @@ std::string shape_str(const Shape& s) {
 }
 
 Tensor Tensor::empty(Shape shape, DType dtype, Device device) {
-  STRATA_CHECK(device == Device::cpu, "Tensor::empty: device {} is not built into this binary", device_name(device));
+  require_device(device, "Tensor::empty");
   for (auto d : shape) STRATA_CHECK(d >= 0, "Tensor::empty: negative dimension in {}", shape_str(shape));
   Tensor t;
   t.shape_ = std::move(shape);
@@ -61,16 +60,15 @@ Tensor Tensor::empty(Shape shape, DType dtype, Device device) {
   t.device_ = device;
   t.storage_ = std::make_shared<Storage>();
   size_t bytes = size_t(t.numel()) * dtype_size(dtype);
-  size_t rounded = (bytes + 63) / 64 * 64;
-  t.storage_->data = std::aligned_alloc(64, rounded ? rounded : 64);
-  STRATA_CHECK(t.storage_->data, "Tensor::empty: out of memory allocating {} bytes", bytes);
+  t.storage_->data = device_alloc(device, bytes);
+  t.storage_->device = device;
   t.storage_->bytes = bytes;
   return t;
 }
 
 Tensor Tensor::zeros(Shape shape, DType dtype, Device device) {
   Tensor t = empty(std::move(shape), dtype, device);
-  std::memset(t.storage_->data, 0, t.storage_->bytes);
+  device_zero(t.device_, t.storage_->data, t.storage_->bytes);
   return t;
 }
 

@@ -1,14 +1,19 @@
 #include "infer/generate.h"
 
+#include <algorithm>
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
 #include "core/error.h"
+#include "interop/hf_import.h"
 #include "train/checkpoint.h"
 #include "train/config_load.h"
 
 namespace strata {
 
 LoadedModel load_model(const std::string& ckpt_path) {
+  if (is_hf_model_dir(ckpt_path)) return load_hf_model(ckpt_path);
   Checkpoint ck = load_checkpoint(ckpt_path);
   LoadedModel lm;
   lm.config = parse_config(ck.config_yaml, ckpt_path + ":/config");
@@ -27,7 +32,45 @@ LoadedModel load_model(const std::string& ckpt_path) {
     std::copy(a.data.begin(), a.data.end(), ps.flat() + info.offset);
   }
   lm.step = ck.state.step;
+  lm.tokenizer_json = std::move(ck.tokenizer_json);
+  lm.hf_config_json = std::move(ck.hf_config_json);
+  attach_vocab(lm, ckpt_path);
   return lm;
+}
+
+void attach_vocab(LoadedModel& lm, const std::string& where) {
+  const std::string& vocab = lm.config.model.vocab;
+  if (vocab == "tokenizer") {
+    if (lm.tokenizer_json.empty())
+      throw InputError(fmt::format("'{}': model.vocab is 'tokenizer' but no tokenizer.json is stored with it", where));
+    auto tok = std::make_shared<Tokenizer>(Tokenizer::from_json(lm.tokenizer_json, where + ":tokenizer.json"));
+    if (tok->vocab_size() > lm.model->vocab())
+      throw InputError(fmt::format("'{}': the tokenizer has {} ids but the model only {}", where, tok->vocab_size(),
+                                   lm.model->vocab()));
+    lm.tokenizer = std::move(tok);
+  }
+  lm.eos_ids.clear();
+  if (!lm.hf_config_json.empty()) {
+    auto j = nlohmann::json::parse(lm.hf_config_json, nullptr, false, true);
+    if (j.is_object() && j.contains("eos_token_id")) {
+      const auto& e = j["eos_token_id"];
+      for (const auto& v : e.is_array() ? e : nlohmann::json::array({e}))
+        if (v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() < lm.model->vocab())
+          lm.eos_ids.push_back(v.get<int32_t>());
+    }
+  }
+}
+
+std::vector<int32_t> encode_text(const LoadedModel& lm, const std::string& text) {
+  if (lm.tokenizer) return lm.tokenizer->encode(text, true);
+  if (lm.config.model.vocab == "bytes") return encode_bytes(text);
+  throw InputError("this model has no tokenizer (model.vocab: ids): give token ids instead of text");
+}
+
+std::string decode_text(const LoadedModel& lm, const std::vector<int32_t>& ids) {
+  if (lm.tokenizer) return lm.tokenizer->decode(ids);
+  if (lm.config.model.vocab == "bytes") return decode_bytes(ids);
+  throw InputError("this model has no tokenizer (model.vocab: ids): it gives token ids, not text");
 }
 
 std::vector<int32_t> encode_bytes(const std::string& text) {
@@ -51,16 +94,17 @@ std::vector<int32_t> generate(Model& model, const std::vector<int32_t>& prompt, 
   Arena arena;
   Ctx ctx{Device::cpu, &arena, false};
   ModelCache cache = model.allocate_cache(1, P + opts.max_tokens);
-  std::vector<float> logits(size_t(P * V));
-  model.forward_logits(ctx, logits.data(), prompt.data(), 1, P, &cache);
+  std::vector<float> logits(static_cast<size_t>(V));
+  model.prefill(ctx, logits.data(), prompt.data(), 1, P, cache);  // logits of the last prompt position
   Sampler sampler(opts.sampler);
   Rng rng(opts.seed);
   std::vector<int32_t> out;
-  int32_t next = sampler.sample(logits.data() + (P - 1) * V, V, rng);
+  int32_t next = sampler.sample(logits.data(), V, rng);
   for (int i = 0; i < opts.max_tokens; ++i) {
     out.push_back(next);
     if (on_token) on_token(next);
     if (i + 1 == opts.max_tokens) break;
+    if (std::find(opts.stop_ids.begin(), opts.stop_ids.end(), next) != opts.stop_ids.end()) break;
     arena.reset();
     model.step(ctx, logits.data(), &next, cache);
     next = sampler.sample(logits.data(), V, rng);

@@ -9,9 +9,11 @@
 
 #include "core/error.h"
 #include "kernels/cpu/attention.h"
+#include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/rope.h"
 #include "kernels/dispatch.h"
+#include "layers/rope_freq.h"
 
 namespace strata {
 namespace {
@@ -24,14 +26,16 @@ class Attention final : public Block {
         Hq_(cfg.attention.heads),
         Hkv_(cfg.attention.kv_heads),
         hd_(cfg.attention.head_dim),
-        theta_(cfg.attention.rope_theta) {
+        rot_(!cfg.attention.rope ? 0 : cfg.attention.rope_dims > 0 ? cfg.attention.rope_dims : cfg.attention.head_dim) {
     STRATA_CHECK(D_ > 0, "{}: d_model must be positive (got {})", prefix, D_);
     STRATA_CHECK(Hq_ > 0 && Hkv_ > 0 && Hq_ % Hkv_ == 0,
                  "{}: attention.kv_heads ({}) must be positive and divide attention.heads ({}); call resolve()", prefix,
                  Hkv_, Hq_);
-    STRATA_CHECK(hd_ > 0 && hd_ % 2 == 0, "{}: attention.head_dim must be positive and even for RoPE (got {})", prefix,
-                 hd_);
-    STRATA_CHECK(theta_ > 0, "{}: attention.rope_theta must be positive (got {})", prefix, theta_);
+    STRATA_CHECK(hd_ > 0, "{}: attention.head_dim must be positive (got {})", prefix, hd_);
+    STRATA_CHECK(rot_ % 2 == 0 && rot_ <= hd_,
+                 "{}: attention.rope_dims ({}) must be even and at most head_dim ({}): RoPE rotates pairs of channels",
+                 prefix, rot_, hd_);
+    if (rot_ > 0) inv_freq_ = rope_inv_freq(cfg.attention, rot_);
     const int64_t n_layers = std::max<int64_t>(1, int64_t(cfg.pattern.size()) * cfg.repeat);
     // GPT-2 scaled init of the projection that writes into the residual stream.
     const float out_std = cfg.init_std / std::sqrt(2.0f * float(n_layers));
@@ -65,7 +69,7 @@ class Attention final : public Block {
     a.lse = ctx.training ? ar.alloc(B * Hq_ * T) : nullptr;
     if (ctx.training) {
       float* xs = ar.alloc(N * D_);
-      if (N) std::memcpy(xs, x, sizeof(float) * N * D_);
+      STRATA_OP(ctx.device, copy_f32, xs, x, N * D_);
       a.x = xs;
     } else {
       a.x = x;
@@ -74,9 +78,10 @@ class Attention final : public Block {
       STRATA_OP(ctx.device, linear_forward, a.q, a.x, w(wq_), nullptr, N, D_, Cq);
       STRATA_OP(ctx.device, linear_forward, a.k, a.x, w(wk_), nullptr, N, D_, Ck);
       STRATA_OP(ctx.device, linear_forward, a.v, a.x, w(wv_), nullptr, N, D_, Ck);
-      STRATA_OP(ctx.device, rope_forward, a.q, a.q, B, T, Hq_, hd_, hd_, 0, theta_);
-      STRATA_OP(ctx.device, rope_forward, a.k, a.k, B, T, Hkv_, hd_, hd_, 0, theta_);
-      STRATA_OP(ctx.device, attention_forward, a.att, a.lse, a.q, a.k, a.v, B, T, T, Hq_, Hkv_, hd_, T * Ck);
+      rotate(ctx, a.q, B, T, Hq_, 0, false);
+      rotate(ctx, a.k, B, T, Hkv_, 0, false);
+      STRATA_OP(ctx.device, attention_forward, a.att, a.lse, a.q, a.k, a.v, B, T, T, Hq_, Hkv_, hd_, hd_, scale(),
+                T * Ck, Ck, T * Ck, Ck);
       STRATA_OP(ctx.device, linear_forward, y, a.att, w(wo_), nullptr, N, Cq, D_);
     }
     if (ac) {
@@ -109,10 +114,11 @@ class Attention final : public Block {
     float* dk = ar.alloc(N * Ck);
     float* dv = ar.alloc(N * Ck);
     STRATA_OP(ctx.device, linear_backward, datt, g(wo_), nullptr, dy, a.att, w(wo_), N, Cq, D_, false);
-    STRATA_OP(ctx.device, attention_backward, dq, dk, dv, datt, a.q, a.k, a.v, a.att, a.lse, B, T, Hq_, Hkv_, hd_);
+    STRATA_OP(ctx.device, attention_backward, dq, dk, dv, datt, a.q, a.k, a.v, a.att, a.lse, B, T, Hq_, Hkv_, hd_, hd_,
+              scale());
     // The gradients w.r.t. the pre-RoPE q and k are the inverse rotation of those w.r.t. the rotated ones.
-    STRATA_OP(ctx.device, rope_backward, dq, dq, B, T, Hq_, hd_, hd_, 0, theta_);
-    STRATA_OP(ctx.device, rope_backward, dk, dk, B, T, Hkv_, hd_, hd_, 0, theta_);
+    rotate(ctx, dq, B, T, Hq_, 0, true);
+    rotate(ctx, dk, B, T, Hkv_, 0, true);
     STRATA_OP(ctx.device, linear_backward, dx, g(wq_), nullptr, dq, a.x, w(wq_), N, D_, Cq, false);
     STRATA_OP(ctx.device, linear_backward, dx, g(wk_), nullptr, dk, a.x, w(wk_), N, D_, Ck, true);
     STRATA_OP(ctx.device, linear_backward, dx, g(wv_), nullptr, dv, a.x, w(wv_), N, D_, Ck, true);
@@ -148,15 +154,15 @@ class Attention final : public Block {
     STRATA_OP(ctx.device, linear_forward, k, x, w(wk_), nullptr, B, D_, Ck);
     STRATA_OP(ctx.device, linear_forward, v, x, w(wv_), nullptr, B, D_, Ck);
     // One token per sequence at the same position: [B, 1, H, hd] with pos0 = pos.
-    STRATA_OP(ctx.device, rope_forward, q, q, B, 1, Hq_, hd_, hd_, pos, theta_);
-    STRATA_OP(ctx.device, rope_forward, k, k, B, 1, Hkv_, hd_, hd_, pos, theta_);
+    rotate(ctx, q, B, 1, Hq_, pos, false);
+    rotate(ctx, k, B, 1, Hkv_, pos, false);
     const int64_t bstride = ac->max_T * Ck;
     for (int64_t b = 0; b < B; ++b) {
       std::memcpy(ac->k.data() + b * bstride + pos * Ck, k + b * Ck, sizeof(float) * Ck);
       std::memcpy(ac->v.data() + b * bstride + pos * Ck, v + b * Ck, sizeof(float) * Ck);
     }
     STRATA_OP(ctx.device, attention_forward, att, nullptr, q, ac->k.data(), ac->v.data(), B, 1, pos + 1, Hq_, Hkv_,
-              hd_, bstride);
+              hd_, hd_, scale(), bstride, Ck, bstride, Ck);
     STRATA_OP(ctx.device, linear_forward, y, att, w(wo_), nullptr, B, Cq, D_);
     ac->pos = pos + 1;
   }
@@ -180,6 +186,16 @@ class Attention final : public Block {
   };
 
   const float* w(ParamRef r) const { return store_.data(r); }
+  float scale() const { return 1.0f / std::sqrt(float(hd_)); }
+  // RoPE in place on x[B, T, H, hd] at positions pos0.. (inverse: its transpose, for gradients); a
+  // no-op without positional encoding.
+  void rotate(Ctx& ctx, float* x, int64_t B, int64_t T, int64_t H, int64_t pos0, bool inverse) const {
+    if (rot_ == 0) return;
+    if (inverse)
+      STRATA_OP(ctx.device, rope_backward, x, x, B, T, H, hd_, rot_, pos0, inv_freq_.data());
+    else
+      STRATA_OP(ctx.device, rope_forward, x, x, B, T, H, hd_, rot_, pos0, inv_freq_.data());
+  }
   float* g(ParamRef r) { return store_.grad(r); }
 
   AttentionCache* as_cache(BlockCache* cache, int64_t B) const {
@@ -192,7 +208,8 @@ class Attention final : public Block {
 
   ParamStore& store_;
   int64_t D_, Hq_, Hkv_, hd_;
-  float theta_;
+  int64_t rot_;                 // channels RoPE rotates per head; 0 = no positional encoding
+  std::vector<float> inv_freq_;  // [rot_ / 2], attention.rope_type's table
   ParamRef wq_, wk_, wv_, wo_;
   Acts saved_;
 };

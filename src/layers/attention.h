@@ -1,6 +1,8 @@
 #pragma once
 // Causal self-attention block (pattern char '*'), Llama style: no biases, RoPE on q and k over the
-// whole head (Hugging Face rotate_half convention), MHA / GQA / MQA by attention.kv_heads.
+// first attention.rope_dims channels of each head (Hugging Face rotate_half convention; frequencies
+// of attention.rope_type, layers/rope_freq.h), or no positional encoding at all when
+// attention.rope = false (Jamba), MHA / GQA / MQA by attention.kv_heads.
 //   q = x Wq^T, k = x Wk^T, v = x Wv^T;  q, k = rope(q, k);  y = attention(q, k, v) Wo^T
 // The cache holds the post-RoPE keys and values of every position seen so far.
 #include <cstdint>

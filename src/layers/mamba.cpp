@@ -1,5 +1,5 @@
-// Mamba (v1) mixer block: in_proj -> causal conv + silu -> x_proj / dt_proj -> selective scan (gated by
-// silu(z)) -> out_proj. Projections whose outputs are split (in_proj into x|z, x_proj into dt|B|C) are
+// Mamba (v1) mixer block: in_proj -> causal conv + silu -> x_proj (-> RMSNorms on dt, B, C with
+// mamba.inner_norms, as Jamba) / dt_proj -> selective scan (gated by silu(z)) -> out_proj. Projections whose outputs are split (in_proj into x|z, x_proj into dt|B|C) are
 // run as separate GEMMs over row blocks of the weight, so every piece lands in its own contiguous
 // buffer as the kernels want it, with no copies.
 #include "layers/mamba.h"
@@ -11,7 +11,9 @@
 
 #include "core/error.h"
 #include "kernels/cpu/conv1d.h"
+#include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/norm.h"
 #include "kernels/cpu/scan.h"
 #include "kernels/dispatch.h"
 
@@ -52,7 +54,9 @@ class Mamba final : public Block {
         Di_(int64_t(cfg.mamba.expand) * cfg.d_model),
         S_(cfg.mamba.d_state),
         K_(cfg.mamba.d_conv),
-        R_(cfg.mamba.dt_rank) {
+        R_(cfg.mamba.dt_rank),
+        norms_(cfg.mamba.inner_norms),
+        eps_(cfg.norm_eps) {
     STRATA_CHECK(D_ > 0 && Di_ > 0, "{}: d_model ({}) and mamba.expand ({}) must be positive", prefix, D_,
                  cfg.mamba.expand);
     STRATA_CHECK(S_ > 0, "{}: mamba.d_state must be positive (got {})", prefix, S_);
@@ -75,12 +79,18 @@ class Mamba final : public Block {
     out_w_ =
         store.add(prefix + ".out_proj.weight", {D_, Di_}, torch_default(Di_, 1.0f / std::sqrt(float(n_layers))), true);
     if (m.bias) out_b_ = store.add(prefix + ".out_proj.bias", {D_}, Init::zeros(), false);
+    if (norms_) {
+      dt_norm_ = store.add(prefix + ".dt_layernorm.weight", {R_}, Init::constant(1.0f), false);
+      b_norm_ = store.add(prefix + ".b_layernorm.weight", {S_}, Init::constant(1.0f), false);
+      c_norm_ = store.add(prefix + ".c_layernorm.weight", {S_}, Init::constant(1.0f), false);
+    }
   }
 
   std::string kind() const override { return "mamba"; }
 
   // x[B, T, D] -> y[B, T, D]. Training saves x, the pre-conv x, z, the conv output, dt|B|C, delta
-  // and the scan output (what the backward's GEMMs and the scan's recomputation need).
+  // and the scan output (what the backward's GEMMs and the scan's recomputation need); with inner
+  // norms also x_proj's raw dt|B|C and the norms' rstd.
   void forward(Ctx& ctx, float* y, const float* x, int64_t B, int64_t T, BlockCache* cache) override {
     STRATA_CHECK(ctx.arena, "mamba forward needs ctx.arena");
     MambaCache* mc = nullptr;
@@ -100,10 +110,14 @@ class Mamba final : public Block {
     a.Cm = ar.alloc(N * S_);
     a.delta = ar.alloc(N * Di_);
     a.ys = ar.alloc(N * Di_);
+    if (norms_) {
+      a.raw = ar.alloc(N * (R_ + 2 * S_));
+      a.rstd = ar.alloc(3 * N);
+    }
     float* A = neg_exp_a_log(ar);
     if (ctx.training) {
       float* xs = ar.alloc(N * D_);
-      if (N) std::memcpy(xs, x, sizeof(float) * N * D_);
+      STRATA_OP(ctx.device, copy_f32, xs, x, N * D_);
       a.x = xs;
     } else {
       a.x = x;
@@ -114,7 +128,7 @@ class Mamba final : public Block {
       STRATA_OP(ctx.device, linear_forward, a.xin, a.x, win, bin, N, D_, Di_);
       STRATA_OP(ctx.device, linear_forward, a.z, a.x, win + Di_ * D_, bin ? bin + Di_ : nullptr, N, D_, Di_);
       STRATA_OP(ctx.device, conv1d_causal_forward, a.xc, a.xin, w(conv_w_), conv_bias(), B, T, Di_, K_, true);
-      project_x(ctx, a.dtr, a.Bm, a.Cm, a.delta, a.xc, N);
+      project_x(ctx, a.dtr, a.Bm, a.Cm, a.delta, a.raw, a.rstd, a.xc, N);
       STRATA_OP(ctx.device, selective_scan_forward, a.ys, mc ? mc->ssm.data() : nullptr, a.xc, a.delta, w(dt_b_), A,
                 a.Bm, a.Cm, w(d_), a.z, nullptr, B, T, Di_, S_);
       STRATA_OP(ctx.device, linear_forward, y, a.ys, w(out_w_), out_b_.valid() ? w(out_b_) : nullptr, N, Di_, D_);
@@ -158,8 +172,20 @@ class Mamba final : public Block {
               w(dt_b_), A, a.Bm, a.Cm, w(d_), a.z, B, T, Di_, S_);
     // A = -exp(A_log), so dA_log = dA * A.
     float* ga = g(a_log_);
-    for (int64_t i = 0; i < Di_ * S_; ++i) ga[i] += dA[i] * A[i];
+    STRATA_OP(ctx.device, mul_add_inplace, ga, dA, A, Di_ * S_);
     STRATA_OP(ctx.device, linear_backward, ddtr, g(dt_w_), nullptr, ddelta, a.dtr, w(dt_w_), N, R_, Di_, false);
+    if (norms_) {
+      // Back through the RMSNorms: from here on ddtr, dBm, dCm are the grads of x_proj's raw outputs.
+      float* draw = ar.alloc(N * (R_ + 2 * S_));
+      const float *raw_dt = a.raw, *raw_b = a.raw + N * R_, *raw_c = a.raw + N * (R_ + S_);
+      STRATA_OP(ctx.device, rmsnorm_backward, draw, g(dt_norm_), ddtr, raw_dt, w(dt_norm_), a.rstd, N, R_);
+      STRATA_OP(ctx.device, rmsnorm_backward, draw + N * R_, g(b_norm_), dBm, raw_b, w(b_norm_), a.rstd + N, N, S_);
+      STRATA_OP(ctx.device, rmsnorm_backward, draw + N * (R_ + S_), g(c_norm_), dCm, raw_c, w(c_norm_), a.rstd + 2 * N,
+                N, S_);
+      ddtr = draw;
+      dBm = draw + N * R_;
+      dCm = draw + N * (R_ + S_);
+    }
     // x_proj's three row blocks all read xc: their input grads add into the scan's dxc.
     const float* wx = w(x_w_);
     float* gx = g(x_w_);
@@ -201,13 +227,15 @@ class Mamba final : public Block {
     float* Cm = ar.alloc(B * S_);
     float* delta = ar.alloc(B * Di_);
     float* ys = ar.alloc(B * Di_);
+    float* raw = norms_ ? ar.alloc(B * (R_ + 2 * S_)) : nullptr;
+    float* rstd = norms_ ? ar.alloc(3 * B) : nullptr;
     float* A = neg_exp_a_log(ar);
     const float* win = w(in_w_);
     const float* bin = in_b_.valid() ? w(in_b_) : nullptr;
     STRATA_OP(ctx.device, linear_forward, xin, x, win, bin, B, D_, Di_);
     STRATA_OP(ctx.device, linear_forward, z, x, win + Di_ * D_, bin ? bin + Di_ : nullptr, B, D_, Di_);
     STRATA_OP(ctx.device, conv1d_causal_step, xc, mc->conv.data(), xin, w(conv_w_), conv_bias(), B, Di_, K_, true);
-    project_x(ctx, dtr, Bm, Cm, delta, xc, B);
+    project_x(ctx, dtr, Bm, Cm, delta, raw, rstd, xc, B);
     STRATA_OP(ctx.device, selective_scan_step, ys, mc->ssm.data(), xc, delta, w(dt_b_), A, Bm, Cm, w(d_), z, B, Di_,
               S_);
     STRATA_OP(ctx.device, linear_forward, y, ys, w(out_w_), out_b_.valid() ? w(out_b_) : nullptr, B, Di_, D_);
@@ -218,7 +246,9 @@ class Mamba final : public Block {
   // channel and state); independent of the context length.
   double flops_per_token(int64_t) const override {
     const double proj = double(D_) * 2 * Di_ + double(Di_) * (R_ + 2 * S_) + double(R_) * Di_ + double(Di_) * D_;
-    return 2.0 * (proj + double(Di_) * K_ + 3.0 * double(Di_) * S_);
+    // The inner norms (~4 flops per value of dt|B|C) are counted too.
+    const double norms = norms_ ? 2.0 * double(R_ + 2 * S_) : 0.0;
+    return 2.0 * (proj + double(Di_) * K_ + 3.0 * double(Di_) * S_ + norms);
   }
   int64_t cache_bytes_fixed() const override { return int64_t(sizeof(float)) * Di_ * (K_ - 1 + S_); }
 
@@ -228,6 +258,8 @@ class Mamba final : public Block {
     float *xin = nullptr, *z = nullptr, *xc = nullptr, *delta = nullptr, *ys = nullptr;  // [N, d_inner]
     float* dtr = nullptr;                                                                // [N, R]
     float *Bm = nullptr, *Cm = nullptr;                                                  // [N, S]
+    float* raw = nullptr;   // inner norms: x_proj's raw outputs, dt [N, R] then B, C [N, S] each
+    float* rstd = nullptr;  // inner norms: [3, N] (dt, B, C)
     int64_t B = 0, T = 0;
     bool valid = false;
   };
@@ -246,24 +278,37 @@ class Mamba final : public Block {
   // A = -exp(A_log) [d_inner, S], from the current parameters.
   float* neg_exp_a_log(Arena& ar) const {
     float* A = ar.alloc(Di_ * S_);
-    const float* al = w(a_log_);
-    for (int64_t i = 0; i < Di_ * S_; ++i) A[i] = -std::exp(al[i]);
+    STRATA_OP(ar.device(), neg_exp, A, w(a_log_), Di_ * S_);  // the arena lives where the work runs
     return A;
   }
 
   // xc[N, d_inner] -> dt|B|C through x_proj's row blocks, then delta = dtr dt_proj.weight^T (the
-  // dt_proj bias is added inside the scan, as mamba_simple passes it as delta_bias).
-  void project_x(Ctx& ctx, float* dtr, float* Bm, float* Cm, float* delta, const float* xc, int64_t N) const {
+  // dt_proj bias is added inside the scan, as mamba_simple passes it as delta_bias). With inner
+  // norms the GEMMs write raw[N, R + 2S] and dtr, Bm, Cm are their RMSNorms (rstd[3, N] saved), as
+  // JambaMambaMixer normalises them before dt_proj and the scan.
+  void project_x(Ctx& ctx, float* dtr, float* Bm, float* Cm, float* delta, float* raw, float* rstd, const float* xc,
+                 int64_t N) const {
     const float* wx = w(x_w_);
-    STRATA_OP(ctx.device, linear_forward, dtr, xc, wx, nullptr, N, Di_, R_);
-    STRATA_OP(ctx.device, linear_forward, Bm, xc, wx + R_ * Di_, nullptr, N, Di_, S_);
-    STRATA_OP(ctx.device, linear_forward, Cm, xc, wx + (R_ + S_) * Di_, nullptr, N, Di_, S_);
+    float* pdt = norms_ ? raw : dtr;
+    float* pb = norms_ ? raw + N * R_ : Bm;
+    float* pc = norms_ ? raw + N * (R_ + S_) : Cm;
+    STRATA_OP(ctx.device, linear_forward, pdt, xc, wx, nullptr, N, Di_, R_);
+    STRATA_OP(ctx.device, linear_forward, pb, xc, wx + R_ * Di_, nullptr, N, Di_, S_);
+    STRATA_OP(ctx.device, linear_forward, pc, xc, wx + (R_ + S_) * Di_, nullptr, N, Di_, S_);
+    if (norms_) {
+      STRATA_OP(ctx.device, rmsnorm_forward, dtr, rstd, pdt, w(dt_norm_), N, R_, eps_);
+      STRATA_OP(ctx.device, rmsnorm_forward, Bm, rstd + N, pb, w(b_norm_), N, S_, eps_);
+      STRATA_OP(ctx.device, rmsnorm_forward, Cm, rstd + 2 * N, pc, w(c_norm_), N, S_, eps_);
+    }
     STRATA_OP(ctx.device, linear_forward, delta, dtr, w(dt_w_), nullptr, N, R_, Di_);
   }
 
   ParamStore& store_;
   int64_t D_, Di_, S_, K_, R_;
+  bool norms_;  // mamba.inner_norms
+  float eps_;
   ParamRef in_w_, in_b_, conv_w_, conv_b_, x_w_, dt_w_, dt_b_, a_log_, d_, out_w_, out_b_;
+  ParamRef dt_norm_, b_norm_, c_norm_;  // inner norms only
   Acts saved_;
 };
 

@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "kernels/cpu/conv1d.h"
+#include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/norm.h"
 #include "kernels/cpu/ssd.h"
@@ -46,25 +47,18 @@ Init torch_default(int64_t fan_in, float scale = 1.0f) {
 }
 
 // xbc[N, Di + 2GN] -> x[N, Di], Bm[N, GN], Cm[N, GN], and back (pack).
-void split_xbc(float* x, float* Bm, float* Cm, const float* xbc, int64_t N, int64_t Di, int64_t GN) {
+void split_xbc(Device dev, float* x, float* Bm, float* Cm, const float* xbc, int64_t N, int64_t Di, int64_t GN) {
   const int64_t C = Di + 2 * GN;
-#pragma omp parallel for schedule(static) if (N * C > 65536)
-  for (int64_t n = 0; n < N; ++n) {
-    const float* r = xbc + n * C;
-    std::memcpy(x + n * Di, r, sizeof(float) * size_t(Di));
-    std::memcpy(Bm + n * GN, r + Di, sizeof(float) * size_t(GN));
-    std::memcpy(Cm + n * GN, r + Di + GN, sizeof(float) * size_t(GN));
-  }
+  STRATA_OP(dev, copy_strided, x, Di, xbc, C, N, Di);
+  STRATA_OP(dev, copy_strided, Bm, GN, xbc + Di, C, N, GN);
+  STRATA_OP(dev, copy_strided, Cm, GN, xbc + Di + GN, C, N, GN);
 }
-void pack_xbc(float* xbc, const float* x, const float* Bm, const float* Cm, int64_t N, int64_t Di, int64_t GN) {
+void pack_xbc(Device dev, float* xbc, const float* x, const float* Bm, const float* Cm, int64_t N, int64_t Di,
+              int64_t GN) {
   const int64_t C = Di + 2 * GN;
-#pragma omp parallel for schedule(static) if (N * C > 65536)
-  for (int64_t n = 0; n < N; ++n) {
-    float* r = xbc + n * C;
-    std::memcpy(r, x + n * Di, sizeof(float) * size_t(Di));
-    std::memcpy(r + Di, Bm + n * GN, sizeof(float) * size_t(GN));
-    std::memcpy(r + Di + GN, Cm + n * GN, sizeof(float) * size_t(GN));
-  }
+  STRATA_OP(dev, copy_strided, xbc, C, x, Di, N, Di);
+  STRATA_OP(dev, copy_strided, xbc + Di, C, Bm, GN, N, GN);
+  STRATA_OP(dev, copy_strided, xbc + Di + GN, C, Cm, GN, N, GN);
 }
 
 class Mamba2 final : public Block {
@@ -136,7 +130,7 @@ class Mamba2 final : public Block {
     float* A = neg_exp_a_log(ar);
     if (ctx.training) {
       float* xs = ar.alloc(N * D_);
-      if (N) std::memcpy(xs, x, sizeof(float) * size_t(N * D_));
+      STRATA_OP(ctx.device, copy_f32, xs, x, N * D_);
       a.x = xs;
     } else {
       a.x = x;
@@ -144,7 +138,7 @@ class Mamba2 final : public Block {
     if (N > 0) {
       in_proj(ctx, a.z, a.xbc, a.dtr, a.x, N);
       STRATA_OP(ctx.device, conv1d_causal_forward, xc, a.xbc, w(conv_w_), conv_bias(), B, T, Cd_, K_, true);
-      split_xbc(a.xs, a.Bm, a.Cm, xc, N, Di_, GN);
+      split_xbc(ctx.device, a.xs, a.Bm, a.Cm, xc, N, Di_, GN);
       STRATA_OP(ctx.device, ssd_forward, a.ys, mc ? mc->ssm.data() : nullptr, a.xs, a.dtr, w(dt_b_), A, a.Bm, a.Cm,
                 w(d_), nullptr, B, T, H_, P_, G_, N_, Q_);
       STRATA_OP(ctx.device, rmsnorm_gated_forward, a.yn, a.rstd, a.ys, a.z, w(norm_w_), N, Di_, Di_ / G_, eps_);
@@ -193,8 +187,8 @@ class Mamba2 final : public Block {
               a.Cm, w(d_), B, T, H_, P_, G_, N_, Q_);
     // A = -exp(A_log), so dA_log = dA * A.
     float* ga = g(a_log_);
-    for (int64_t h = 0; h < H_; ++h) ga[h] += dA[h] * A[h];
-    pack_xbc(dxc, dxs, dBm, dCm, N, Di_, GN);
+    STRATA_OP(ctx.device, mul_add_inplace, ga, dA, A, H_);
+    pack_xbc(ctx.device, dxc, dxs, dBm, dCm, N, Di_, GN);
     STRATA_OP(ctx.device, conv1d_causal_backward, dxbc, g(conv_w_), conv_b_.valid() ? g(conv_b_) : nullptr, dxc,
               a.xbc, w(conv_w_), conv_bias(), B, T, Cd_, K_, true);
     // The three row blocks of in_proj all read x: their input grads add up in dx.
@@ -237,7 +231,7 @@ class Mamba2 final : public Block {
     float* A = neg_exp_a_log(ar);
     in_proj(ctx, z, xbc, dtr, x, B);
     STRATA_OP(ctx.device, conv1d_causal_step, xc, mc->conv.data(), xbc, w(conv_w_), conv_bias(), B, Cd_, K_, true);
-    split_xbc(xs, Bm, Cm, xc, B, Di_, GN);
+    split_xbc(ctx.device, xs, Bm, Cm, xc, B, Di_, GN);
     STRATA_OP(ctx.device, ssd_step, ys, mc->ssm.data(), xs, dtr, w(dt_b_), A, Bm, Cm, w(d_), B, H_, P_, G_, N_);
     STRATA_OP(ctx.device, rmsnorm_gated_forward, yn, rstd, ys, z, w(norm_w_), B, Di_, Di_ / G_, eps_);
     STRATA_OP(ctx.device, linear_forward, y, yn, w(out_w_), out_b_.valid() ? w(out_b_) : nullptr, B, Di_, D_);
@@ -283,8 +277,7 @@ class Mamba2 final : public Block {
   // A = -exp(A_log) [H], from the current parameters.
   float* neg_exp_a_log(Arena& ar) const {
     float* A = ar.alloc(H_);
-    const float* al = w(a_log_);
-    for (int64_t h = 0; h < H_; ++h) A[h] = -std::exp(al[h]);
+    STRATA_OP(ar.device(), neg_exp, A, w(a_log_), H_);  // the arena lives where the work runs
     return A;
   }
 

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "kernels/cpu/activation.h"
+#include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/dispatch.h"
 
@@ -69,7 +70,7 @@ class Mlp final : public Block {
       return;
     }
     float* xs = A.alloc(N * D_);
-    std::memcpy(xs, x, sizeof(float) * N * D_);
+    STRATA_OP(ctx.device, copy_f32, xs, x, N * D_);
     float* act = A.alloc(N * H_);
     swiglu_mlp_forward(ctx.device, y, hg, hu, act, xs, w(wg_), w(wu_), w(wd_), N, D_, H_);
     saved_ = {xs, hg, hu, B, T, true};

@@ -1,7 +1,8 @@
 // Mixture-of-experts block (pattern char 'E'). Forward: router logits -> softmax top-k -> tokens
-// grouped per expert (stable counting sort) -> one SwiGLU GEMM chain per expert over its contiguous
-// rows -> gate-weighted combine (+ the shared expert on every token). Stateless: step() is the
-// forward of one token per sequence.
+// grouped per expert (stable counting sort) -> every expert's SwiGLU over its contiguous rows as
+// grouped products (moe_grouped_linear_*: one launch per product on cuda, and the expert offsets
+// never leave the device) -> gate-weighted combine (+ the shared expert on every token). Stateless:
+// step() is the forward of one token per sequence.
 #include "layers/moe.h"
 
 #include <algorithm>
@@ -10,6 +11,8 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/cpu/activation.h"
+#include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/moe.h"
 #include "kernels/dispatch.h"
@@ -83,16 +86,21 @@ class Moe final : public Block {
     float* dgate = A.alloc(N * K_);
     STRATA_OP(dev, moe_combine_backward, dyp, dgate, dy, s.yp, s.gate, s.row_of, N, K_, D_);
 
+    // The experts' SwiGLU backward as grouped products (an idle expert gets no gradient). The saved
+    // act is dead once dW_down has been accumulated and takes dhg.
     float* dxp = A.alloc(rows * D_);
-    float* scratch = A.alloc(3 * s.max_rows * H_);
-    for (int64_t e = 0; e < E_; ++e) {
-      const int64_t r0 = s.offsets[e], n = s.offsets[e + 1] - r0;
-      if (n == 0) continue;  // an idle expert gets no gradient (and K = 0 GEMMs are avoided)
-      const ExpertRefs& ex = experts_[e];
-      swiglu_mlp_backward(dev, dxp + r0 * D_, store_.grad(ex.gate), store_.grad(ex.up), store_.grad(ex.down),
-                          dyp + r0 * D_, s.xp + r0 * D_, s.hg + r0 * H_, s.hu + r0 * H_, store_.data(ex.gate),
-                          store_.data(ex.up), store_.data(ex.down), n, D_, H_, scratch, false);
-    }
+    float* dact = A.alloc(rows * H_);
+    float* dhu = A.alloc(rows * H_);
+    float* dhg = s.act;
+    const int64_t ws = expert_stride();
+    const ExpertRefs& e0 = experts_[0];
+    STRATA_OP(dev, moe_grouped_linear_backward, dact, store_.grad(e0.down), dyp, s.act, store_.data(e0.down), ws,
+              s.offsets, rows, E_, H_, D_, false);
+    STRATA_OP(dev, swiglu_backward, dhg, dhu, dact, s.hg, s.hu, rows * H_);
+    STRATA_OP(dev, moe_grouped_linear_backward, dxp, store_.grad(e0.gate), dhg, s.xp, store_.data(e0.gate), ws,
+              s.offsets, rows, E_, D_, H_, false);
+    STRATA_OP(dev, moe_grouped_linear_backward, dxp, store_.grad(e0.up), dhu, s.xp, store_.data(e0.up), ws, s.offsets,
+              rows, E_, D_, H_, true);
 
     float* dlogits = A.alloc(N * E_);
     STRATA_OP(dev, moe_route_backward, dlogits, dgate, s.probs, s.idx, s.gate, N, E_, K_, renorm_);
@@ -131,7 +139,7 @@ class Moe final : public Block {
     const float* xs = x;
     if (save) {
       float* keep = A.alloc(N * D_);
-      std::memcpy(keep, x, sizeof(float) * N * D_);
+      STRATA_OP(dev, copy_f32, keep, x, N * D_);
       xs = keep;
     }
     float* logits = A.alloc(N * E_);
@@ -150,17 +158,15 @@ class Moe final : public Block {
     float* hg = A.alloc(rows * H_);
     float* hu = A.alloc(rows * H_);
     STRATA_OP(dev, moe_gather_rows, xp, xs, row_token, rows, D_);
-    // The expert groups are read on the host: they size each expert's GEMMs.
-    int64_t max_rows = 0;
-    for (int64_t e = 0; e < E_; ++e) max_rows = std::max<int64_t>(max_rows, offsets[e + 1] - offsets[e]);
-    float* act = save ? A.alloc(max_rows * H_) : nullptr;  // without save, act overwrites hg in place
-    for (int64_t e = 0; e < E_; ++e) {
-      const int64_t r0 = offsets[e], n = offsets[e + 1] - r0;
-      if (n == 0) continue;
-      const ExpertRefs& ex = experts_[e];
-      swiglu_mlp_forward(dev, yp + r0 * D_, hg + r0 * H_, hu + r0 * H_, save ? act : hg + r0 * H_, xp + r0 * D_,
-                         store_.data(ex.gate), store_.data(ex.up), store_.data(ex.down), n, D_, H_);
-    }
+    // Every expert's SwiGLU over its rows as three grouped products: the offsets stay where the
+    // routing wrote them (no host round trip on cuda).
+    const int64_t ws = expert_stride();
+    const ExpertRefs& e0 = experts_[0];
+    STRATA_OP(dev, moe_grouped_linear_forward, hg, xp, store_.data(e0.gate), ws, offsets, rows, E_, D_, H_);
+    STRATA_OP(dev, moe_grouped_linear_forward, hu, xp, store_.data(e0.up), ws, offsets, rows, E_, D_, H_);
+    float* act = save ? A.alloc(rows * H_) : hg;  // kept for backward; without save it overwrites hg
+    STRATA_OP(dev, swiglu_forward, act, hg, hu, rows * H_);
+    STRATA_OP(dev, moe_grouped_linear_forward, yp, act, store_.data(e0.down), ws, offsets, rows, E_, H_, D_);
     STRATA_OP(dev, moe_combine_forward, y, yp, gate, row_of, N, K_, D_);
 
     float* shg = nullptr;
@@ -171,12 +177,11 @@ class Moe final : public Block {
       shu = A.alloc(N * Hs_);
       swiglu_mlp_forward(dev, ys, shg, shu, save ? A.alloc(N * Hs_) : shg, xs, store_.data(shared_.gate),
                          store_.data(shared_.up), store_.data(shared_.down), N, D_, Hs_);
-      for (int64_t i = 0; i < N * D_; ++i) y[i] += ys[i];
+      STRATA_OP(dev, add_inplace, y, ys, N * D_);
     }
 
     if (!save) return;
-    // Host-side reduction over probs[N, E], like the expert offsets above.
-    aux_ = double(coef_) * double(cpu::moe_aux_loss_forward(probs, idx, N, E_, K_));
+    aux_ = double(coef_) * double(STRATA_OP_VALUE(dev, moe_aux_loss_forward, probs, idx, N, E_, K_));
     saved_.x = xs;
     saved_.probs = probs;
     saved_.gate = gate;
@@ -188,17 +193,34 @@ class Moe final : public Block {
     saved_.yp = yp;
     saved_.hg = hg;
     saved_.hu = hu;
+    saved_.act = act;
     saved_.shg = shg;
     saved_.shu = shu;
-    saved_.max_rows = max_rows;
+  }
+
+  // Floats between consecutive experts' matrices, as the grouped ops take them: experts are added
+  // one after another (gate, up, down each), so every matrix kind sits at one stride. Checked once.
+  int64_t expert_stride() {
+    if (stride_ >= 0) return stride_;
+    const int64_t s = E_ > 1 ? store_.data(experts_[1].gate) - store_.data(experts_[0].gate) : 0;
+    for (int64_t e = 0; e < E_; ++e) {
+      const ExpertRefs& x = experts_[e];
+      const ExpertRefs& x0 = experts_[0];
+      STRATA_CHECK(store_.data(x.gate) == store_.data(x0.gate) + e * s &&
+                       store_.data(x.up) == store_.data(x0.up) + e * s &&
+                       store_.data(x.down) == store_.data(x0.down) + e * s,
+                   "moe: expert {}'s weights are not at a uniform stride in the parameter buffer", e);
+    }
+    return stride_ = s;
   }
 
   struct Saved {
     const float *x = nullptr, *probs = nullptr, *gate = nullptr;
     const int32_t *idx = nullptr, *offsets = nullptr, *row_token = nullptr, *row_of = nullptr;
     const float *xp = nullptr, *yp = nullptr, *hg = nullptr, *hu = nullptr;  // permuted rows [N k, .]
-    const float *shg = nullptr, *shu = nullptr;                              // shared expert [N, Hs]
-    int64_t max_rows = 0, B = 0, T = 0;
+    float* act = nullptr;  // swiglu(hg, hu) [N k, H]; backward reuses it as scratch
+    const float *shg = nullptr, *shu = nullptr;  // shared expert [N, Hs]
+    int64_t B = 0, T = 0;
     bool valid = false;
   };
 
@@ -210,6 +232,7 @@ class Moe final : public Block {
   std::vector<ExpertRefs> experts_;
   ExpertRefs shared_;
   Saved saved_;
+  int64_t stride_ = -1;  // expert_stride(), once known
   double aux_ = 0.0;
 };
 

@@ -12,7 +12,23 @@ struct AttentionConfig {
   int kv_heads = 0;   // 0 -> heads (MHA); fewer -> GQA; 1 -> MQA
   int head_dim = 0;   // 0 -> d_model / heads
   float rope_theta = 10000.0f;
-  std::string kind = "gqa";  // gqa (covers mha/mqa); mla arrives with the MLA layer
+  // RoPE of kind gqa as transformers' rope_parameters (layers/rope_freq.h builds the frequencies).
+  bool rope = true;      // gqa: false = no positional encoding at all (Jamba's attention)
+  int rope_dims = 0;     // gqa: channels rotated per head, even; the rest pass through (partial rotary); 0 -> head_dim
+  std::string rope_type = "default";  // default | linear | llama3
+  float rope_factor = 1.0f;           // linear, llama3: "factor"
+  float rope_low_freq_factor = 1.0f;  // llama3: "low_freq_factor"
+  float rope_high_freq_factor = 4.0f;  // llama3: "high_freq_factor"
+  int rope_original_max_positions = 8192;  // llama3: "original_max_position_embeddings"
+  std::string kind = "gqa";  // gqa (covers mha/mqa) | mla (DeepSeek-V2/V3 multi-head latent attention)
+  // kind == mla only (heads and rope_theta as above; kv_heads unused; 0 -> derived from head_dim hd):
+  int q_lora_rank = 0;         // 0: plain q_proj; > 0: q_a_proj -> RMSNorm -> q_b_proj (not derived)
+  int kv_lora_rank = 0;        // width of the cached latent c_kv; 0 -> 4 * hd
+  int qk_nope_head_dim = 0;    // query/key channels without RoPE; 0 -> hd
+  int qk_rope_head_dim = 0;    // query/key channels with RoPE (even; the key part shared by all heads); 0 -> hd / 2
+  int v_head_dim = 0;          // 0 -> hd
+  bool rope_interleave = true;  // RoPE pairs (2i, 2i+1) as DeepSeek-V3 stores them; false: rotate_half halves
+  float softmax_scale = 0.0f;  // 0 -> 1 / sqrt(qk_nope_head_dim + qk_rope_head_dim)
 };
 
 struct MambaConfig {
@@ -27,6 +43,7 @@ struct MambaConfig {
   float dt_min = 0.001f, dt_max = 0.1f, dt_init_floor = 1e-4f;
   bool conv_bias = true;
   bool bias = false;  // in_proj / out_proj bias
+  bool inner_norms = false;  // Mamba-1 only: RMSNorm (eps = norm_eps) on dt, B and C after x_proj (Jamba)
 };
 
 struct MlpConfig {

@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "infer/generate.h"
+#include "interop/hf_import.h"
 #include "train/config_load.h"
 
 namespace strata {
@@ -48,6 +49,11 @@ std::string inspect_model(const Model& model, int64_t T) {
 }
 
 std::string inspect_report(const std::string& path, int64_t T) {
+  if (is_hf_model_dir(path)) {  // imported on the fly: the weights are read, so a broken directory shows
+    LoadedModel lm = load_model(path);
+    return fmt::format("Hugging Face model {} (vocab: {})\n", path, lm.config.model.vocab) +
+           inspect_model(*lm.model, T > 0 ? T : lm.config.train.seq);
+  }
   std::ifstream f(path, std::ios::binary);
   if (!f) throw InputError(fmt::format("'{}' not found", path));
   char sig[8] = {};

@@ -3,7 +3,9 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/device.h"
 #include "core/error.h"
+#include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/embedding.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/loss.h"
@@ -43,9 +45,20 @@ std::string Model::layer_pattern() const {
   return p;
 }
 
-void Model::head_forward(float* logits, const float* hn, int64_t N) const {
+namespace {
+// ids, targets and logits cross the public API in host memory; on cuda they are staged through the
+// arena. On cpu the host pointers are used as they are.
+const int32_t* stage_ids(Ctx& ctx, const int32_t* host, int64_t n) {
+  if (ctx.device == Device::cpu) return host;
+  int32_t* dev = ctx.arena->alloc_int(size_t(n));
+  copy_bytes(dev, ctx.device, host, Device::cpu, sizeof(int32_t) * size_t(n));
+  return dev;
+}
+}  // namespace
+
+void Model::head_forward(Device device, float* logits, const float* hn, int64_t N) const {
   const float* w = params_.data(head_.valid() ? head_ : embed_);
-  cpu::linear_forward(logits, hn, w, nullptr, N, cfg_.d_model, cfg_.vocab_size);
+  STRATA_OP(device, linear_forward, logits, hn, w, nullptr, N, cfg_.d_model, cfg_.vocab_size);
 }
 
 // x[B, T, D] is the residual stream, updated in place through every layer. When `save`, each
@@ -65,7 +78,7 @@ void Model::run_trunk(Ctx& ctx, float* x, int64_t B, int64_t T, ModelCache* cach
     auto& L = layers_[l];
     if (save) {
       float* keep = A.alloc(N * D);
-      std::memcpy(keep, x, sizeof(float) * N * D);
+      STRATA_OP(ctx.device, copy_f32, keep, x, N * D);
       saved_.resid.push_back(keep);
       normed = A.alloc(N * D);
       rstd = A.alloc(N);
@@ -74,7 +87,7 @@ void Model::run_trunk(Ctx& ctx, float* x, int64_t B, int64_t T, ModelCache* cach
     }
     STRATA_OP(ctx.device, rmsnorm_forward, normed, rstd, x, params_.data(L.norm), N, D, cfg_.norm_eps);
     L.block->forward(ctx, y, normed, B, T, cache ? cache->blocks[l].get() : nullptr);
-    for (int64_t i = 0; i < N * D; ++i) x[i] += y[i];
+    STRATA_OP(ctx.device, add_inplace, x, y, N * D);
   }
 }
 
@@ -82,12 +95,13 @@ float Model::forward_loss(Ctx& ctx, const int32_t* ids, const int32_t* targets, 
   STRATA_CHECK(ctx.training, "forward_loss needs ctx.training (it saves activations for backward)");
   const int64_t D = cfg_.d_model, V = cfg_.vocab_size, N = B * T;
   Arena& A = *ctx.arena;
+  // ids and targets are host arrays; the copies in the arena (on ctx.device) outlive the caller's.
   int32_t* ids_keep = A.alloc_int(N);
   int32_t* tgt_keep = A.alloc_int(N);
-  std::memcpy(ids_keep, ids, sizeof(int32_t) * N);
-  std::memcpy(tgt_keep, targets, sizeof(int32_t) * N);
+  copy_bytes(ids_keep, ctx.device, ids, Device::cpu, sizeof(int32_t) * N);
+  copy_bytes(tgt_keep, ctx.device, targets, Device::cpu, sizeof(int32_t) * N);
   float* x = A.alloc(N * D);
-  STRATA_OP(ctx.device, embedding_forward, x, params_.data(embed_), ids, N, V, D);
+  STRATA_OP(ctx.device, embedding_forward, x, params_.data(embed_), ids_keep, N, V, D);
   run_trunk(ctx, x, B, T, nullptr, true);
   saved_.resid.push_back(x);  // the trunk output, input of the final norm
   saved_.final_normed = A.alloc(N * D);
@@ -95,14 +109,14 @@ float Model::forward_loss(Ctx& ctx, const int32_t* ids, const int32_t* targets, 
   STRATA_OP(ctx.device, rmsnorm_forward, saved_.final_normed, saved_.final_rstd, x, params_.data(final_norm_), N, D,
             cfg_.norm_eps);
   saved_.dlogits = A.alloc(N * V);
-  head_forward(saved_.dlogits, saved_.final_normed, N);
+  head_forward(ctx.device, saved_.dlogits, saved_.final_normed, N);
   float* losses = A.alloc(N);
   int64_t counted = 0;
   for (int64_t i = 0; i < N; ++i) counted += targets[i] >= 0;
   // The gradient is computed in place over the logits now, while they are hot in cache; backward
   // only rescales it.
-  float loss = cpu::softmax_xent_forward_backward(losses, saved_.dlogits, saved_.dlogits, targets, N, V,
-                                                  counted ? 1.0f / float(counted) : 0.0f);
+  float loss = STRATA_OP_VALUE(ctx.device, softmax_xent_forward_backward, losses, saved_.dlogits, saved_.dlogits,
+                               tgt_keep, N, V, counted ? 1.0f / float(counted) : 0.0f);
   aux_loss_ = 0.0;
   for (auto& L : layers_) aux_loss_ += L.block->aux_loss();
   saved_.valid = true;
@@ -118,8 +132,7 @@ void Model::backward(Ctx& ctx, float loss_scale) {
   const int64_t D = cfg_.d_model, V = cfg_.vocab_size, N = saved_.B * saved_.T;
   Arena& A = *ctx.arena;
   float* dlogits = saved_.dlogits;
-  if (loss_scale != 1.0f)
-    for (int64_t i = 0; i < N * V; ++i) dlogits[i] *= loss_scale;
+  if (loss_scale != 1.0f) STRATA_OP(ctx.device, scale_inplace, dlogits, loss_scale, N * V);
   ParamRef head = head_.valid() ? head_ : embed_;
   float* dnormed = A.alloc(N * D);
   STRATA_OP(ctx.device, linear_backward, dnormed, params_.grad(head), nullptr, dlogits, saved_.final_normed,
@@ -137,13 +150,22 @@ void Model::backward(Ctx& ctx, float loss_scale) {
     L.block->backward(ctx, dnormed, dx, saved_.B, saved_.T);
     STRATA_OP(ctx.device, rmsnorm_backward, dxn, params_.grad(L.norm), dnormed, saved_.resid[l],
               params_.data(L.norm), saved_.rstd[l], N, D);
-    for (int64_t i = 0; i < N * D; ++i) dx[i] += dxn[i];
+    STRATA_OP(ctx.device, add_inplace, dx, dxn, N * D);
   }
   ctx.loss_scale = outer_scale;
   STRATA_OP(ctx.device, embedding_backward, params_.grad(embed_), dx, saved_.ids, N, D);
 }
 
 void Model::forward_logits(Ctx& ctx, float* logits, const int32_t* ids, int64_t B, int64_t T, ModelCache* cache) {
+  const int64_t N = B * T, V = cfg_.vocab_size;
+  float* out = ctx.device == Device::cpu ? logits : ctx.arena->alloc(N * V);
+  logits_on_device(ctx, out, stage_ids(ctx, ids, N), B, T, cache);
+  if (out != logits) copy_bytes(logits, Device::cpu, out, ctx.device, sizeof(float) * N * V);
+}
+
+// ids_dev[B, T] and logits_dev[B, T, V] in ctx.device memory.
+void Model::logits_on_device(Ctx& ctx, float* logits_dev, const int32_t* ids_dev, int64_t B, int64_t T,
+                             ModelCache* cache) {
   const int64_t D = cfg_.d_model, V = cfg_.vocab_size, N = B * T;
   if (cache) {
     STRATA_CHECK(cache->pos == 0, "prefill needs an empty cache (pos {})", cache->pos);
@@ -154,14 +176,39 @@ void Model::forward_logits(Ctx& ctx, float* logits, const int32_t* ids, int64_t 
   ctx.training = false;
   Arena& A = *ctx.arena;
   float* x = A.alloc(N * D);
-  STRATA_OP(ctx.device, embedding_forward, x, params_.data(embed_), ids, N, V, D);
+  STRATA_OP(ctx.device, embedding_forward, x, params_.data(embed_), ids_dev, N, V, D);
   run_trunk(ctx, x, B, T, cache, false);
   float* hn = A.alloc(N * D);
   float* rstd = A.alloc(N);
   STRATA_OP(ctx.device, rmsnorm_forward, hn, rstd, x, params_.data(final_norm_), N, D, cfg_.norm_eps);
-  head_forward(logits, hn, N);
+  head_forward(ctx.device, logits_dev, hn, N);
   ctx.training = was_training;
   if (cache) cache->pos = T;
+}
+
+void Model::prefill(Ctx& ctx, float* logits, const int32_t* ids, int64_t B, int64_t T, ModelCache& cache) {
+  const int64_t D = cfg_.d_model, V = cfg_.vocab_size, N = B * T;
+  STRATA_CHECK(T > 0, "prefill of an empty prompt");
+  STRATA_CHECK(cache.pos == 0, "prefill needs an empty cache (pos {})", cache.pos);
+  STRATA_CHECK(cache.batch == B && T <= cache.max_T, "prefill of [{}, {}] into a cache for [{}, {}]", B, T, cache.batch,
+               cache.max_T);
+  bool was_training = ctx.training;
+  ctx.training = false;
+  Arena& A = *ctx.arena;
+  float* x = A.alloc(N * D);
+  STRATA_OP(ctx.device, embedding_forward, x, params_.data(embed_), stage_ids(ctx, ids, N), N, V, D);
+  run_trunk(ctx, x, B, T, &cache, false);
+  float* last = A.alloc(B * D);  // row T - 1 of each sequence
+  for (int64_t b = 0; b < B; ++b)
+    copy_bytes(last + b * D, ctx.device, x + (b * T + T - 1) * D, ctx.device, sizeof(float) * D);
+  float* hn = A.alloc(B * D);
+  float* rstd = A.alloc(B);
+  STRATA_OP(ctx.device, rmsnorm_forward, hn, rstd, last, params_.data(final_norm_), B, D, cfg_.norm_eps);
+  float* out = ctx.device == Device::cpu ? logits : A.alloc(B * V);
+  head_forward(ctx.device, out, hn, B);
+  if (out != logits) copy_bytes(logits, Device::cpu, out, ctx.device, sizeof(float) * B * V);
+  ctx.training = was_training;
+  cache.pos = T;
 }
 
 void Model::step(Ctx& ctx, float* logits, const int32_t* ids, ModelCache& cache) {
@@ -172,15 +219,18 @@ void Model::step(Ctx& ctx, float* logits, const int32_t* ids, ModelCache& cache)
   float* normed = A.alloc(B * D);
   float* rstd = A.alloc(B);
   float* y = A.alloc(B * D);
-  STRATA_OP(ctx.device, embedding_forward, x, params_.data(embed_), ids, B, V, D);
+  const int32_t* ids_dev = stage_ids(ctx, ids, B);
+  STRATA_OP(ctx.device, embedding_forward, x, params_.data(embed_), ids_dev, B, V, D);
   for (size_t l = 0; l < layers_.size(); ++l) {
     auto& L = layers_[l];
     STRATA_OP(ctx.device, rmsnorm_forward, normed, rstd, x, params_.data(L.norm), B, D, cfg_.norm_eps);
     L.block->step(ctx, y, normed, B, cache.blocks[l].get());
-    for (int64_t i = 0; i < B * D; ++i) x[i] += y[i];
+    STRATA_OP(ctx.device, add_inplace, x, y, B * D);
   }
   STRATA_OP(ctx.device, rmsnorm_forward, normed, rstd, x, params_.data(final_norm_), B, D, cfg_.norm_eps);
-  head_forward(logits, normed, B);
+  float* out = ctx.device == Device::cpu ? logits : A.alloc(B * V);
+  head_forward(ctx.device, out, normed, B);
+  if (out != logits) copy_bytes(logits, Device::cpu, out, ctx.device, sizeof(float) * B * V);
   ++cache.pos;
 }
 
@@ -196,8 +246,8 @@ float Model::eval_loss(Ctx& ctx, const int32_t* ids, const int32_t* targets, int
   const int64_t N = B * T, V = cfg_.vocab_size;
   float* logits = ctx.arena->alloc(N * V);
   float* losses = ctx.arena->alloc(N);
-  forward_logits(ctx, logits, ids, B, T, nullptr);
-  return cpu::softmax_xent_forward(losses, logits, targets, N, V);
+  logits_on_device(ctx, logits, stage_ids(ctx, ids, N), B, T, nullptr);
+  return STRATA_OP_VALUE(ctx.device, softmax_xent_forward, losses, logits, stage_ids(ctx, targets, N), N, V);
 }
 
 double Model::flops_per_token(int64_t T) const {

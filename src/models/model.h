@@ -34,6 +34,9 @@ class Model {
   const std::vector<Layer>& layers() const { return layers_; }
   std::string layer_pattern() const;  // the expanded pattern, one char per layer
 
+  // ids, targets and logits are host arrays on every device (ctx.device says where the work runs;
+  // on cuda they are staged through ctx.arena, which must then be a cuda arena, and the parameters
+  // must have been moved there with params().to_device).
   // Training: ids, targets[B, T] -> mean cross-entropy (targets < 0 ignored). Keeps activations in
   // ctx.arena for backward(). aux_loss() then holds the sum of the blocks' auxiliary losses.
   float forward_loss(Ctx& ctx, const int32_t* ids, const int32_t* targets, int64_t B, int64_t T);
@@ -43,6 +46,11 @@ class Model {
 
   // Inference: ids[B, T] -> logits[B, T, V]. With a cache (empty), fills it (prefill).
   void forward_logits(Ctx& ctx, float* logits, const int32_t* ids, int64_t B, int64_t T, ModelCache* cache);
+  // Prefill for generation: ids[B, T] -> logits[B, V] of each sequence's last position only, filling
+  // the (empty) cache as forward_logits does. Decoding needs no other row, and the head (V x D per
+  // position) is the largest matrix of a small model: skipping it for T - 1 positions halves the
+  // prefill of a 50M-parameter Llama with a 32k vocabulary.
+  void prefill(Ctx& ctx, float* logits, const int32_t* ids, int64_t B, int64_t T, ModelCache& cache);
   // One token per sequence: ids[B] -> logits[B, V]; advances the cache.
   void step(Ctx& ctx, float* logits, const int32_t* ids, ModelCache& cache);
   ModelCache allocate_cache(int64_t B, int64_t max_T) const;
@@ -55,7 +63,8 @@ class Model {
 
  private:
   void run_trunk(Ctx& ctx, float* x, int64_t B, int64_t T, ModelCache* cache, bool save);
-  void head_forward(float* logits, const float* hn, int64_t N) const;
+  void logits_on_device(Ctx& ctx, float* logits_dev, const int32_t* ids_dev, int64_t B, int64_t T, ModelCache* cache);
+  void head_forward(Device device, float* logits, const float* hn, int64_t N) const;
 
   ModelConfig cfg_;
   ParamStore params_;

@@ -193,6 +193,11 @@ struct Saver {
     string_attr(root, "config", ck.config_yaml);
     // The string lives in HDF5's global heap, which has no checksum of its own.
     int_attr<uint32_t>(root, "config_crc32c", crc32c(ck.config_yaml.data(), ck.config_yaml.size()));
+    for (auto [name, text] : {std::pair{"tokenizer_json", &ck.tokenizer_json}, std::pair{"hf_config_json", &ck.hf_config_json}}) {
+      if (text->empty()) continue;
+      string_attr(root, name, *text);
+      int_attr<uint32_t>(root, (std::string(name) + "_crc32c").c_str(), crc32c(text->data(), text->size()));
+    }
     group_of(root, "params", "/params", ck.params);
     {
       H5Obj optim = check(H5Gcreate2(root, "optim", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, "creating group 'optim'");
@@ -212,6 +217,8 @@ struct Saver {
 void validate(const std::string& path, const CheckpointView& ck) {
   auto bad = [&](const std::string& why) { throw Error(fmt::format("saving checkpoint '{}': {}", path, why)); };
   if (ck.config_yaml.find('\0') != std::string::npos) bad("the config text contains a NUL byte");
+  if (ck.tokenizer_json.find('\0') != std::string::npos) bad("the tokenizer JSON contains a NUL byte");
+  if (ck.hf_config_json.find('\0') != std::string::npos) bad("the Hugging Face config JSON contains a NUL byte");
   std::set<std::string> seen;
   for (auto& a : ck.params) {
     if (a.name.empty() || a.name == "." || a.name.find('/') != std::string::npos)
@@ -376,6 +383,13 @@ struct Loader {
     if (crc32c(ck.config_yaml.data(), ck.config_yaml.size()) != stored) fail("checksum mismatch in the 'config' attribute");
     ck.strata_version = string_attr(f, "strata_version", "the root group");
     ck.git_commit = string_attr(f, "git_commit", "the root group");
+    for (auto [name, text] : {std::pair{"tokenizer_json", &ck.tokenizer_json}, std::pair{"hf_config_json", &ck.hf_config_json}}) {
+      if (H5Aexists(f, name) <= 0) continue;  // optional: only models imported from Hugging Face have them
+      *text = string_attr(f, name, "the root group");
+      const std::string crc_name = std::string(name) + "_crc32c";
+      if (crc32c(text->data(), text->size()) != int_attr<uint32_t>(f, crc_name.c_str(), "the root group"))
+        fail(fmt::format("checksum mismatch in the '{}' attribute", name));
+    }
 
     ck.params = group("/params");
     ck.adam_m = group("/optim/m");
@@ -424,7 +438,7 @@ CheckpointView view_of(const Checkpoint& ck) {
     }
     return out;
   };
-  return {ck.config_yaml, views(ck.params), views(ck.adam_m), views(ck.adam_v), ck.state};
+  return {ck.config_yaml, views(ck.params), views(ck.adam_m), views(ck.adam_v), ck.state, ck.tokenizer_json, ck.hf_config_json};
 }
 
 void save_checkpoint(const std::string& path, const CheckpointView& ck) {

@@ -1,7 +1,9 @@
 #pragma once
 // Checkpoints: one HDF5 file per save (ARCHITECTURE.md §4).
 //
-//   /                 attrs: config (YAML), config_crc32c, strata_version, git_commit, format_version
+//   /                 attrs: config (YAML), config_crc32c, strata_version, git_commit, format_version;
+//                     optional: tokenizer_json (+ _crc32c), hf_config_json (+ _crc32c) for models
+//                     imported from Hugging Face (absent when empty; older files simply lack them)
 //   /params/<name>    f32 dataset, attr crc32c (of the raw little-endian bytes)
 //   /optim/m/<name>   same names and shapes as /params (or empty: a weights-only checkpoint)
 //   /optim/v/<name>
@@ -62,12 +64,15 @@ struct Checkpoint {
   std::vector<NamedArray> params, adam_m, adam_v;  // adam_m/v: empty, or mirroring params
   TrainState state;
   std::string strata_version, git_commit;  // filled by load; a save always writes this build's
+  std::string tokenizer_json;  // the model's tokenizer.json (model.vocab: tokenizer); "" when none
+  std::string hf_config_json;  // the Hugging Face config.json it was imported from; "" when none
 };
 
 struct CheckpointView {
   std::string config_yaml;
   std::vector<ArrayView> params, adam_m, adam_v;
   TrainState state;
+  std::string tokenizer_json, hf_config_json;
 };
 CheckpointView view_of(const Checkpoint& ck);
 

@@ -82,7 +82,9 @@ const Schema& schema() {
     constexpr auto Mo = &ModelConfig::moe;
     Schema sc;
     sc.fields = {
-        F("model.vocab", "tokenizer: bytes = byte-level, 256 ids (tokenizer files are not supported yet)", {"bytes"}, M, &ModelConfig::vocab),
+        F("model.vocab", "tokenizer: bytes = byte-level, 256 ids; tokenizer = the tokenizer.json stored in the checkpoint "
+          "(models imported from Hugging Face); ids = token ids without a tokenizer (an import that had none)",
+          {"bytes", "tokenizer", "ids"}, M, &ModelConfig::vocab),
         F("model.vocab_size", "vocabulary size (vocab: bytes fixes it to 256)", {}, M, &ModelConfig::vocab_size),
         F("model.d_model", "residual stream width", {}, M, &ModelConfig::d_model),
         F("model.pattern", "one character per sublayer: M Mamba, * attention, - MLP, E MoE ('/' reserved for MTP)", {}, M, &ModelConfig::pattern),
@@ -94,7 +96,21 @@ const Schema& schema() {
         F("model.attention.kv_heads", "key/value heads, dividing heads (0 = heads: MHA; fewer: GQA; 1: MQA)", {}, M, At, &AttentionConfig::kv_heads),
         F("model.attention.head_dim", "width of one head, even for RoPE (0 = d_model / heads)", {}, M, At, &AttentionConfig::head_dim),
         F("model.attention.rope_theta", "RoPE base frequency", {}, M, At, &AttentionConfig::rope_theta),
-        F("model.attention.kind", "attention variant (gqa covers MHA and MQA)", {"gqa"}, M, At, &AttentionConfig::kind),
+        F("model.attention.rope", "gqa: rotary position embedding on q and k (false = no positional encoding, as Jamba)", {}, M, At, &AttentionConfig::rope),
+        F("model.attention.rope_dims", "gqa: channels per head that RoPE rotates, even; the rest pass through (0 = head_dim)", {}, M, At, &AttentionConfig::rope_dims),
+        F("model.attention.rope_type", "RoPE frequencies as transformers' rope_type", {"default", "linear", "llama3"}, M, At, &AttentionConfig::rope_type),
+        F("model.attention.rope_factor", "linear, llama3: context extension factor (transformers' factor)", {}, M, At, &AttentionConfig::rope_factor),
+        F("model.attention.rope_low_freq_factor", "llama3: low_freq_factor", {}, M, At, &AttentionConfig::rope_low_freq_factor),
+        F("model.attention.rope_high_freq_factor", "llama3: high_freq_factor (> low_freq_factor)", {}, M, At, &AttentionConfig::rope_high_freq_factor),
+        F("model.attention.rope_original_max_positions", "llama3: original_max_position_embeddings", {}, M, At, &AttentionConfig::rope_original_max_positions),
+        F("model.attention.kind", "attention variant (gqa covers MHA and MQA; mla: DeepSeek multi-head latent attention)", {"gqa", "mla"}, M, At, &AttentionConfig::kind),
+        F("model.attention.q_lora_rank", "mla: rank of the query compression (0 = none: a plain q_proj)", {}, M, At, &AttentionConfig::q_lora_rank),
+        F("model.attention.kv_lora_rank", "mla: width of the cached key/value latent (0 = 4 * head_dim)", {}, M, At, &AttentionConfig::kv_lora_rank),
+        F("model.attention.qk_nope_head_dim", "mla: query/key channels per head without RoPE (0 = head_dim)", {}, M, At, &AttentionConfig::qk_nope_head_dim),
+        F("model.attention.qk_rope_head_dim", "mla: query/key channels per head with RoPE, even (0 = head_dim / 2)", {}, M, At, &AttentionConfig::qk_rope_head_dim),
+        F("model.attention.v_head_dim", "mla: value channels per head (0 = head_dim)", {}, M, At, &AttentionConfig::v_head_dim),
+        F("model.attention.rope_interleave", "mla: RoPE on interleaved pairs (DeepSeek-V3); false = rotate_half", {}, M, At, &AttentionConfig::rope_interleave),
+        F("model.attention.softmax_scale", "mla: score scale (0 = 1 / sqrt(qk_nope_head_dim + qk_rope_head_dim))", {}, M, At, &AttentionConfig::softmax_scale),
         F("model.mamba.version", "1 = Mamba (selective scan), 2 = Mamba-2 (SSD)", {"1", "2"}, M, Ma, &MambaConfig::version),
         F("model.mamba.d_state", "SSM state size per channel (v1) or per head (v2)", {}, M, Ma, &MambaConfig::d_state),
         F("model.mamba.d_conv", "width of the causal depthwise convolution", {}, M, Ma, &MambaConfig::d_conv),
@@ -108,6 +124,7 @@ const Schema& schema() {
         F("model.mamba.dt_init_floor", "lower clamp of the initial dt", {}, M, Ma, &MambaConfig::dt_init_floor),
         F("model.mamba.conv_bias", "bias in the causal convolution", {}, M, Ma, &MambaConfig::conv_bias),
         F("model.mamba.bias", "bias in in_proj / out_proj", {}, M, Ma, &MambaConfig::bias),
+        F("model.mamba.inner_norms", "Mamba-1: RMSNorm on dt, B and C after x_proj (Jamba)", {}, M, Ma, &MambaConfig::inner_norms),
         F("model.mlp.hidden", "SwiGLU hidden width (0 = 8/3 * d_model rounded up to 64)", {}, M, Ml, &MlpConfig::hidden),
         F("model.moe.experts", "routed experts", {}, M, Mo, &MoeConfig::experts),
         F("model.moe.top_k", "experts each token is sent to (1 .. experts)", {}, M, Mo, &MoeConfig::top_k),
@@ -365,8 +382,10 @@ class Loader {
     check_values(c);
     // resolve() fills head_dim from d_model / heads; the divisibility check only applies then.
     const bool head_dim_derived = c.model.attention.head_dim == 0;
+    const AttentionConfig written = c.model.attention;
     resolve(c.model);
     check_shapes(c, head_dim_derived);
+    check_mla(c, written);
     c.source_path = src_;
     return c;
   }
@@ -556,7 +575,9 @@ class Loader {
         std::vector<std::string> sugg;
         for (auto& a : f.allowed)
           if (f.kind == Kind::String && close_enough(v, a)) sugg.push_back(a);
-        std::string extra = f.key == "model.vocab" ? " (tokenizer files are not supported yet)" : "";
+        std::string extra = f.key == "model.vocab" ? " (tokenizer and ids come with models imported by 'strata import hf')" : "";
+        if (f.key == "model.attention.rope_type" && (v == "dynamic" || v == "yarn" || v == "longrope"))
+          extra = fmt::format(" ('{}' is a transformers RoPE type that strata does not implement)", v);
         throw InputError(fmt::format("{}: '{}' must be one of: {}; got '{}'{}{}", e.where, f.key, join(f.allowed, ", "), v,
                                      did_you_mean(sugg), extra));
       }
@@ -647,6 +668,21 @@ class Loader {
     range(c, "model.attention.kv_heads", 0, true, INFINITY, true, " (0 = heads)");
     range(c, "model.attention.head_dim", 0, true, INFINITY, true, " (0 = d_model / heads)");
     range(c, "model.attention.rope_theta", 0, false);
+    range(c, "model.attention.rope_dims", 0, true, INFINITY, true, " (0 = head_dim)");
+    range(c, "model.attention.rope_factor", 0, false);
+    range(c, "model.attention.rope_low_freq_factor", 0, false);
+    range(c, "model.attention.rope_high_freq_factor", 0, false);
+    range(c, "model.attention.rope_original_max_positions", 1, true);
+    if (m.attention.rope_type == "llama3" && !(m.attention.rope_high_freq_factor > m.attention.rope_low_freq_factor))
+      fail({"model.attention.rope_high_freq_factor", "model.attention.rope_low_freq_factor"},
+           fmt::format("{} must exceed {} (llama3 blends the wavelengths between the two)",
+                       kv(c, "model.attention.rope_high_freq_factor"), kv(c, "model.attention.rope_low_freq_factor")));
+    range(c, "model.attention.q_lora_rank", 0, true, INFINITY, true, " (0 = no query compression)");
+    range(c, "model.attention.kv_lora_rank", 0, true, INFINITY, true, " (0 = 4 * head_dim)");
+    range(c, "model.attention.qk_nope_head_dim", 0, true, INFINITY, true, " (0 = head_dim)");
+    range(c, "model.attention.qk_rope_head_dim", 0, true, INFINITY, true, " (0 = head_dim / 2)");
+    range(c, "model.attention.v_head_dim", 0, true, INFINITY, true, " (0 = head_dim)");
+    range(c, "model.attention.softmax_scale", 0, true, INFINITY, false, " (0 = 1 / sqrt(qk head dim))");
     range(c, "model.mamba.d_state", 1, true);
     range(c, "model.mamba.d_conv", 1, true);
     range(c, "model.mamba.expand", 1, true, 64);
@@ -702,20 +738,26 @@ class Loader {
       fail({"model.attention.kv_heads", "model.attention.heads"},
            fmt::format("{} does not divide {}: each key/value head serves heads / kv_heads query heads",
                        kv(c, "model.attention.kv_heads"), kv(c, "model.attention.heads")));
-    if (uses('*')) {
+    if (uses('*') && a.kind == "gqa") {
       if (head_dim_derived && m.d_model % a.heads != 0)
         fail({"model.attention.heads", "model.d_model"},
              fmt::format("{} does not divide {} (head_dim is derived as d_model / heads); choose heads dividing {} or set "
                          "model.attention.head_dim",
                          kv(c, "model.attention.heads"), kv(c, "model.d_model"), m.d_model));
-      if (a.head_dim % 2 != 0) {
+      if (a.rope && a.rope_dims == a.head_dim && a.head_dim % 2 != 0) {
         std::vector<std::string> keys = {"model.attention.head_dim"};
         if (head_dim_derived) keys = {"model.attention.heads", "model.d_model"};
-        fail(keys, fmt::format("attention head_dim = {} is odd; RoPE rotates pairs of channels, so it must be even{}", a.head_dim,
+        fail(keys, fmt::format("attention head_dim = {}{} is odd; RoPE rotates pairs of channels, so it must be even (or "
+                               "set model.attention.rope_dims to an even number below it, or model.attention.rope: false)",
+                               a.head_dim,
                                head_dim_derived ? fmt::format(" (derived from {} / {})", kv(c, "model.d_model"),
                                                               kv(c, "model.attention.heads"))
                                                 : ""));
       }
+      if (a.rope && (a.rope_dims % 2 != 0 || a.rope_dims > a.head_dim))
+        fail({"model.attention.rope_dims"},
+             fmt::format("{} must be even (RoPE rotates pairs of channels) and at most head_dim = {}",
+                         kv(c, "model.attention.rope_dims"), a.head_dim));
     }
     if (uses('M') && m.mamba.version == 2) {
       const int64_t inner = int64_t(m.mamba.expand) * m.d_model;
@@ -729,6 +771,30 @@ class Loader {
              fmt::format("Mamba-2 has expand * d_model / head_dim = {} * {} / {} = {} heads, not divisible by {}", m.mamba.expand,
                          m.d_model, m.mamba.head_dim, heads, kv(c, "model.mamba.ngroups")));
     }
+  }
+
+  // MLA sizes on resolved values (c); `written` is model.attention as written, to tell which ones
+  // were derived from head_dim.
+  void check_mla(const Config& c, const AttentionConfig& written) const {
+    const auto& a = c.model.attention;
+    if (a.kind != "mla" || c.model.pattern.find('*') == std::string::npos) return;
+    auto bad = [&](const char* key, int value, bool derived, const char* rule, const char* want) {
+      fail({key}, fmt::format("attention.kind=mla needs '{}' {}, got {}{}", key, want, value,
+                              derived ? fmt::format(" (derived as {} from head_dim = {}; set it explicitly)", rule,
+                                                    a.head_dim)
+                                      : ""));
+    };
+    if (a.kv_lora_rank < 1)
+      bad("model.attention.kv_lora_rank", a.kv_lora_rank, written.kv_lora_rank == 0, "4 * head_dim", ">= 1");
+    if (a.qk_nope_head_dim < 1)
+      bad("model.attention.qk_nope_head_dim", a.qk_nope_head_dim, written.qk_nope_head_dim == 0, "head_dim", ">= 1");
+    if (a.v_head_dim < 1) bad("model.attention.v_head_dim", a.v_head_dim, written.v_head_dim == 0, "head_dim", ">= 1");
+    if (a.qk_rope_head_dim < 2 || a.qk_rope_head_dim % 2 != 0)
+      bad("model.attention.qk_rope_head_dim", a.qk_rope_head_dim, written.qk_rope_head_dim == 0, "head_dim / 4 * 2",
+          "even and >= 2 (RoPE rotates pairs of channels)");
+    if (!a.rope)
+      fail({"model.attention.rope"}, "model.attention.rope=false cannot be combined with attention.kind=mla: MLA's "
+                                     "rope key is its only positional part");
   }
 
   std::string src_;

@@ -7,8 +7,10 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/device.h"
 #include "core/error.h"
 #include "kernels/cpu/optim.h"
+#include "kernels/dispatch.h"
 #include "models/model.h"
 #include "train/checkpoint.h"
 #include "train/config_load.h"
@@ -86,11 +88,15 @@ TrainResult train(const Config& cfg, const std::string& config_yaml, const Train
   TrainResult res;
   res.run_dir = run_dir_for(cfg);
   const TrainConfig& tc = cfg.train;
-  STRATA_CHECK(tc.device == "cpu", "train.device={} is not available in this build", tc.device);
+  // Refused up front, before any file is touched: "train.device: device cuda: this binary was built
+  // without CUDA" or "...: no CUDA device: <reason>".
+  const Device device = tc.device == "cuda" ? Device::cuda : Device::cpu;
+  require_device(device, "train.device");
   TextData data(cfg.data.path, cfg.data.val_fraction);
   Model model(cfg.model, tc.seed);
   ParamStore& ps = model.params();
   const int64_t P = ps.numel();
+  // Built, initialised and (on resume) restored on the host; moved to the device below.
   std::vector<float> adam_m(size_t(P), 0.0f), adam_v(size_t(P), 0.0f);
   std::vector<uint8_t> decay = ps.decay_mask();
   // The data stream has its own seed so that changing the model init does not change the batches.
@@ -123,19 +129,31 @@ TrainResult train(const Config& cfg, const std::string& config_yaml, const Train
   }
   { std::ofstream(fs::path(res.run_dir) / "config.yaml") << config_yaml; }
 
+  // The optimizer works where the parameters live: one flat buffer each on `device`.
+  ps.to_device(device);
+  DeviceArray<float> opt_m = DeviceArray<float>::from_host(adam_m.data(), adam_m.size(), device);
+  DeviceArray<float> opt_v = DeviceArray<float>::from_host(adam_v.data(), adam_v.size(), device);
+  DeviceArray<uint8_t> opt_decay = DeviceArray<uint8_t>::from_host(decay.data(), decay.size(), device);
+  std::vector<float>().swap(adam_m);  // the host staging copies are not needed any more
+  std::vector<float>().swap(adam_v);
+
   MetricsWriter metrics((fs::path(res.run_dir) / "metrics.jsonl").string(), /*append=*/opts.resume);
   TensorBoardWriter tb(res.run_dir);
-  Arena arena;
-  Ctx ctx{Device::cpu, &arena, true};
+  Arena arena(device);
+  Ctx ctx{device, &arena, true};
   const int64_t B = tc.batch, T = tc.seq;
   std::vector<int32_t> ids(size_t(B * T)), tgt(size_t(B * T));
 
   auto make_checkpoint = [&]() {
     Checkpoint ck;
     ck.config_yaml = config_yaml;
-    ck.params = views_of(ps, ps.flat());
-    ck.adam_m = views_of(ps, adam_m.data());
-    ck.adam_v = views_of(ps, adam_v.data());
+    // On cpu the buffers are host memory already; on cuda they are copied down first.
+    const bool host = device == Device::cpu;
+    std::vector<float> hp, hm, hv;
+    if (!host) hp = ps.host_flat(), hm = opt_m.to_host(), hv = opt_v.to_host();
+    ck.params = views_of(ps, host ? ps.flat() : hp.data());
+    ck.adam_m = views_of(ps, host ? opt_m.data() : hm.data());
+    ck.adam_v = views_of(ps, host ? opt_v.data() : hv.data());
     ck.state.step = step;
     ck.state.rng_seed = data_rng.seed;
     ck.state.rng_counter = data_rng.counter;
@@ -175,10 +193,10 @@ TrainResult train(const Config& cfg, const std::string& config_yaml, const Train
     }
     loss = float(loss_sum / tc.grad_accum);
     if (!std::isfinite(loss)) throw Error(fmt::format("loss became {} at step {}; lower optim.lr or check the data", loss, step));
-    double gnorm = std::sqrt(cpu::sum_squares(ps.flat_grad(), P));
+    double gnorm = std::sqrt(STRATA_OP_VALUE(device, sum_squares, ps.flat_grad(), P));
     float scale = (cfg.optim.clip > 0 && gnorm > cfg.optim.clip) ? float(cfg.optim.clip / gnorm) : 1.0f;
-    cpu::adamw_update(ps.flat(), ps.flat_grad(), adam_m.data(), adam_v.data(), decay.data(), P, lr, cfg.optim.beta1,
-                      cfg.optim.beta2, cfg.optim.eps, cfg.optim.weight_decay, step + 1, scale);
+    STRATA_OP(device, adamw_update, ps.flat(), ps.flat_grad(), opt_m.data(), opt_v.data(), opt_decay.data(), P, lr,
+              cfg.optim.beta1, cfg.optim.beta2, cfg.optim.eps, cfg.optim.weight_decay, step + 1, scale);
     ++step;
     ++steps_this_run;
     tokens_seen += B * T * tc.grad_accum;

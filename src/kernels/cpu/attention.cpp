@@ -13,6 +13,11 @@
 // products straight from the cache instead. Every reduction runs in a fixed order inside one task,
 // so results do not depend on the thread count.
 //
+// qk and v head dims are separate (MLA: 192 / 128 expanded, 576 / 512 over the latent cache) and
+// key/value rows are strided independently, so an absorbed MLA decode step reads k (the whole
+// cached row) and v (its first kv_lora_rank channels) from the same cache rows in place. Equal dims
+// of 16..128 take compile-time specialisations; anything else the run-time path (64-wide panels).
+//
 // Measured on the 2-core dev box (1 thread, -O3 -march=native; causal flops counted, the backward
 // as 2.5x the forward): B=16 T=256 Hq=8 Hkv=2 hd=32 forward 7.4 ms (73 GFLOP/s), backward 17 ms
 // (80 GFLOP/s); decode B=1 over a 1024-token cache, Hq=8 Hkv=2 hd=64: 32 us. The first version
@@ -248,27 +253,27 @@ void softmax_tile_cols(float* St, int64_t rs, int64_t W, int64_t kn, int64_t j0,
 // One task per (batch, kv head, query block). Scores are formed transposed, St[key, row] = K Q^T:
 // Q^T is built once per task (amortised over every key tile) and K is read in place as the
 // broadcast operand, so no key tile is ever copied. The online softmax then runs along keys with
-// vectors across rows, and O += P V reads P^T by columns.
-template <int HD>
+// vectors across rows, and O += P V reads P^T by columns. HK / HV: compile-time qk / v head dims
+// (0: the run-time hk_rt / hv_rt); ks / vs: stride between consecutive keys / values of one head.
+template <int HK, int HV>
 void forward_impl(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B, int64_t Tq,
-                  int64_t Tk, int64_t Hq, int64_t Hkv, int64_t hd_rt, int64_t kv_bstride) {
-  const int64_t hd = HD ? HD : hd_rt;
+                  int64_t Tk, int64_t Hq, int64_t Hkv, int64_t hk_rt, int64_t hv_rt, float scale, int64_t kbs,
+                  int64_t ks, int64_t vbs, int64_t vs) {
+  const int64_t hk = HK ? HK : hk_rt, hv = HV ? HV : hv_rt;
   const int64_t G = Hq / Hkv;
   const int64_t BQ = query_block(G);
   const int64_t nqb = (Tq + BQ - 1) / BQ;
   const int64_t Rmax = BQ * G;
   const int64_t Rs = (Rmax + 7) / 8 * 8;  // row stride of St and Q^T: rows padded to whole vectors
-  const int64_t ks = Hkv * hd;            // stride between consecutive keys of one head
-  const float scale = 1.0f / std::sqrt(float(hd));
   const int64_t ntasks = B * Hkv * nqb;
   const float ninf = -std::numeric_limits<float>::infinity();
 
-#pragma omp parallel if (ntasks > 1 && B * Hq * Tq * Tk * hd >= kParallelWork)
+#pragma omp parallel if (ntasks > 1 && B * Hq * Tq * Tk * (hk + hv) / 2 >= kParallelWork)
   {
-    std::vector<float> buf(size_t(hd * Rs + Rmax * hd + kBK * Rs + 4 * Rs));
-    float* Qt = buf.data();      // [hd, Rs] queries transposed and pre-scaled; [R, hd] rows for few rows
-    float* Os = Qt + hd * Rs;    // [R, hd] unnormalised output
-    float* St = Os + Rmax * hd;  // [kBK, Rs] scores, then probabilities
+    std::vector<float> buf(size_t(hk * Rs + Rmax * hv + kBK * Rs + 4 * Rs));
+    float* Qt = buf.data();      // [hk, Rs] queries transposed and pre-scaled; [R, hk] rows for few rows
+    float* Os = Qt + hk * Rs;    // [R, hv] unnormalised output
+    float* St = Os + Rmax * hv;  // [kBK, Rs] scores, then probabilities
     float* m = St + kBK * Rs;    // [Rs] running max
     float* l = m + Rs;           // [Rs] running sum
     float* mx = l + Rs;          // [Rs] max after this tile
@@ -278,7 +283,7 @@ void forward_impl(float* out, float* lse, const float* q, const float* k, const 
     std::vector<float*> ptr(size_t(Rmax + kBK));
     float** Orow = ptr.data();
     float** Strow = Orow + Rmax;
-    for (int64_t r = 0; r < Rmax; ++r) Orow[r] = Os + r * hd;
+    for (int64_t r = 0; r < Rmax; ++r) Orow[r] = Os + r * hv;
     for (int64_t j = 0; j < kBK; ++j) Strow[j] = St + j * Rs;
     // Late query blocks see more keys: dynamic scheduling evens out the triangle.
 #pragma omp for schedule(dynamic, 1)
@@ -290,46 +295,46 @@ void forward_impl(float* out, float* lse, const float* q, const float* k, const 
       const int64_t W = few ? R : (R + 7) / 8 * 8;  // St columns in use
       const int64_t off = Tk - Tq;                  // position of query i is off + i
       for (int64_t i = i0; i < i1; ++i) {
-        const float* src = q + ((b * Tq + i) * Hq + kvh * G) * hd;
+        const float* src = q + ((b * Tq + i) * Hq + kvh * G) * hk;
         const int64_t r0 = (i - i0) * G;
         if (few) {
-          for (int64_t c = 0; c < G * hd; ++c) Qt[r0 * hd + c] = src[c] * scale;
+          for (int64_t c = 0; c < G * hk; ++c) Qt[r0 * hk + c] = src[c] * scale;
         } else {
           for (int64_t g = 0; g < G; ++g)
-            for (int64_t c = 0; c < hd; ++c) Qt[c * Rs + r0 + g] = src[g * hd + c] * scale;
+            for (int64_t c = 0; c < hk; ++c) Qt[c * Rs + r0 + g] = src[g * hk + c] * scale;
         }
       }
       if (!few)
-        for (int64_t c = 0; c < hd; ++c) std::fill(Qt + c * Rs + R, Qt + c * Rs + W, 0.0f);
+        for (int64_t c = 0; c < hk; ++c) std::fill(Qt + c * Rs + R, Qt + c * Rs + W, 0.0f);
       for (int64_t r = 0; r < W; ++r) pos[r] = off + i0 + std::min(r, R - 1) / G, m[r] = ninf, l[r] = 0.0f;
-      std::fill(Os, Os + R * hd, 0.0f);
-      const float* kb = k + b * kv_bstride + kvh * hd;
-      const float* vb = v + b * kv_bstride + kvh * hd;
+      std::fill(Os, Os + R * hv, 0.0f);
+      const float* kb = k + b * kbs + kvh * hk;
+      const float* vb = v + b * vbs + kvh * hv;
       const int64_t kend = off + i1;  // keys [0, kend) are visible to some row of the block
       for (int64_t j0 = 0; j0 < kend; j0 += kBK) {
         const int64_t kn = std::min(kBK, kend - j0);
         const float* kt = kb + j0 * ks;
         if (few) {
-          scores_dot<HD>(St, Qt, kt, ks, R, kn, hd);
+          scores_dot<HK>(St, Qt, kt, ks, R, kn, hk);
           softmax_tile_rows(St, R, kn, j0, pos, m, l, alpha);
         } else {
-          gemm_w<true>(Strow, kn, kt, ks, 1, Qt, Rs, hd, W);
+          gemm_w<true>(Strow, kn, kt, ks, 1, Qt, Rs, hk, W);
           softmax_tile_cols(St, Rs, W, kn, j0, pos, j0 + kn - 1 > off + i0, m, l, mx, alpha);
         }
         for (int64_t r = 0; r < R; ++r) {
-          float* o = Os + r * hd;
+          float* o = Os + r * hv;
           const float a = alpha[r];
 #pragma omp simd
-          for (int64_t c = 0; c < hd; ++c) o[c] *= a;
+          for (int64_t c = 0; c < hv; ++c) o[c] *= a;
         }
         // O += P V, with P by rows (few) or transposed
-        tile_acc<HD>(Orow, R, St, few ? kBK : 1, few ? 1 : Rs, vb + j0 * ks, ks, kn, hd);
+        tile_acc<HV>(Orow, R, St, few ? kBK : 1, few ? 1 : Rs, vb + j0 * vs, vs, kn, hv);
       }
       for (int64_t r = 0; r < R; ++r) {
         const int64_t i = i0 + r / G, h = kvh * G + r % G;
         const float inv = 1.0f / l[r];
-        float* o = out + ((b * Tq + i) * Hq + h) * hd;
-        for (int64_t c = 0; c < hd; ++c) o[c] = Os[r * hd + c] * inv;
+        float* o = out + ((b * Tq + i) * Hq + h) * hv;
+        for (int64_t c = 0; c < hv; ++c) o[c] = Os[r * hv + c] * inv;
         if (lse) lse[(b * Hq + h) * Tq + i] = m[r] + std::log(l[r]);
       }
     }
@@ -341,29 +346,30 @@ void forward_impl(float* out, float* lse, const float* q, const float* k, const 
 // scratch while every query block that sees it passes; dq rows accumulate in place.
 //   P = exp(S - lse), dP = dO V^T, dS = P (dP - D) with D = rowsum(dO O),
 //   dV += P^T dO, dK += scale dS^T Q, dQ += scale dS K.
-template <int HD>
+template <int HK, int HV>
 void backward_impl(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
-                   const float* out, const float* lse, int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_t hd_rt) {
-  const int64_t hd = HD ? HD : hd_rt;
+                   const float* out, const float* lse, int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_t hk_rt,
+                   int64_t hv_rt, float scale) {
+  const int64_t hk = HK ? HK : hk_rt, hv = HV ? HV : hv_rt;
   const int64_t G = Hq / Hkv;
   const int64_t BQ = query_block(G);
   const int64_t Rmax = BQ * G;
-  const int64_t ks = Hkv * hd;
-  const float scale = 1.0f / std::sqrt(float(hd));
+  const int64_t ks = Hkv * hk, vs = Hkv * hv;  // key / value strides of one head
   const int64_t ntasks = B * Hkv;
 
-#pragma omp parallel if (ntasks > 1 && B * Hq * T * T * hd >= kParallelWork)
+#pragma omp parallel if (ntasks > 1 && B * Hq * T * T * (hk + hv) / 2 >= kParallelWork)
   {
-    std::vector<float> buf(size_t(2 * T * G + 2 * Rmax * hd + 2 * hd * kBK + 2 * kBK * hd + 2 * Rmax * kBK));
+    std::vector<float> buf(
+        size_t(2 * T * G + Rmax * (hk + hv) + (hk + hv) * kBK + kBK * (hk + hv) + 2 * Rmax * kBK));
     float* Dr = buf.data();       // [T*G] rowsum(dO * O)
     float* Lr = Dr + T * G;       // [T*G] lse
-    float* Qs = Lr + T * G;       // [R, hd] queries, pre-scaled
-    float* dOs = Qs + Rmax * hd;  // [R, hd]
-    float* Kt = dOs + Rmax * hd;  // [hd, kBK]
-    float* Vt = Kt + hd * kBK;    // [hd, kBK]
-    float* dKs = Vt + hd * kBK;   // [kBK, hd]
-    float* dVs = dKs + kBK * hd;  // [kBK, hd]
-    float* P = dVs + kBK * hd;    // [R, kBK]
+    float* Qs = Lr + T * G;       // [R, hk] queries, pre-scaled
+    float* dOs = Qs + Rmax * hk;  // [R, hv]
+    float* Kt = dOs + Rmax * hv;  // [hk, kBK]
+    float* Vt = Kt + hk * kBK;    // [hv, kBK]
+    float* dKs = Vt + hv * kBK;   // [kBK, hk]
+    float* dVs = dKs + kBK * hk;  // [kBK, hv]
+    float* P = dVs + kBK * hv;    // [R, kBK]
     float* dS = P + Rmax * kBK;   // [R, kBK] dP, then dS
     std::vector<float*> ptr(size_t(3 * Rmax + 2 * kBK));
     float** Prow = ptr.data();
@@ -375,44 +381,46 @@ void backward_impl(float* dq, float* dk, float* dv, const float* dout, const flo
       Prow[r] = P + r * kBK;
       dSrow[r] = dS + r * kBK;
     }
-    for (int64_t j = 0; j < kBK; ++j) dKrow[j] = dKs + j * hd, dVrow[j] = dVs + j * hd;
+    for (int64_t j = 0; j < kBK; ++j) dKrow[j] = dKs + j * hk, dVrow[j] = dVs + j * hv;
 #pragma omp for schedule(static)
     for (int64_t task = 0; task < ntasks; ++task) {
       const int64_t kvh = task % Hkv, b = task / Hkv;
-      // Row r = i * G + g of this task is query head kvh * G + g at position i.
-      auto row = [&](int64_t i) { return ((b * T + i) * Hq + kvh * G) * hd; };  // offset of row i * G
+      // Row r = i * G + g of this task is query head kvh * G + g at position i; its q/dq row starts
+      // at qrow(i) + g * hk, its out/dout row at orow(i) + g * hv.
+      auto qrow = [&](int64_t i) { return ((b * T + i) * Hq + kvh * G) * hk; };
+      auto orow = [&](int64_t i) { return ((b * T + i) * Hq + kvh * G) * hv; };
       for (int64_t i = 0; i < T; ++i) {
-        const float* o = out + row(i);
-        const float* go = dout + row(i);
+        const float* o = out + orow(i);
+        const float* go = dout + orow(i);
         for (int64_t g = 0; g < G; ++g) {
           float s = 0.0f;
 #pragma omp simd reduction(+ : s)
-          for (int64_t c = 0; c < hd; ++c) s += o[g * hd + c] * go[g * hd + c];
+          for (int64_t c = 0; c < hv; ++c) s += o[g * hv + c] * go[g * hv + c];
           Dr[i * G + g] = s;
           Lr[i * G + g] = lse[(b * Hq + kvh * G + g) * T + i];
         }
-        std::fill(dq + row(i), dq + row(i) + G * hd, 0.0f);
+        std::fill(dq + qrow(i), dq + qrow(i) + G * hk, 0.0f);
       }
-      const float* kb = k + b * T * ks + kvh * hd;
-      const float* vb = v + b * T * ks + kvh * hd;
+      const float* kb = k + b * T * ks + kvh * hk;
+      const float* vb = v + b * T * vs + kvh * hv;
       for (int64_t j0 = 0; j0 < T; j0 += kBK) {
         const int64_t kn = std::min(kBK, T - j0);
-        transpose_tile(Kt, kb + j0 * ks, ks, kn, hd);
-        transpose_tile(Vt, vb + j0 * ks, ks, kn, hd);
-        std::fill(dKs, dKs + kBK * hd, 0.0f);
-        std::fill(dVs, dVs + kBK * hd, 0.0f);
+        transpose_tile(Kt, kb + j0 * ks, ks, kn, hk);
+        transpose_tile(Vt, vb + j0 * vs, vs, kn, hv);
+        std::fill(dKs, dKs + kBK * hk, 0.0f);
+        std::fill(dVs, dVs + kBK * hv, 0.0f);
         for (int64_t i0 = j0 / BQ * BQ; i0 < T; i0 += BQ) {  // from the block holding position j0
           const int64_t i1 = std::min(T, i0 + BQ);
           const int64_t R = (i1 - i0) * G;
           for (int64_t i = i0; i < i1; ++i) {
-            const float* qs = q + row(i);
-            float* dst = Qs + (i - i0) * G * hd;
-            for (int64_t c = 0; c < G * hd; ++c) dst[c] = qs[c] * scale;
-            std::memcpy(dOs + (i - i0) * G * hd, dout + row(i), sizeof(float) * G * hd);
-            for (int64_t g = 0; g < G; ++g) dqrow[(i - i0) * G + g] = dq + row(i) + g * hd;
+            const float* qs = q + qrow(i);
+            float* dst = Qs + (i - i0) * G * hk;
+            for (int64_t c = 0; c < G * hk; ++c) dst[c] = qs[c] * scale;
+            std::memcpy(dOs + (i - i0) * G * hv, dout + orow(i), sizeof(float) * G * hv);
+            for (int64_t g = 0; g < G; ++g) dqrow[(i - i0) * G + g] = dq + qrow(i) + g * hk;
           }
-          scores_t(Prow, R, Qs, Kt, hd, kn);
-          scores_t(dSrow, R, dOs, Vt, hd, kn);
+          scores_t(Prow, R, Qs, Kt, hk, kn);
+          scores_t(dSrow, R, dOs, Vt, hv, kn);
           for (int64_t r = 0; r < R; ++r) {
             const int64_t n = std::clamp<int64_t>(i0 + r / G - j0 + 1, 0, kn);
             float* p = P + r * kBK;
@@ -426,58 +434,73 @@ void backward_impl(float* dq, float* dk, float* dv, const float* dout, const flo
             }
             for (int64_t j = n; j < kn; ++j) p[j] = ds[j] = 0.0f;
           }
-          tile_acc<HD>(dqrow, R, dS, kBK, 1, kb + j0 * ks, ks, kn, hd);  // dQ += dS K (scaled at the end)
-          tile_acc<HD>(dVrow, kn, P, 1, kBK, dOs, hd, R, hd);            // dV += P^T dO
-          tile_acc<HD>(dKrow, kn, dS, 1, kBK, Qs, hd, R, hd);            // dK += dS^T (scale Q)
+          tile_acc<HK>(dqrow, R, dS, kBK, 1, kb + j0 * ks, ks, kn, hk);  // dQ += dS K (scaled at the end)
+          tile_acc<HV>(dVrow, kn, P, 1, kBK, dOs, hv, R, hv);            // dV += P^T dO
+          tile_acc<HK>(dKrow, kn, dS, 1, kBK, Qs, hk, R, hk);            // dK += dS^T (scale Q)
         }
         for (int64_t j = 0; j < kn; ++j) {
-          std::memcpy(dk + (b * T + j0 + j) * ks + kvh * hd, dKs + j * hd, sizeof(float) * hd);
-          std::memcpy(dv + (b * T + j0 + j) * ks + kvh * hd, dVs + j * hd, sizeof(float) * hd);
+          std::memcpy(dk + (b * T + j0 + j) * ks + kvh * hk, dKs + j * hk, sizeof(float) * hk);
+          std::memcpy(dv + (b * T + j0 + j) * vs + kvh * hv, dVs + j * hv, sizeof(float) * hv);
         }
       }
       for (int64_t i = 0; i < T; ++i) {
-        float* d = dq + row(i);
-        for (int64_t c = 0; c < G * hd; ++c) d[c] *= scale;
+        float* d = dq + qrow(i);
+        for (int64_t c = 0; c < G * hk; ++c) d[c] *= scale;
       }
     }
   }
 }
 
-void check_shapes(const char* what, int64_t B, int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t hd) {
+void check_shapes(const char* what, int64_t B, int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t hd_qk,
+                  int64_t hd_v, float scale) {
   STRATA_CHECK(B >= 0 && Tq >= 0 && Tk >= Tq, "{}: need 0 <= Tq <= Tk (B={}, Tq={}, Tk={})", what, B, Tq, Tk);
   STRATA_CHECK(Hq > 0 && Hkv > 0 && Hq % Hkv == 0, "{}: kv heads ({}) must divide query heads ({})", what, Hkv, Hq);
-  STRATA_CHECK(hd > 0, "{}: head_dim must be positive (got {})", what, hd);
+  STRATA_CHECK(hd_qk > 0 && hd_v > 0, "{}: head dims must be positive (got qk {}, v {})", what, hd_qk, hd_v);
+  STRATA_CHECK(std::isfinite(scale) && scale > 0, "{}: softmax scale must be positive and finite (got {})", what,
+               scale);
+}
+
+// The head dims with a specialised kernel: equal qk and v dims of 16..128. Others (MLA's 192/128
+// or the latent 576/512) take the run-time path, whose wide products are 64-column panels anyway.
+template <class F>
+void dispatch_dims(int64_t hk, int64_t hv, F&& f) {
+  if (hk == hv) switch (hk) {
+      case 16: return f.template operator()<16, 16>();
+      case 32: return f.template operator()<32, 32>();
+      case 64: return f.template operator()<64, 64>();
+      case 128: return f.template operator()<128, 128>();
+      default: break;
+    }
+  f.template operator()<0, 0>();
 }
 
 }  // namespace
 
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B,
-                       int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t hd, int64_t kv_bstride) {
-  check_shapes("attention_forward", B, Tq, Tk, Hq, Hkv, hd);
-  STRATA_CHECK(B <= 1 || kv_bstride >= Tk * Hkv * hd, "attention_forward: kv_bstride {} < Tk*Hkv*hd = {}", kv_bstride,
-               Tk * Hkv * hd);
+                       int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t hd_qk, int64_t hd_v, float scale,
+                       int64_t k_bstride, int64_t k_tstride, int64_t v_bstride, int64_t v_tstride) {
+  check_shapes("attention_forward", B, Tq, Tk, Hq, Hkv, hd_qk, hd_v, scale);
+  STRATA_CHECK(k_tstride >= Hkv * hd_qk && v_tstride >= Hkv * hd_v,
+               "attention_forward: token strides k {} / v {} below Hkv*hd_qk = {} / Hkv*hd_v = {}", k_tstride,
+               v_tstride, Hkv * hd_qk, Hkv * hd_v);
+  STRATA_CHECK(B <= 1 || (k_bstride >= Tk * k_tstride && v_bstride >= Tk * v_tstride),
+               "attention_forward: batch strides k {} / v {} below Tk*tstride = {} / {}", k_bstride, v_bstride,
+               Tk * k_tstride, Tk * v_tstride);
   if (B == 0 || Tq == 0) return;
-  switch (hd) {
-    case 16: return forward_impl<16>(out, lse, q, k, v, B, Tq, Tk, Hq, Hkv, hd, kv_bstride);
-    case 32: return forward_impl<32>(out, lse, q, k, v, B, Tq, Tk, Hq, Hkv, hd, kv_bstride);
-    case 64: return forward_impl<64>(out, lse, q, k, v, B, Tq, Tk, Hq, Hkv, hd, kv_bstride);
-    case 128: return forward_impl<128>(out, lse, q, k, v, B, Tq, Tk, Hq, Hkv, hd, kv_bstride);
-    default: return forward_impl<0>(out, lse, q, k, v, B, Tq, Tk, Hq, Hkv, hd, kv_bstride);
-  }
+  dispatch_dims(hd_qk, hd_v, [&]<int HK, int HV>() {
+    forward_impl<HK, HV>(out, lse, q, k, v, B, Tq, Tk, Hq, Hkv, hd_qk, hd_v, scale, k_bstride, k_tstride, v_bstride,
+                         v_tstride);
+  });
 }
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const float* out, const float* lse, int64_t B, int64_t T, int64_t Hq,
-                        int64_t Hkv, int64_t hd) {
-  check_shapes("attention_backward", B, T, T, Hq, Hkv, hd);
+                        int64_t Hkv, int64_t hd_qk, int64_t hd_v, float scale) {
+  check_shapes("attention_backward", B, T, T, Hq, Hkv, hd_qk, hd_v, scale);
   if (B == 0 || T == 0) return;
-  switch (hd) {
-    case 16: return backward_impl<16>(dq, dk, dv, dout, q, k, v, out, lse, B, T, Hq, Hkv, hd);
-    case 32: return backward_impl<32>(dq, dk, dv, dout, q, k, v, out, lse, B, T, Hq, Hkv, hd);
-    case 64: return backward_impl<64>(dq, dk, dv, dout, q, k, v, out, lse, B, T, Hq, Hkv, hd);
-    case 128: return backward_impl<128>(dq, dk, dv, dout, q, k, v, out, lse, B, T, Hq, Hkv, hd);
-    default: return backward_impl<0>(dq, dk, dv, dout, q, k, v, out, lse, B, T, Hq, Hkv, hd);
-  }
+  dispatch_dims(hd_qk, hd_v, [&]<int HK, int HV>() {
+    backward_impl<HK, HV>(dq, dk, dv, dout, q, k, v, out, lse, B, T, Hq, Hkv, hd_qk, hd_v, scale);
+  });
 }
 
 }  // namespace strata::cpu

@@ -2,6 +2,9 @@
 
 #include <dnnl.h>
 
+#include <vector>
+
+#include "core/dtype.h"
 #include "core/error.h"
 
 namespace strata::cpu {
@@ -17,6 +20,22 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
   }
   dnnl_status_t s = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   STRATA_CHECK(s == dnnl_success, "dnnl_sgemm failed (status {}) for M={} N={} K={}", int(s), M, N, K);
+}
+
+// Widens a stored rows x cols bf16 matrix (row stride ld) to a packed fp32 one.
+static std::vector<float> widen_bf16(const uint16_t* X, int64_t rows, int64_t cols, int64_t ld) {
+  std::vector<float> out(size_t(rows * cols));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) out[size_t(r * cols + c)] = bf16_to_f32(X[r * ld + c]);
+  return out;
+}
+
+void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const uint16_t* A,
+               int64_t lda, const uint16_t* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  const int64_t a_rows = trans_a ? K : M, a_cols = trans_a ? M : K;
+  const int64_t b_rows = trans_b ? N : K, b_cols = trans_b ? K : N;
+  std::vector<float> a = widen_bf16(A, a_rows, a_cols, lda), b = widen_bf16(B, b_rows, b_cols, ldb);
+  gemm(trans_a, trans_b, M, N, K, alpha, a.data(), a_cols, b.data(), b_cols, beta, C, ldc);
 }
 
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N, int64_t IC,

@@ -9,6 +9,11 @@ namespace strata::cpu {
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
           const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
+// The same product with bf16 operands (raw bf16 bits) and an fp32 C: the reference for the CUDA
+// twin's mixed-precision path (operands widened to fp32 exactly, then gemm).
+void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const uint16_t* A,
+               int64_t lda, const uint16_t* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
 // Linear layer with the PyTorch/Hugging Face weight layout.
 // inp[N, IC], weight[OC, IC], bias[OC] or null -> out[N, OC] = inp @ weight^T + bias
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N, int64_t IC,

@@ -36,4 +36,18 @@ void moe_combine_backward(float* dyp, float* dgate, const float* dy, const float
 // dx[n, :] += sum over rows r with row_token[r] == n of dxp[r, :]   (accumulated)
 void moe_scatter_add_rows(float* dx, const float* dxp, const int32_t* row_token, int64_t rows, int64_t D);
 
+// Grouped linear over experts: the expert GEMMs of an MoE layer as one call (the CUDA twin runs one
+// grouped kernel over every expert's rows instead of a loop of small GEMMs). Rows
+// offsets[e] .. offsets[e+1]-1 of the permuted buffer belong to expert e, whose weight W_e [OC, IC]
+// (HF layout) is at w + e * w_stride; rows = offsets[E]. offsets live with the data (host memory
+// here, device memory for the CUDA twin).
+// inp[rows, IC] -> out[rows, OC] = inp_e @ W_e^T per expert (assigned).
+void moe_grouped_linear_forward(float* out, const float* inp, const float* w, int64_t w_stride,
+                                const int32_t* offsets, int64_t rows, int64_t E, int64_t IC, int64_t OC);
+// dinp[rows, IC] = dout_e @ W_e (assigned, or accumulated when accumulate_dinp; skipped if null);
+// dW_e [OC, IC] at dw + e * w_stride += dout_e^T @ inp_e (skipped if dw is null; idle experts get nothing).
+void moe_grouped_linear_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w,
+                                 int64_t w_stride, const int32_t* offsets, int64_t rows, int64_t E, int64_t IC,
+                                 int64_t OC, bool accumulate_dinp);
+
 }  // namespace strata::cpu

@@ -1,0 +1,42 @@
+// Residual adds, scaling and copies over flat arrays (see elementwise.h). Memory-bound single
+// passes; threads only for large N.
+#include "kernels/cpu/elementwise.h"
+
+#include <cmath>
+#include <cstring>
+
+namespace strata::cpu {
+namespace {
+constexpr int64_t kParallelMin = int64_t(1) << 16;
+}
+
+void add_inplace(float* __restrict y, const float* __restrict x, int64_t N) {
+#pragma omp parallel for simd schedule(static) if (N > kParallelMin)
+  for (int64_t i = 0; i < N; ++i) y[i] += x[i];
+}
+
+void scale_inplace(float* x, float s, int64_t N) {
+#pragma omp parallel for simd schedule(static) if (N > kParallelMin)
+  for (int64_t i = 0; i < N; ++i) x[i] *= s;
+}
+
+void mul_add_inplace(float* __restrict y, const float* __restrict a, const float* __restrict b, int64_t N) {
+#pragma omp parallel for simd schedule(static) if (N > kParallelMin)
+  for (int64_t i = 0; i < N; ++i) y[i] += a[i] * b[i];
+}
+
+void neg_exp(float* out, const float* x, int64_t N) {
+  for (int64_t i = 0; i < N; ++i) out[i] = -std::exp(x[i]);
+}
+
+void copy_f32(float* dst, const float* src, int64_t N) {
+  if (N > 0) std::memcpy(dst, src, sizeof(float) * size_t(N));
+}
+
+void copy_strided(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, int64_t rows, int64_t cols) {
+  if (cols <= 0) return;
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
+  for (int64_t r = 0; r < rows; ++r) std::memcpy(dst + r * dst_ld, src + r * src_ld, sizeof(float) * size_t(cols));
+}
+
+}  // namespace strata::cpu

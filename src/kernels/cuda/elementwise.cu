@@ -1,0 +1,73 @@
+// Residual adds, scaling and copies on CUDA (see elementwise.h; the CPU twin is
+// kernels/cpu/elementwise.cpp): grid-stride loops, one pass.
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/elementwise.h"
+
+namespace strata::cuda {
+namespace {
+
+#define STRATA_GRID_STRIDE(i, N) \
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (N); i += int64_t(gridDim.x) * blockDim.x)
+
+__global__ void add_inplace_kernel(float* __restrict__ y, const float* __restrict__ x, int64_t N) {
+  STRATA_GRID_STRIDE(i, N) y[i] += x[i];
+}
+__global__ void scale_inplace_kernel(float* x, float s, int64_t N) {
+  STRATA_GRID_STRIDE(i, N) x[i] *= s;
+}
+__global__ void mul_add_inplace_kernel(float* __restrict__ y, const float* __restrict__ a,
+                                       const float* __restrict__ b, int64_t N) {
+  STRATA_GRID_STRIDE(i, N) y[i] += a[i] * b[i];
+}
+__global__ void neg_exp_kernel(float* out, const float* x, int64_t N) {
+  STRATA_GRID_STRIDE(i, N) out[i] = -expf(x[i]);
+}
+
+__global__ void copy_strided_kernel(float* __restrict__ dst, int64_t dst_ld, const float* __restrict__ src,
+                                    int64_t src_ld, int64_t rows, int64_t cols) {
+  STRATA_GRID_STRIDE(i, rows * cols) {
+    const int64_t r = i / cols, c = i % cols;
+    dst[r * dst_ld + c] = src[r * src_ld + c];
+  }
+}
+
+#undef STRATA_GRID_STRIDE
+
+}  // namespace
+
+void add_inplace(float* y, const float* x, int64_t N) {
+  if (N <= 0) return;
+  add_inplace_kernel<<<grid_1d(N), kBlock1d, 0, current_stream()>>>(y, x, N);
+  CUDA_CHECK_LAUNCH();
+}
+
+void scale_inplace(float* x, float s, int64_t N) {
+  if (N <= 0) return;
+  scale_inplace_kernel<<<grid_1d(N), kBlock1d, 0, current_stream()>>>(x, s, N);
+  CUDA_CHECK_LAUNCH();
+}
+
+void mul_add_inplace(float* y, const float* a, const float* b, int64_t N) {
+  if (N <= 0) return;
+  mul_add_inplace_kernel<<<grid_1d(N), kBlock1d, 0, current_stream()>>>(y, a, b, N);
+  CUDA_CHECK_LAUNCH();
+}
+
+void neg_exp(float* out, const float* x, int64_t N) {
+  if (N <= 0) return;
+  neg_exp_kernel<<<grid_1d(N), kBlock1d, 0, current_stream()>>>(out, x, N);
+  CUDA_CHECK_LAUNCH();
+}
+
+void copy_f32(float* dst, const float* src, int64_t N) {
+  if (N > 0) copy_on_device(dst, src, sizeof(float) * size_t(N));
+}
+
+void copy_strided(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, int64_t rows, int64_t cols) {
+  if (rows <= 0 || cols <= 0) return;
+  if (dst_ld == cols && src_ld == cols) return copy_f32(dst, src, rows * cols);
+  copy_strided_kernel<<<grid_1d(rows * cols), kBlock1d, 0, current_stream()>>>(dst, dst_ld, src, src_ld, rows, cols);
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace strata::cuda
