@@ -2,7 +2,7 @@
 # Installs the Debian packages strata builds against (idempotent; a no-op when all are present).
 set -euo pipefail
 PKGS=(build-essential cmake git pkg-config python3 python3-venv
-      libdnnl-dev libeigen3-dev libopenblas-dev libomp-dev libgtest-dev libbenchmark-dev
+      libdnnl-dev ocl-icd-opencl-dev libeigen3-dev libopenblas-dev libomp-dev libgtest-dev libbenchmark-dev
       libyaml-cpp-dev libhdf5-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libpcre2-dev libicu-dev
       fortunes fortunes-min)
 missing=()

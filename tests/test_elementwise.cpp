@@ -42,6 +42,37 @@ TEST(Elementwise, MatchDoubleReference) {
   cpu::copy_f32(nullptr, nullptr, 0);  // empty is a no-op
 }
 
+TEST(Elementwise, CopyStridedPairsSplitsAndMerges) {
+  const int64_t rows = 70, src_ld = 13, dst_ld = 9, cols = 8;
+  const auto src = st::randn(static_cast<size_t>(rows * src_ld), 10);
+  std::vector<float> split(static_cast<size_t>(rows * dst_ld), -1.0f), back(static_cast<size_t>(rows * src_ld), -2.0f);
+  cpu::copy_strided_pairs(split.data() + 1, dst_ld, src.data() + 3, src_ld, rows, cols, true);
+  for (int64_t r = 0; r < rows; ++r) {
+    ASSERT_EQ(split[size_t(r * dst_ld)], -1.0f);  // outside the block: untouched
+    for (int64_t c = 0; c < cols / 2; ++c) {
+      ASSERT_EQ(split[size_t(r * dst_ld + 1 + c)], src[size_t(r * src_ld + 3 + 2 * c)]) << r << "," << c;
+      ASSERT_EQ(split[size_t(r * dst_ld + 1 + cols / 2 + c)], src[size_t(r * src_ld + 3 + 2 * c + 1)]) << r << "," << c;
+    }
+  }
+  cpu::copy_strided_pairs(back.data() + 3, src_ld, split.data() + 1, dst_ld, rows, cols, false);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) ASSERT_EQ(back[size_t(r * src_ld + 3 + c)], src[size_t(r * src_ld + 3 + c)]);
+}
+
+TEST(Elementwise, AddStridedAccumulatesABlock) {
+  const int64_t rows = 50, src_ld = 11, dst_ld = 7, cols = 5;
+  const auto src = st::randn(static_cast<size_t>(rows * src_ld), 11);
+  const auto dst0 = st::randn(static_cast<size_t>(rows * dst_ld), 12);
+  auto dst = dst0;
+  cpu::add_strided(dst.data() + 1, dst_ld, src.data() + 4, src_ld, rows, cols);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < dst_ld; ++c) {
+      const size_t i = size_t(r * dst_ld + c);
+      const bool in = c >= 1 && c < 1 + cols;
+      ASSERT_EQ(dst[i], in ? dst0[i] + src[size_t(r * src_ld + 4 + c - 1)] : dst0[i]) << r << "," << c;
+    }
+}
+
 TEST(Elementwise, CopyStridedMovesAColumnBlock) {
   const int64_t rows = 300, src_ld = 37, dst_ld = 20, cols = 11, c0 = 5;  // columns 5..15 of src
   const auto src = st::randn(static_cast<size_t>(rows * src_ld), 9);

@@ -240,8 +240,8 @@ TEST(LayerAttention, StepParityAndPrefill) {
       auto c_t1 = f.blk->allocate_cache(B, maxT);
       f.steps(x, B, T, 0, T1, c_t1.get());
       auto* w1 = dynamic_cast<AttentionCache*>(c_t1.get());
-      expect_close(a->k, w1->k, 1e-5, 0, "prefill cache k vs T1 steps");
-      expect_close(a->v, w1->v, 1e-5, 0, "prefill cache v vs T1 steps");
+      expect_close(a->k.to_host(), w1->k.to_host(), 1e-5, 0, "prefill cache k vs T1 steps");
+      expect_close(a->v.to_host(), w1->v.to_host(), 1e-5, 0, "prefill cache v vs T1 steps");
     }
     auto y2 = f.steps(x, B, T, T1, T, c_pre.get());
     std::vector<float> pre(B * T * D);
@@ -251,8 +251,8 @@ TEST(LayerAttention, StepParityAndPrefill) {
     }
     expect_close(pre, ys, 1e-4, 0, "prefill+steps vs steps");
     EXPECT_EQ(c_pre->pos, T);
-    expect_close(a->k, want->k, 1e-5, 0, "cache k: prefill+steps vs steps");
-    expect_close(a->v, want->v, 1e-5, 0, "cache v: prefill+steps vs steps");
+    expect_close(a->k.to_host(), want->k.to_host(), 1e-5, 0, "cache k: prefill+steps vs steps");
+    expect_close(a->v.to_host(), want->v.to_host(), 1e-5, 0, "cache v: prefill+steps vs steps");
   }
 }
 

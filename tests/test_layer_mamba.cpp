@@ -309,17 +309,17 @@ TEST(LayerMamba, StepParityAndPrefill) {
     auto& ref = dynamic_cast<MambaCache&>(*c_ref);
     ASSERT_EQ(pre.conv.size(), size_t(B * 40 * 3));
     ASSERT_EQ(pre.ssm.size(), size_t(B * 40 * 6));
-    expect_close(pre.conv, ref.conv, 1e-6, 0, "prefill conv_state vs steps");
-    expect_close(pre.ssm, ref.ssm, 1e-4, 0, "prefill ssm_state vs steps");
+    expect_close(pre.conv.to_host(), ref.conv.to_host(), 1e-6, 0, "prefill conv_state vs steps");
+    expect_close(pre.ssm.to_host(), ref.ssm.to_host(), 1e-4, 0, "prefill ssm_state vs steps");
     double smax = 0;
-    for (float v : ref.ssm) smax = std::max(smax, double(std::abs(v)));
+    for (float v : ref.ssm.to_host()) smax = std::max(smax, double(std::abs(v)));
     EXPECT_GT(smax, 0.1) << "the SSM state carries too little for the comparison to mean anything";
     // Then the remaining tokens: outputs and final states.
     f.steps(yp, x, B, T, T1, T, c_pre.get());
     expect_close(yp, ys, 1e-4, 0, "prefill+steps vs steps");
     auto& fin = dynamic_cast<MambaCache&>(*c_steps);
-    expect_close(pre.conv, fin.conv, 1e-6, 0, "final conv_state vs steps");
-    expect_close(pre.ssm, fin.ssm, 1e-4, 0, "final ssm_state vs steps");
+    expect_close(pre.conv.to_host(), fin.conv.to_host(), 1e-6, 0, "final conv_state vs steps");
+    expect_close(pre.ssm.to_host(), fin.ssm.to_host(), 1e-4, 0, "final ssm_state vs steps");
     EXPECT_EQ(c_pre->pos, T);
   }
 }

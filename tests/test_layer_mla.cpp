@@ -309,7 +309,7 @@ TEST(LayerMla, DecodeOverLatentCacheMatchesForwardAndPrefill) {
     {
       auto c_t1 = f.blk->allocate_cache(B, maxT);
       f.steps(x, B, T, 0, T1, c_t1.get());
-      expect_close(a->rows, dynamic_cast<LatentCache*>(c_t1.get())->rows, 1e-5, 0, "prefill cache vs T1 steps");
+      expect_close(a->rows.to_host(), dynamic_cast<LatentCache*>(c_t1.get())->rows.to_host(), 1e-5, 0, "prefill cache vs T1 steps");
     }
     auto y2 = f.steps(x, B, T, T1, T, c_pre.get());
     std::vector<float> pre(B * T * D);
@@ -320,7 +320,7 @@ TEST(LayerMla, DecodeOverLatentCacheMatchesForwardAndPrefill) {
     std::printf("  prefill(%ld)+steps vs steps from scratch: max abs diff %.3e\n", long(T1), max_abs_diff(pre, ys));
     expect_close(pre, ys, 1e-4, 0, "prefill+steps vs steps");
     EXPECT_EQ(c_pre->pos, T);
-    expect_close(a->rows, want->rows, 1e-5, 0, "cache: prefill+steps vs steps");
+    expect_close(a->rows.to_host(), want->rows.to_host(), 1e-5, 0, "cache: prefill+steps vs steps");
   }
 }
 
@@ -549,7 +549,7 @@ TEST(LayerMla, MatchesTransformersDeepseekV3Attention) {
     // The cache holds what HF's DynamicCache holds: the normalised latent and the rotated rope key.
     const auto kv_nope = hc.read("cache_kv_nope"), k_rot = hc.read("cache_k_rot");
     const int64_t r = s.r, dr = s.dr;
-    const auto& rows = dynamic_cast<LatentCache*>(c.get())->rows;
+    const auto rows = dynamic_cast<LatentCache*>(c.get())->rows.to_host();
     std::vector<float> lat, rot;
     for (int64_t n = 0; n < B * T; ++n) {
       lat.insert(lat.end(), rows.begin() + n * (r + dr), rows.begin() + n * (r + dr) + r);

@@ -9,6 +9,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "core/device.h"
 #include "core/error.h"
 #include "infer/generate.h"
 #include "interop/hf_export.h"
@@ -105,6 +106,10 @@ int main(int argc, char** argv) {
   gen->add_option("--top-k", gopts.sampler.top_k, "keep the k most likely tokens (0 = off)")->capture_default_str()->check(CLI::NonNegativeNumber);
   gen->add_option("--top-p", gopts.sampler.top_p, "nucleus sampling mass (1 = off)")->capture_default_str()->check(CLI::Range(0.0, 1.0));
   gen->add_option("--seed", gopts.seed, "sampling seed")->capture_default_str();
+  std::string device = "cpu";
+  bool no_graphs = false;
+  gen->add_option("--device", device, "where to run: cpu | cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+  gen->add_flag("--no-cuda-graphs", no_graphs, "on cuda, launch each decode step's kernels directly instead of replaying a CUDA graph");
 
   // score
   auto* sc = app.add_subcommand("score", "Per-position logits of a text, by training forward or by token-by-token decode");
@@ -116,6 +121,8 @@ int main(int argc, char** argv) {
   tf_opt->excludes(id_opt);
   sc->add_option("--mode", mode, "forward | decode")->check(CLI::IsMember({"forward", "decode"}))->capture_default_str();
   sc->add_option("--out", out_path, "output .npy of float32 logits [T, V]")->required();
+  sc->add_option("--device", device, "where to run: cpu | cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+  sc->add_flag("--no-cuda-graphs", no_graphs, "on cuda, decode mode launches each step's kernels directly");
 
   // inspect
   auto* ins = app.add_subcommand("inspect", "Layer table, parameter counts, FLOPs and cache bytes per token");
@@ -170,8 +177,16 @@ int main(int argc, char** argv) {
                  r.last_checkpoint);
       return 0;
     }
+    // The model is loaded on the host and then moved: checkpoints and HF directories are read there.
+    auto place = [&](LoadedModel& lm) {
+      const Device d = device == "cuda" ? Device::cuda : Device::cpu;
+      require_device(d, "--device");
+      lm.model->params().to_device(d);
+      gopts.decoder.cuda_graphs = !no_graphs;
+    };
     if (*gen) {
       LoadedModel lm = load_model(resolve_checkpoint(ckpt));
+      place(lm);
       const bool as_ids = print_ids || (!lm.tokenizer && lm.config.model.vocab != "bytes");
       std::vector<int32_t> ids = prompt_ids.empty() ? encode_text(lm, prompt) : parse_ids(prompt_ids, "--prompt-ids", lm.model->vocab());
       if (ids.empty()) throw InputError("generate: the prompt is empty");
@@ -188,10 +203,11 @@ int main(int argc, char** argv) {
     if (*sc) {
       if (text_file.empty() == ids_file.empty()) throw InputError("score: give --text-file or --ids-file");
       LoadedModel lm = load_model(resolve_checkpoint(ckpt));
+      place(lm);
       std::vector<int32_t> ids = ids_file.empty() ? encode_text(lm, read_file(text_file))
                                                   : parse_ids(read_file(ids_file), ids_file, lm.model->vocab());
       if (ids.empty()) throw InputError(fmt::format("'{}' is empty", ids_file.empty() ? text_file : ids_file));
-      auto logits = score(*lm.model, ids, mode == "forward" ? ScoreMode::forward : ScoreMode::decode);
+      auto logits = score(*lm.model, ids, mode == "forward" ? ScoreMode::forward : ScoreMode::decode, gopts.decoder);
       write_npy(out_path, logits, {int64_t(ids.size()), lm.model->vocab()});
       fmt::print(stderr, "wrote {} ({} x {} logits, mode {})\n", out_path, ids.size(), lm.model->vocab(), mode);
       return 0;

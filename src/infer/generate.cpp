@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "infer/decoder.h"
 #include "interop/hf_import.h"
 #include "train/checkpoint.h"
 #include "train/config_load.h"
@@ -91,11 +92,9 @@ std::vector<int32_t> generate(Model& model, const std::vector<int32_t>& prompt, 
                               const std::function<void(int32_t)>& on_token) {
   STRATA_CHECK(!prompt.empty(), "generate: the prompt is empty");
   const int64_t V = model.vocab(), P = int64_t(prompt.size());
-  Arena arena;
-  Ctx ctx{Device::cpu, &arena, false};
-  ModelCache cache = model.allocate_cache(1, P + opts.max_tokens);
+  Decoder dec(model, 1, P + opts.max_tokens, opts.decoder);
   std::vector<float> logits(static_cast<size_t>(V));
-  model.prefill(ctx, logits.data(), prompt.data(), 1, P, cache);  // logits of the last prompt position
+  dec.prefill(prompt.data(), P, logits.data());  // logits of the last prompt position
   Sampler sampler(opts.sampler);
   Rng rng(opts.seed);
   std::vector<int32_t> out;
@@ -105,27 +104,24 @@ std::vector<int32_t> generate(Model& model, const std::vector<int32_t>& prompt, 
     if (on_token) on_token(next);
     if (i + 1 == opts.max_tokens) break;
     if (std::find(opts.stop_ids.begin(), opts.stop_ids.end(), next) != opts.stop_ids.end()) break;
-    arena.reset();
-    model.step(ctx, logits.data(), &next, cache);
+    dec.step(&next, logits.data());
     next = sampler.sample(logits.data(), V, rng);
   }
   return out;
 }
 
-std::vector<float> score(Model& model, const std::vector<int32_t>& ids, ScoreMode mode) {
+std::vector<float> score(Model& model, const std::vector<int32_t>& ids, ScoreMode mode, const DecoderOptions& opts) {
   const int64_t V = model.vocab(), T = int64_t(ids.size());
   STRATA_CHECK(T > 0, "score: no tokens");
   std::vector<float> logits(size_t(T * V));
-  Arena arena;
-  Ctx ctx{Device::cpu, &arena, false};
   if (mode == ScoreMode::forward) {
+    const Device dev = model.params().device();
+    Arena arena(dev);
+    Ctx ctx{dev, &arena, false};
     model.forward_logits(ctx, logits.data(), ids.data(), 1, T, nullptr);
   } else {
-    ModelCache cache = model.allocate_cache(1, T);
-    for (int64_t t = 0; t < T; ++t) {
-      arena.reset();
-      model.step(ctx, logits.data() + t * V, &ids[size_t(t)], cache);
-    }
+    Decoder dec(model, 1, T, opts);
+    for (int64_t t = 0; t < T; ++t) dec.step(&ids[size_t(t)], logits.data() + t * V);
   }
   return logits;
 }

@@ -16,6 +16,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/fsync.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -363,15 +364,6 @@ std::vector<float> SafetensorsCheckpoint::read_f32(const std::string& name) cons
 
 namespace {
 
-void fsync_or_throw(const std::string& p, bool directory) {
-  int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC | (directory ? O_DIRECTORY : 0));
-  if (fd < 0) throw Error(fmt::format("fsync: cannot open '{}': {}", p, std::strerror(errno)));
-  int r = ::fsync(fd), err = errno;
-  ::close(fd);
-  // Some file systems refuse fsync on directories (EINVAL); the rename is atomic all the same.
-  if (r != 0 && !(directory && err == EINVAL)) throw Error(fmt::format("fsync '{}' failed: {}", p, std::strerror(err)));
-}
-
 // Writes `path` via "<path>.tmp": fill() streams the content, then fsync, rename, fsync the directory,
 // so a crash leaves either the old file or the complete new one.
 template <class Fill> void write_atomically(const std::string& path, Fill&& fill) {
@@ -395,7 +387,7 @@ template <class Fill> void write_atomically(const std::string& path, Fill&& fill
     if (std::rename(tmp.c_str(), path.c_str()) != 0)
       throw Error(fmt::format("rename '{}' -> '{}' failed: {}", tmp, path, std::strerror(errno)));
     const fs::path parent = fs::path(path).parent_path();
-    fsync_or_throw(parent.empty() ? "." : parent.string(), true);
+    fsync_path(parent.empty() ? "." : parent.string(), true);
   } catch (...) {
     if (fd >= 0) ::close(fd);
     std::error_code ec;

@@ -86,8 +86,8 @@ class Attention final : public Block {
     }
     if (ac) {
       for (int64_t b = 0; b < B && T > 0; ++b) {
-        std::memcpy(ac->k.data() + b * ac->max_T * Ck, a.k + b * T * Ck, sizeof(float) * T * Ck);
-        std::memcpy(ac->v.data() + b * ac->max_T * Ck, a.v + b * T * Ck, sizeof(float) * T * Ck);
+        STRATA_OP(ctx.device, copy_f32, ac->k.data() + b * ac->max_T * Ck, a.k + b * T * Ck, T * Ck);
+        STRATA_OP(ctx.device, copy_f32, ac->v.data() + b * ac->max_T * Ck, a.v + b * T * Ck, T * Ck);
       }
       ac->pos = T;
     }
@@ -129,8 +129,8 @@ class Attention final : public Block {
     auto c = std::make_unique<AttentionCache>();
     c->batch = B;
     c->max_T = max_T;
-    c->k.assign(size_t(B * max_T * Hkv_ * hd_), 0.0f);
-    c->v.assign(size_t(B * max_T * Hkv_ * hd_), 0.0f);
+    c->k = DeviceArray<float>::zeros(size_t(B * max_T * Hkv_ * hd_), store_.device());
+    c->v = DeviceArray<float>::zeros(size_t(B * max_T * Hkv_ * hd_), store_.device());
     return c;
   }
 
@@ -157,10 +157,8 @@ class Attention final : public Block {
     rotate(ctx, q, B, 1, Hq_, pos, false);
     rotate(ctx, k, B, 1, Hkv_, pos, false);
     const int64_t bstride = ac->max_T * Ck;
-    for (int64_t b = 0; b < B; ++b) {
-      std::memcpy(ac->k.data() + b * bstride + pos * Ck, k + b * Ck, sizeof(float) * Ck);
-      std::memcpy(ac->v.data() + b * bstride + pos * Ck, v + b * Ck, sizeof(float) * Ck);
-    }
+    STRATA_OP(ctx.device, copy_strided, ac->k.data() + pos * Ck, bstride, k, Ck, B, Ck);
+    STRATA_OP(ctx.device, copy_strided, ac->v.data() + pos * Ck, bstride, v, Ck, B, Ck);
     STRATA_OP(ctx.device, attention_forward, att, nullptr, q, ac->k.data(), ac->v.data(), B, 1, pos + 1, Hq_, Hkv_,
               hd_, hd_, scale(), bstride, Ck, bstride, Ck);
     STRATA_OP(ctx.device, linear_forward, y, att, w(wo_), nullptr, B, Cq, D_);
@@ -202,6 +200,8 @@ class Attention final : public Block {
     auto* ac = dynamic_cast<AttentionCache*>(cache);
     STRATA_CHECK(ac, "attention given a cache of another block kind");
     STRATA_CHECK(ac->batch == B, "attention cache for batch {} used with batch {}", ac->batch, B);
+    STRATA_CHECK(ac->k.device() == store_.device(), "attention cache on {} used with parameters on {}",
+                 device_name(ac->k.device()), device_name(store_.device()));
     STRATA_CHECK(int64_t(ac->k.size()) == B * ac->max_T * Hkv_ * hd_, "attention cache of another shape");
     return ac;
   }

@@ -18,7 +18,7 @@ namespace strata {
 // that tests and tools can inspect it; the engine treats it as an opaque BlockCache.
 struct AttentionCache final : BlockCache {
   int64_t batch = 0, max_T = 0;
-  std::vector<float> k, v;  // [B, max_T, Hkv, hd] each, post-RoPE; positions >= pos are unused
+  DeviceArray<float> k, v;  // [B, max_T, Hkv, hd] each, post-RoPE; positions >= pos are unused
   int64_t bytes() const override { return int64_t(sizeof(float) * (k.size() + v.size())); }
 };
 

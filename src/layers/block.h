@@ -11,6 +11,7 @@
 #include <string>
 
 #include "core/arena.h"
+#include "core/device.h"
 #include "core/dtype.h"
 #include "core/params.h"
 #include "models/config.h"
@@ -27,7 +28,8 @@ struct Ctx {
 };
 
 // Per-sequence-batch decode state of one block (KV cache, conv state, SSM state). Opaque to the
-// engine, which only holds a list of them.
+// engine, which only holds a list of them. It lives where the block's parameters live (allocate_cache
+// places it on the ParamStore's device), so a decode step never moves state between host and device.
 struct BlockCache {
   virtual ~BlockCache() = default;
   int64_t pos = 0;  // tokens consumed so far

@@ -32,23 +32,12 @@ enum class Pairs {
   merge,  // the inverse of split                          (after the inverse RoPE, backward)
 };
 
-// dst row i (row stride ds) = src row i (row stride ss), w channels, reordered by p. No aliasing.
-void copy_rows(float* dst, int64_t ds, const float* src, int64_t ss, int64_t rows, int64_t w, Pairs p) {
-  const int64_t half = w / 2;
-#pragma omp parallel for schedule(static) if (rows * w > (int64_t(1) << 16))
-  for (int64_t i = 0; i < rows; ++i) {
-    float* d = dst + i * ds;
-    const float* s = src + i * ss;
-    switch (p) {
-      case Pairs::keep: std::memcpy(d, s, sizeof(float) * size_t(w)); break;
-      case Pairs::split:
-        for (int64_t j = 0; j < half; ++j) d[j] = s[2 * j], d[half + j] = s[2 * j + 1];
-        break;
-      case Pairs::merge:
-        for (int64_t j = 0; j < half; ++j) d[2 * j] = s[j], d[2 * j + 1] = s[half + j];
-        break;
-    }
-  }
+// dst row i (row stride ds) = src row i (row stride ss), w channels, reordered by p, on dev. No aliasing.
+void copy_rows(Device dev, float* dst, int64_t ds, const float* src, int64_t ss, int64_t rows, int64_t w, Pairs p) {
+  if (p == Pairs::keep)
+    STRATA_OP(dev, copy_strided, dst, ds, src, ss, rows, w);
+  else
+    STRATA_OP(dev, copy_strided_pairs, dst, ds, src, ss, rows, w, p == Pairs::split);
 }
 
 class LatentAttention final : public Block {
@@ -140,16 +129,16 @@ class LatentAttention final : public Block {
       float* pe = ar.alloc(N * H_ * dr_);
       project_q(ctx, a.q, a.qa, a.qa_rstd, a.qan, a.x, N);
       STRATA_OP(ctx.device, linear_forward, ckv, a.x, w(wkva_), nullptr, N, D_, W_);
-      copy_rows(a.lat, r_, ckv, W_, N, r_, Pairs::keep);
+      copy_rows(ctx.device, a.lat, r_, ckv, W_, N, r_, Pairs::keep);
       STRATA_OP(ctx.device, rmsnorm_forward, a.c, a.c_rstd, a.lat, w(kv_norm_), N, r_, kLatentNormEps);
-      copy_rows(a.kpe, dr_, ckv + r_, W_, N, dr_, pairs_in());
+      copy_rows(ctx.device, a.kpe, dr_, ckv + r_, W_, N, dr_, pairs_in());
       rope(ctx, a.kpe, B, T, 1, 0, false);
       rope_q(ctx, a.q, pe, B, T, 0);
       // Expand the latent: kv[N, H, dn + dv] = c Wkvb^T; k_h = [k_nope_h, rope(kr)], v_h.
       STRATA_OP(ctx.device, linear_forward, kv, a.c, w(wkvb_), nullptr, N, r_, Ckv);
-      copy_rows(a.k, dqk_, kv, dn_ + dv_, N * H_, dn_, Pairs::keep);
-      for (int64_t h = 0; h < H_; ++h) copy_rows(a.k + h * dqk_ + dn_, Cq, a.kpe, dr_, N, dr_, Pairs::keep);
-      copy_rows(a.v, dv_, kv + dn_, dn_ + dv_, N * H_, dv_, Pairs::keep);
+      copy_rows(ctx.device, a.k, dqk_, kv, dn_ + dv_, N * H_, dn_, Pairs::keep);
+      for (int64_t h = 0; h < H_; ++h) copy_rows(ctx.device, a.k + h * dqk_ + dn_, Cq, a.kpe, dr_, N, dr_, Pairs::keep);
+      copy_rows(ctx.device, a.v, dv_, kv + dn_, dn_ + dv_, N * H_, dv_, Pairs::keep);
       STRATA_OP(ctx.device, attention_forward, a.att, a.lse, a.q, a.k, a.v, B, T, T, H_, H_, dqk_, dv_, scale_,
                 T * Cq, Cq, T * Co, Co);
       STRATA_OP(ctx.device, linear_forward, y, a.att, w(wo_), nullptr, N, Co, D_);
@@ -157,8 +146,8 @@ class LatentAttention final : public Block {
     if (lc) {
       for (int64_t b = 0; b < B && T > 0; ++b) {
         float* rows = lc->rows.data() + b * lc->max_T * W_;
-        copy_rows(rows, W_, a.c + b * T * r_, r_, T, r_, Pairs::keep);
-        copy_rows(rows + r_, W_, a.kpe + b * T * dr_, dr_, T, dr_, Pairs::keep);
+        copy_rows(ctx.device, rows, W_, a.c + b * T * r_, r_, T, r_, Pairs::keep);
+        copy_rows(ctx.device, rows + r_, W_, a.kpe + b * T * dr_, dr_, T, dr_, Pairs::keep);
       }
       lc->pos = T;
     }
@@ -194,25 +183,19 @@ class LatentAttention final : public Block {
     STRATA_OP(ctx.device, attention_backward, dq, dk, dv, datt, a.q, a.k, a.v, a.att, a.lse, B, T, H_, H_, dqk_, dv_,
               scale_);
     // Back through the expansion: dkv_h = [dk_nope_h, dv_h]; the shared rope key gets the sum over heads.
-    copy_rows(dkv, dn_ + dv_, dk, dqk_, N * H_, dn_, Pairs::keep);
-    copy_rows(dkv + dn_, dn_ + dv_, dv, dv_, N * H_, dv_, Pairs::keep);
-    for (int64_t n = 0; n < N; ++n) {
-      float* o = dkpe + n * dr_;
-      std::memcpy(o, dk + n * Cq + dn_, sizeof(float) * dr_);
-      for (int64_t h = 1; h < H_; ++h) {
-        const float* s = dk + n * Cq + h * dqk_ + dn_;
-        for (int64_t c = 0; c < dr_; ++c) o[c] += s[c];
-      }
-    }
+    copy_rows(ctx.device, dkv, dn_ + dv_, dk, dqk_, N * H_, dn_, Pairs::keep);
+    copy_rows(ctx.device, dkv + dn_, dn_ + dv_, dv, dv_, N * H_, dv_, Pairs::keep);
+    STRATA_OP(ctx.device, copy_strided, dkpe, dr_, dk + dn_, Cq, N, dr_);
+    for (int64_t h = 1; h < H_; ++h) STRATA_OP(ctx.device, add_strided, dkpe, dr_, dk + h * dqk_ + dn_, Cq, N, dr_);
     rope(ctx, dkpe, B, T, 1, 0, true);
-    copy_rows(dckv + r_, W_, dkpe, dr_, N, dr_, pairs_out());
+    copy_rows(ctx.device, dckv + r_, W_, dkpe, dr_, N, dr_, pairs_out());
     STRATA_OP(ctx.device, linear_backward, dc, g(wkvb_), nullptr, dkv, a.c, w(wkvb_), N, r_, Ckv, false);
     STRATA_OP(ctx.device, rmsnorm_backward, dlat, g(kv_norm_), dc, a.lat, w(kv_norm_), a.c_rstd, N, r_);
-    copy_rows(dckv, W_, dlat, r_, N, r_, Pairs::keep);
+    copy_rows(ctx.device, dckv, W_, dlat, r_, N, r_, Pairs::keep);
     // The query's rope channels: inverse rotation, then back to the weights' channel order.
-    copy_rows(pe, dr_, dq + dn_, dqk_, N * H_, dr_, Pairs::keep);
+    copy_rows(ctx.device, pe, dr_, dq + dn_, dqk_, N * H_, dr_, Pairs::keep);
     rope(ctx, pe, B, T, H_, 0, true);
-    copy_rows(dq + dn_, dqk_, pe, dr_, N * H_, dr_, pairs_out());
+    copy_rows(ctx.device, dq + dn_, dqk_, pe, dr_, N * H_, dr_, pairs_out());
     if (rq_) {
       float* dqan = ar.alloc(N * rq_);
       float* dqa = ar.alloc(N * rq_);
@@ -231,7 +214,7 @@ class LatentAttention final : public Block {
     c->batch = B;
     c->max_T = max_T;
     c->width = W_;
-    c->rows.assign(size_t(B * max_T * W_), 0.0f);
+    c->rows = DeviceArray<float>::zeros(size_t(B * max_T * W_), store_.device());
     return c;
   }
 
@@ -260,20 +243,20 @@ class LatentAttention final : public Block {
     if (rq_) qa = ar.alloc(B * rq_), qa_rstd = ar.alloc(B), qan = ar.alloc(B * rq_);
     project_q(ctx, q, qa, qa_rstd, qan, x, B);
     STRATA_OP(ctx.device, linear_forward, ckv, x, w(wkva_), nullptr, B, D_, W_);
-    copy_rows(lat, r_, ckv, W_, B, r_, Pairs::keep);
+    copy_rows(ctx.device, lat, r_, ckv, W_, B, r_, Pairs::keep);
     STRATA_OP(ctx.device, rmsnorm_forward, c, rstd, lat, w(kv_norm_), B, r_, kLatentNormEps);
-    copy_rows(kpe, dr_, ckv + r_, W_, B, dr_, pairs_in());
+    copy_rows(ctx.device, kpe, dr_, ckv + r_, W_, B, dr_, pairs_in());
     // One token per sequence at the same position: [B, 1, H, dr] with pos0 = pos.
     rope(ctx, kpe, B, 1, 1, pos, false);
     rope_q(ctx, q, pe, B, 1, pos);
     float* rows = lc->rows.data();
-    copy_rows(rows + pos * W_, bstride, c, r_, B, r_, Pairs::keep);
-    copy_rows(rows + pos * W_ + r_, bstride, kpe, dr_, B, dr_, Pairs::keep);
+    copy_rows(ctx.device, rows + pos * W_, bstride, c, r_, B, r_, Pairs::keep);
+    copy_rows(ctx.device, rows + pos * W_ + r_, bstride, kpe, dr_, B, dr_, Pairs::keep);
     const float* wkvb = w(wkvb_);
     for (int64_t h = 0; h < H_; ++h)  // q_lat_h[B, r] = q_nope_h[B, dn] Wuk_h[dn, r]
       STRATA_OP(ctx.device, gemm, false, false, B, r_, dn_, 1.0f, q + h * dqk_, Cq, wkvb + h * (dn_ + dv_) * r_, r_,
                 0.0f, qabs + h * W_, H_ * W_);
-    copy_rows(qabs + r_, W_, q + dn_, dqk_, B * H_, dr_, Pairs::keep);
+    copy_rows(ctx.device, qabs + r_, W_, q + dn_, dqk_, B * H_, dr_, Pairs::keep);
     STRATA_OP(ctx.device, attention_forward, olat, nullptr, qabs, rows, rows, B, 1, pos + 1, H_, 1, W_, r_, scale_,
               bstride, W_, bstride, W_);
     for (int64_t h = 0; h < H_; ++h)  // o_h[B, dv] = olat_h[B, r] Wuv_h[dv, r]^T
@@ -331,9 +314,9 @@ class LatentAttention final : public Block {
 
   // Rotates the rope channels of q[B, T, H, dqk] in place (via pe[B*T*H, dr]), in HF's output order.
   void rope_q(Ctx& ctx, float* q, float* pe, int64_t B, int64_t T, int64_t pos0) const {
-    copy_rows(pe, dr_, q + dn_, dqk_, B * T * H_, dr_, pairs_in());
+    copy_rows(ctx.device, pe, dr_, q + dn_, dqk_, B * T * H_, dr_, pairs_in());
     rope(ctx, pe, B, T, H_, pos0, false);
-    copy_rows(q + dn_, dqk_, pe, dr_, B * T * H_, dr_, Pairs::keep);
+    copy_rows(ctx.device, q + dn_, dqk_, pe, dr_, B * T * H_, dr_, Pairs::keep);
   }
 
   LatentCache* as_cache(BlockCache* cache, int64_t B) const {
@@ -341,6 +324,8 @@ class LatentAttention final : public Block {
     STRATA_CHECK(lc, "mla given a cache of another block kind");
     STRATA_CHECK(lc->batch == B, "mla cache for batch {} used with batch {}", lc->batch, B);
     STRATA_CHECK(lc->width == W_ && int64_t(lc->rows.size()) == B * lc->max_T * W_, "mla cache of another shape");
+    STRATA_CHECK(lc->rows.device() == store_.device(), "mla cache on {} used with parameters on {}",
+                 device_name(lc->rows.device()), device_name(store_.device()));
     return lc;
   }
 

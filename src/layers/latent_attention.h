@@ -31,7 +31,7 @@ namespace strata {
 // [c (kv_lora_rank, normalised), rope(kr) (qk_rope_head_dim)], exactly HF's cached kv_nope / k_rot.
 struct LatentCache final : BlockCache {
   int64_t batch = 0, max_T = 0, width = 0;  // width = kv_lora_rank + qk_rope_head_dim
-  std::vector<float> rows;                  // [B, max_T, width]; positions >= pos are unused
+  DeviceArray<float> rows;                  // [B, max_T, width]; positions >= pos are unused
   int64_t bytes() const override { return int64_t(sizeof(float) * rows.size()); }
 };
 

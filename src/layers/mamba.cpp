@@ -207,8 +207,8 @@ class Mamba final : public Block {
   std::unique_ptr<BlockCache> allocate_cache(int64_t B, int64_t) const override {
     auto c = std::make_unique<MambaCache>();
     c->batch = B;
-    c->conv.assign(size_t(B * Di_ * (K_ - 1)), 0.0f);
-    c->ssm.assign(size_t(B * Di_ * S_), 0.0f);
+    c->conv = DeviceArray<float>::zeros(size_t(B * Di_ * (K_ - 1)), store_.device());
+    c->ssm = DeviceArray<float>::zeros(size_t(B * Di_ * S_), store_.device());
     return c;
   }
 
@@ -272,6 +272,8 @@ class Mamba final : public Block {
     auto* mc = dynamic_cast<MambaCache*>(cache);
     STRATA_CHECK(mc, "mamba given a cache of another block kind");
     STRATA_CHECK(mc->batch == B, "mamba cache for batch {} used with batch {}", mc->batch, B);
+    STRATA_CHECK(mc->ssm.device() == store_.device(), "mamba cache on {} used with parameters on {}",
+                 device_name(mc->ssm.device()), device_name(store_.device()));
     return mc;
   }
 

@@ -17,8 +17,8 @@ namespace strata {
 // it; the engine treats it as an opaque BlockCache.
 struct MambaCache final : BlockCache {
   int64_t batch = 0;
-  std::vector<float> conv;  // [B, d_inner, d_conv-1]: the last d_conv-1 conv inputs, oldest first
-  std::vector<float> ssm;   // [B, d_inner, d_state]
+  DeviceArray<float> conv;  // [B, d_inner, d_conv-1]: the last d_conv-1 conv inputs, oldest first
+  DeviceArray<float> ssm;   // [B, d_inner, d_state]
   int64_t bytes() const override { return int64_t(sizeof(float) * (conv.size() + ssm.size())); }
 };
 

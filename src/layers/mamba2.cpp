@@ -205,8 +205,8 @@ class Mamba2 final : public Block {
   std::unique_ptr<BlockCache> allocate_cache(int64_t B, int64_t) const override {
     auto c = std::make_unique<Mamba2Cache>();
     c->batch = B;
-    c->conv.assign(size_t(B * Cd_ * (K_ - 1)), 0.0f);
-    c->ssm.assign(size_t(B * H_ * P_ * N_), 0.0f);
+    c->conv = DeviceArray<float>::zeros(size_t(B * Cd_ * (K_ - 1)), store_.device());
+    c->ssm = DeviceArray<float>::zeros(size_t(B * H_ * P_ * N_), store_.device());
     return c;
   }
 
@@ -271,6 +271,8 @@ class Mamba2 final : public Block {
     auto* mc = dynamic_cast<Mamba2Cache*>(cache);
     STRATA_CHECK(mc, "mamba2 given a cache of another block kind");
     STRATA_CHECK(mc->batch == B, "mamba2 cache for batch {} used with batch {}", mc->batch, B);
+    STRATA_CHECK(mc->ssm.device() == store_.device(), "mamba2 cache on {} used with parameters on {}",
+                 device_name(mc->ssm.device()), device_name(store_.device()));
     return mc;
   }
 

@@ -18,8 +18,8 @@ namespace strata {
 // inspect it; the engine treats it as an opaque BlockCache.
 struct Mamba2Cache final : BlockCache {
   int64_t batch = 0;
-  std::vector<float> conv;  // [B, conv_dim, K-1]: the last K-1 conv inputs (x|B|C), oldest first
-  std::vector<float> ssm;   // [B, H, P, N]
+  DeviceArray<float> conv;  // [B, conv_dim, K-1]: the last K-1 conv inputs (x|B|C), oldest first
+  DeviceArray<float> ssm;   // [B, H, P, N]
   int64_t bytes() const override { return int64_t(sizeof(float) * (conv.size() + ssm.size())); }
 };
 

@@ -212,6 +212,16 @@ void Model::prefill(Ctx& ctx, float* logits, const int32_t* ids, int64_t B, int6
 }
 
 void Model::step(Ctx& ctx, float* logits, const int32_t* ids, ModelCache& cache) {
+  const int64_t V = cfg_.vocab_size, B = cache.batch;
+  const int32_t* ids_dev = stage_ids(ctx, ids, B);
+  float* out = ctx.device == Device::cpu ? logits : ctx.arena->alloc(B * V);
+  step_on_device(ctx, out, ids_dev, cache);
+  if (out != logits) copy_bytes(logits, Device::cpu, out, ctx.device, sizeof(float) * B * V);
+}
+
+// Queues only device work (no host <-> device copy, no synchronisation) so that a CUDA graph can
+// record it; the host-side cache positions are the only state it changes outside ctx.device.
+void Model::step_on_device(Ctx& ctx, float* logits_dev, const int32_t* ids_dev, ModelCache& cache) {
   const int64_t D = cfg_.d_model, V = cfg_.vocab_size, B = cache.batch;
   STRATA_CHECK(cache.pos < cache.max_T, "cache full: {} tokens", cache.max_T);
   Arena& A = *ctx.arena;
@@ -219,7 +229,6 @@ void Model::step(Ctx& ctx, float* logits, const int32_t* ids, ModelCache& cache)
   float* normed = A.alloc(B * D);
   float* rstd = A.alloc(B);
   float* y = A.alloc(B * D);
-  const int32_t* ids_dev = stage_ids(ctx, ids, B);
   STRATA_OP(ctx.device, embedding_forward, x, params_.data(embed_), ids_dev, B, V, D);
   for (size_t l = 0; l < layers_.size(); ++l) {
     auto& L = layers_[l];
@@ -228,9 +237,7 @@ void Model::step(Ctx& ctx, float* logits, const int32_t* ids, ModelCache& cache)
     STRATA_OP(ctx.device, add_inplace, x, y, B * D);
   }
   STRATA_OP(ctx.device, rmsnorm_forward, normed, rstd, x, params_.data(final_norm_), B, D, cfg_.norm_eps);
-  float* out = ctx.device == Device::cpu ? logits : A.alloc(B * V);
-  head_forward(ctx.device, out, normed, B);
-  if (out != logits) copy_bytes(logits, Device::cpu, out, ctx.device, sizeof(float) * B * V);
+  head_forward(ctx.device, logits_dev, normed, B);
   ++cache.pos;
 }
 

@@ -53,6 +53,9 @@ class Model {
   void prefill(Ctx& ctx, float* logits, const int32_t* ids, int64_t B, int64_t T, ModelCache& cache);
   // One token per sequence: ids[B] -> logits[B, V]; advances the cache.
   void step(Ctx& ctx, float* logits, const int32_t* ids, ModelCache& cache);
+  // The same with ids_dev[B] and logits_dev[B, V] in ctx.device memory: only device work is queued,
+  // so a CUDA graph can record it (infer/decoder.h).
+  void step_on_device(Ctx& ctx, float* logits_dev, const int32_t* ids_dev, ModelCache& cache);
   ModelCache allocate_cache(int64_t B, int64_t max_T) const;
 
   // Mean cross-entropy without saving activations (evaluation).

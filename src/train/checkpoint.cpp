@@ -11,6 +11,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/fsync.h"
 #include "train/crc32c.h"
 
 #ifndef STRATA_VERSION
@@ -244,16 +245,6 @@ void validate(const std::string& path, const CheckpointView& ck) {
       if (n > 0 && !o.data) bad(fmt::format("optimizer tensor '{}' has no data", o.name));
     }
   }
-}
-
-void fsync_path(const std::string& p, bool directory) {
-  int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC | (directory ? O_DIRECTORY : 0));
-  if (fd < 0) throw Error(fmt::format("fsync: cannot open '{}': {}", p, std::strerror(errno)));
-  int r = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  // Some file systems do not support fsync on directories (EINVAL); the rename is still atomic.
-  if (r != 0 && !(directory && err == EINVAL)) throw Error(fmt::format("fsync '{}' failed: {}", p, std::strerror(err)));
 }
 
 // ---- load --------------------------------------------------------------------------------------

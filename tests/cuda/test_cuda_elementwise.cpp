@@ -109,6 +109,19 @@ TEST(CudaElementwise, AddScaleMulAddNegExpCopy) {
   DeviceVec<float> gpacked(packed.size());
   cuda::copy_strided(gpacked.p, cols, gsrc.p, cols, rows, cols);
   EXPECT_TRUE(bitwise_equal(gpacked.host(), packed));
+  // RoPE pair reordering both ways (MLA's interleaved layout).
+  for (bool split : {true, false}) {
+    std::vector<float> pw = dst0;
+    cpu::copy_strided_pairs(pw.data() + 1, dst_ld, src.data() + 5, src_ld, rows, 12, split);
+    DeviceVec<float> gp(dst0);
+    cuda::copy_strided_pairs(gp.p + 1, dst_ld, gsrc.p + 5, src_ld, rows, 12, split);
+    EXPECT_TRUE(bitwise_equal(gp.host(), pw)) << "split_pairs " << split;
+  }
+  std::vector<float> acc = dst0;
+  cpu::add_strided(acc.data() + 2, dst_ld, src.data() + 5, src_ld, rows, cols);
+  DeviceVec<float> gacc(dst0);
+  cuda::add_strided(gacc.p + 2, dst_ld, gsrc.p + 5, src_ld, rows, cols);
+  EXPECT_TRUE(bitwise_equal(gacc.host(), acc));
 }
 
 TEST(CudaNorm, RmsnormForwardBackward) {

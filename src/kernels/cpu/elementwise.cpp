@@ -39,4 +39,24 @@ void copy_strided(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, 
   for (int64_t r = 0; r < rows; ++r) std::memcpy(dst + r * dst_ld, src + r * src_ld, sizeof(float) * size_t(cols));
 }
 
+void copy_strided_pairs(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, int64_t rows, int64_t cols,
+                        bool split_pairs) {
+  const int64_t half = cols / 2;
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
+  for (int64_t r = 0; r < rows; ++r) {
+    float* d = dst + r * dst_ld;
+    const float* s = src + r * src_ld;
+    if (split_pairs)
+      for (int64_t c = 0; c < half; ++c) d[c] = s[2 * c], d[half + c] = s[2 * c + 1];
+    else
+      for (int64_t c = 0; c < half; ++c) d[2 * c] = s[c], d[2 * c + 1] = s[half + c];
+  }
+}
+
+void add_strided(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, int64_t rows, int64_t cols) {
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) dst[r * dst_ld + c] += src[r * src_ld + c];
+}
+
 }  // namespace strata::cpu

@@ -31,6 +31,25 @@ __global__ void copy_strided_kernel(float* __restrict__ dst, int64_t dst_ld, con
   }
 }
 
+// One thread per destination element; the source index follows the pair order.
+__global__ void copy_strided_pairs_kernel(float* __restrict__ dst, int64_t dst_ld, const float* __restrict__ src,
+                                          int64_t src_ld, int64_t rows, int64_t cols, bool split_pairs) {
+  const int64_t half = cols / 2;
+  STRATA_GRID_STRIDE(i, rows * cols) {
+    const int64_t r = i / cols, c = i % cols;
+    const int64_t from = split_pairs ? (c < half ? 2 * c : 2 * (c - half) + 1) : (c % 2 == 0 ? c / 2 : half + c / 2);
+    dst[r * dst_ld + c] = src[r * src_ld + from];
+  }
+}
+
+__global__ void add_strided_kernel(float* __restrict__ dst, int64_t dst_ld, const float* __restrict__ src,
+                                   int64_t src_ld, int64_t rows, int64_t cols) {
+  STRATA_GRID_STRIDE(i, rows * cols) {
+    const int64_t r = i / cols, c = i % cols;
+    dst[r * dst_ld + c] += src[r * src_ld + c];
+  }
+}
+
 #undef STRATA_GRID_STRIDE
 
 }  // namespace
@@ -67,6 +86,20 @@ void copy_strided(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, 
   if (rows <= 0 || cols <= 0) return;
   if (dst_ld == cols && src_ld == cols) return copy_f32(dst, src, rows * cols);
   copy_strided_kernel<<<grid_1d(rows * cols), kBlock1d, 0, current_stream()>>>(dst, dst_ld, src, src_ld, rows, cols);
+  CUDA_CHECK_LAUNCH();
+}
+
+void copy_strided_pairs(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, int64_t rows, int64_t cols,
+                        bool split_pairs) {
+  if (rows <= 0 || cols <= 0) return;
+  copy_strided_pairs_kernel<<<grid_1d(rows * cols), kBlock1d, 0, current_stream()>>>(dst, dst_ld, src, src_ld, rows,
+                                                                                      cols, split_pairs);
+  CUDA_CHECK_LAUNCH();
+}
+
+void add_strided(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, int64_t rows, int64_t cols) {
+  if (rows <= 0 || cols <= 0) return;
+  add_strided_kernel<<<grid_1d(rows * cols), kBlock1d, 0, current_stream()>>>(dst, dst_ld, src, src_ld, rows, cols);
   CUDA_CHECK_LAUNCH();
 }
 

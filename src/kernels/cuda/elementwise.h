@@ -21,5 +21,12 @@ void copy_f32(float* dst, const float* src, int64_t N);
 // dst[r * dst_ld + c] = src[r * src_ld + c] for r < rows, c < cols: a block of columns between
 // row-major buffers (splitting Mamba-2's x|B|C, writing rows of a cache). Not overlapping.
 void copy_strided(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, int64_t rows, int64_t cols);
+// As copy_strided, with each row's channels reordered: split_pairs = true takes interleaved pairs
+// to halves (dst[c] = src[2c], dst[cols/2 + c] = src[2c + 1]; DeepSeek-V3's RoPE layout to ours),
+// false is the inverse (halves to interleaved pairs). cols is even.
+void copy_strided_pairs(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, int64_t rows, int64_t cols,
+                        bool split_pairs);
+// dst[r * dst_ld + c] += src[r * src_ld + c] for r < rows, c < cols (summing per-head slices). Not overlapping.
+void add_strided(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, int64_t rows, int64_t cols);
 
 }  // namespace strata::cuda

@@ -26,7 +26,7 @@ __global__ void embedding_forward_kernel(float* __restrict__ out, const float* _
     const int32_t id = ids[n];
     float* o = out + n * D;
     if (id < 0 || id >= V) {
-      if (threadIdx.x == 0) atomicMin(bad_pos, (unsigned long long)n);
+      if (threadIdx.x == 0 && bad_pos) atomicMin(bad_pos, (unsigned long long)n);
       for (int64_t d = threadIdx.x; d < D; d += blockDim.x) o[d] = 0.0f;
       continue;
     }
@@ -65,6 +65,15 @@ void embedding_forward(float* out, const float* table, const int32_t* ids, int64
   STRATA_CHECK(N >= 0 && V >= 0 && D >= 0, "cuda::embedding_forward: negative size N={} V={} D={}", N, V, D);
   if (N == 0) return;
   cudaStream_t stream = current_stream();
+  // Work recorded into a CUDA graph cannot synchronise: there the ids go unchecked here (zeros for a
+  // bad id), and the recorder (infer/decoder.cpp) checks them on the host before staging them.
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
+  if (capture != cudaStreamCaptureStatusNone) {
+    embedding_forward_kernel<<<row_grid(N), kThreads, 0, stream>>>(out, table, ids, N, V, D, nullptr);
+    CUDA_CHECK_LAUNCH();
+    return;
+  }
   DeviceBuffer flag(sizeof(unsigned long long), stream);
   auto* bad = static_cast<unsigned long long*>(flag.data());
   CUDA_CHECK(cudaMemsetAsync(bad, 0xff, sizeof(unsigned long long), stream));

@@ -1,6 +1,7 @@
 // CUDA runtime plumbing: errors, stream, cuBLASLt handle, device memory (runtime.h, memory.h).
 #include "kernels/cuda/runtime.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <mutex>
 #include <string>
@@ -105,14 +106,53 @@ void copy_on_device(void* dst, const void* src, size_t bytes) {
   if (bytes) CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, current_stream()));
 }
 
+namespace {
+thread_local ScratchPool* g_pool = nullptr;
+
+bool stream_recording(cudaStream_t stream) {
+  cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+  CUDA_CHECK(cudaStreamIsCapturing(stream, &st));
+  return st != cudaStreamCaptureStatusNone;
+}
+}  // namespace
+
+void set_scratch_pool(ScratchPool* pool) { g_pool = pool; }
+
+ScratchPool::~ScratchPool() { free(base_); }
+
+void ScratchPool::grow() {
+  if (high_water_ <= capacity_) return;
+  CUDA_CHECK(cudaDeviceSynchronize());  // the old block may still be in use by queued work
+  free(base_);
+  base_ = nullptr;
+  capacity_ = 0;
+  base_ = static_cast<char*>(alloc(high_water_));
+  capacity_ = high_water_;
+}
+
+void* ScratchPool::take(size_t bytes, bool recording) {
+  const size_t at = (used_ + 255) / 256 * 256;  // cuBLASLt and vector loads want aligned scratch
+  used_ = at + bytes;
+  high_water_ = std::max(high_water_, used_);
+  if (used_ <= capacity_) return base_ + at;
+  STRATA_CHECK(!recording, "CUDA graph scratch pool exhausted while recording ({} of {} bytes)", used_, capacity_);
+  return nullptr;
+}
+
 DeviceBuffer::DeviceBuffer(size_t bytes, cudaStream_t stream) : bytes_(bytes), stream_(stream) {
-  if (bytes) CUDA_CHECK(cudaMallocAsync(&ptr_, bytes, stream));
+  if (!bytes) return;
+  if (g_pool) {
+    ptr_ = g_pool->take(bytes, stream_recording(stream));
+    pooled_ = ptr_ != nullptr;
+    if (pooled_) return;
+  }
+  CUDA_CHECK(cudaMallocAsync(&ptr_, bytes, stream));
 }
 
 // No throw from a destructor: a failure here means the context is already broken, and the next
-// checked call reports it.
+// checked call reports it. Pooled memory is released by the pool's reset.
 DeviceBuffer::~DeviceBuffer() {
-  if (ptr_) cudaFreeAsync(ptr_, stream_);
+  if (ptr_ && !pooled_) cudaFreeAsync(ptr_, stream_);
 }
 
 void synchronize() { CUDA_CHECK(cudaStreamSynchronize(current_stream())); }

@@ -28,6 +28,10 @@ constexpr size_t kCublasLtWorkspaceBytes = size_t(32) << 20;
 // Scratch memory for one op, stream-ordered (cudaMallocAsync / cudaFreeAsync from the device's
 // memory pool): allocated and released on `stream`, so it is reused without synchronising and is
 // safe to drop as soon as the kernels using it are queued.
+//
+// While a ScratchPool is installed on this thread (a CUDA graph being recorded or replayed, see
+// graph.h), the memory comes from the pool instead: addresses that repeat from one recording to the
+// next, and no allocation node in the graph (cudaGraphExecUpdate cannot update those).
 class DeviceBuffer {
  public:
   DeviceBuffer(size_t bytes, cudaStream_t stream);
@@ -41,7 +45,30 @@ class DeviceBuffer {
   void* ptr_ = nullptr;
   size_t bytes_ = 0;
   cudaStream_t stream_ = nullptr;
+  bool pooled_ = false;
 };
+
+// A bump allocator over one device allocation, reset before each recording. Requests beyond the
+// capacity fall back to stream-ordered allocation while not recording (the high-water mark is noted
+// so that grow() can make room before the next recording) and throw while recording, which abandons
+// that recording (the caller then runs the work directly).
+class ScratchPool {
+ public:
+  ScratchPool() = default;
+  ~ScratchPool();
+  ScratchPool(const ScratchPool&) = delete;
+  ScratchPool& operator=(const ScratchPool&) = delete;
+  void reset() { used_ = 0; }
+  void grow();  // to the high-water mark (synchronises the device when it reallocates)
+  void* take(size_t bytes, bool recording);  // nullptr: not in the pool (only when not recording)
+  size_t capacity() const { return capacity_; }
+
+ private:
+  char* base_ = nullptr;
+  size_t capacity_ = 0, used_ = 0, high_water_ = 0;
+};
+// Installs `pool` for this thread's DeviceBuffers (nullptr uninstalls).
+void set_scratch_pool(ScratchPool* pool);
 
 // Blocks of 256 threads covering n elements, the grid capped so a grid-stride loop finishes it.
 constexpr int kBlock1d = 256;
