@@ -150,6 +150,19 @@ TEST(Linear, ForwardBackwardAgainstFiniteDifferences) {
   check_linear(2, 3, 2, false, true, 14);
 }
 
+// Decode-sized batches (a few rows) against the double reference, at sizes that engage the threads.
+TEST(Linear, DecodeSizedBatches) {
+  uint64_t seed = 40;
+  for (int64_t N : {1, 2, 3, 4, 5})
+    for (auto [IC, OC] : {std::pair<int64_t, int64_t>{1, 1}, {17, 6}, {512, 1031}, {1000, 67}}) {
+      auto inp = st::randn(N * IC, seed++), w = st::randn(OC * IC, seed++, 0.5f), b = st::randn(OC, seed++);
+      std::vector<float> out(N * OC, 1e30f);
+      cpu::linear_forward(out.data(), inp.data(), w.data(), b.data(), N, IC, OC);
+      expect_close(out, ref_linear(st::to_double(inp), st::to_double(w), st::to_double(b), N, IC, OC),
+                   1e-6 * (IC + 1), 1e-5, "linear N=" + std::to_string(N) + " IC=" + std::to_string(IC));
+    }
+}
+
 TEST(Linear, NullGradientsAreSkipped) {
   const int64_t N = 4, IC = 3, OC = 5;
   auto inp = st::randn(N * IC, 20), w = st::randn(OC * IC, 21), dout = st::randn(N * OC, 22);

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "layers/mamba.h"
+#include "layer_gradcheck.h"
 #include "testing.h"
 
 using namespace strata;
@@ -327,60 +328,18 @@ TEST(LayerMamba, StepParityAndPrefill) {
 TEST(LayerMamba, GradientsMatchFiniteDifferences) {
   for (bool inner : {false, true}) {
     std::printf("inner_norms = %d\n", int(inner));
-    const int64_t D = 12, B = 2, T = 19, N = B * T;  // T past the scan's 16-token recompute chunk
+    const int64_t D = 12, T = 19;  // T past the scan's 16-token recompute chunk
     Fixture f(int(D), 4, 3, true, true, 5, 2, inner);
     f.randomize(50);
-    auto x = st::randn(N * D, 51), w = st::randn(N * D, 52);
-    // Grads pre-filled with random values: backward must accumulate into them.
-    auto g0 = st::randn(size_t(f.store.numel()), 53);
-    std::memcpy(f.store.flat_grad(), g0.data(), sizeof(float) * g0.size());
-    f.forward(x, B, T, true);
-    std::vector<float> dx(N * D, 1e30f);  // must be assigned
-    f.blk->backward(f.ctx, dx.data(), w.data(), B, T);
-
-    auto loss = [&] {
-      f.arena.reset();
-      auto y = f.forward(x, B, T, false);
-      double s = 0;
-      for (int64_t i = 0; i < N * D; ++i) s += double(w[i]) * y[i];
-      return s;
-    };
+    st::GradCheck o;
+    o.T = T;
+    o.seed = 50;
     // The inner norms amplify the fp32 rounding of the loss (dt has only R = 2 channels to normalise
     // over): a larger step keeps noise / h inside the tolerance (measured: h = 3e-3 -> max err 8e-4,
     // 1e-3 -> 4e-3, 2e-4 -> 1e-2, i.e. noise-dominated, not truncation).
-    const float h = inner ? 3e-3f : 1e-3f;
-    auto fd = [&](float* v, int64_t i) {
-      const float keep = v[i];
-      v[i] = keep + h;
-      const double lp = loss();
-      v[i] = keep - h;
-      const double lm = loss();
-      v[i] = keep;
-      return (lp - lm) / (2.0 * double(h));
-    };
-    Rng pick(54);
-    for (auto& in : f.store.infos()) {
-      std::vector<double> got, want;
-      double gmax = 0;
-      for (int s = 0; s < 20; ++s) {
-        const int64_t i = int64_t(pick.below(uint64_t(in.numel)));
-        got.push_back(double(f.store.flat_grad()[in.offset + i]) - double(g0[in.offset + i]));
-        want.push_back(fd(f.store.flat() + in.offset, i));
-        gmax = std::max(gmax, std::abs(want.back()));
-      }
-      expect_close(got, want, 2e-3, 2e-2, in.name);
-      EXPECT_GT(gmax, 1e-2) << in.name << ": gradients too small for the FD check to mean anything";
-    }
-    std::vector<double> got, want;
-    double gmax = 0;
-    for (int s = 0; s < 20; ++s) {
-      const int64_t i = int64_t(pick.below(uint64_t(N * D)));
-      got.push_back(dx[i]);
-      want.push_back(fd(x.data(), i));
-      gmax = std::max(gmax, std::abs(want.back()));
-    }
-    expect_close(got, want, 2e-3, 2e-2, "dx");
-    EXPECT_GT(gmax, 0.05) << "gradients too small for the FD tolerance to mean anything";
+    o.h = inner ? 3e-3f : 1e-3f;
+    o.min_param_grad = 1e-2;
+    st::check_layer_gradients(f, D, o);
   }
 }
 

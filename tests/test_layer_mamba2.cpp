@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "layers/mamba2.h"
+#include "layer_gradcheck.h"
 #include "testing.h"
 
 using namespace strata;
@@ -332,64 +333,21 @@ TEST(LayerMamba2, StepParityAndPrefill) {
 
 TEST(LayerMamba2, GradientsMatchFiniteDifferences) {
   // T = 19 over chunks of 8 (three chunks, ragged), G = 2, all optional biases.
-  const int64_t D = 12, B = 2, T = 19, NT = B * T;
+  const int64_t D = 12, T = 19;
   Dims d{int(D), 4, 2, 4, 3, 8};
   d.bias = true;
   Fixture f(d, 5);
   f.randomize(50);
-  auto x = st::randn(NT * D, 51), w = st::randn(NT * D, 52);
-  // Grads pre-filled with random values: backward must accumulate into them.
-  auto g0 = st::randn(size_t(f.store.numel()), 53);
-  std::memcpy(f.store.flat_grad(), g0.data(), sizeof(float) * g0.size());
-  f.forward(x, B, T, true);
-  std::vector<float> dx(NT * D, 1e30f);  // must be assigned
-  f.blk->backward(f.ctx, dx.data(), w.data(), B, T);
-
-  auto loss = [&] {
-    f.arena.reset();
-    auto y = f.forward(x, B, T, false);
-    double s = 0;
-    for (int64_t i = 0; i < NT * D; ++i) s += double(w[i]) * y[i];
-    return s;
-  };
+  st::GradCheck o;
+  o.T = T;
+  o.seed = 50;
   // Fourth-order central difference with h = 5e-3: the fp32 rounding noise of the loss (every
   // output moves when an upstream parameter does) is ~5x below that of the two-point formula at
   // h = 1e-3, and the truncation error stays O(h^4). The two-point one sits at the tolerance here.
-  const float h = 5e-3f;
-  auto fd = [&](float* v, int64_t i) {
-    const float keep = v[i];
-    double l[4];
-    const float off[4] = {2 * h, h, -h, -2 * h};
-    for (int k = 0; k < 4; ++k) {
-      v[i] = keep + off[k];
-      l[k] = loss();
-    }
-    v[i] = keep;
-    return (-l[0] + 8 * l[1] - 8 * l[2] + l[3]) / (12.0 * double(h));
-  };
-  Rng pick(54);
-  for (auto& in : f.store.infos()) {
-    std::vector<double> got, want;
-    double gmax = 0;
-    for (int s = 0; s < 20; ++s) {
-      const int64_t i = int64_t(pick.below(uint64_t(in.numel)));
-      got.push_back(double(f.store.flat_grad()[in.offset + i]) - double(g0[in.offset + i]));
-      want.push_back(fd(f.store.flat() + in.offset, i));
-      gmax = std::max(gmax, std::abs(want.back()));
-    }
-    expect_close(got, want, 2e-3, 2e-2, in.name);
-    EXPECT_GT(gmax, 1e-2) << in.name << ": gradients too small for the FD check to mean anything";
-  }
-  std::vector<double> got, want;
-  double gmax = 0;
-  for (int s = 0; s < 20; ++s) {
-    const int64_t i = int64_t(pick.below(uint64_t(NT * D)));
-    got.push_back(dx[i]);
-    want.push_back(fd(x.data(), i));
-    gmax = std::max(gmax, std::abs(want.back()));
-  }
-  expect_close(got, want, 2e-3, 2e-2, "dx");
-  EXPECT_GT(gmax, 0.05) << "gradients too small for the FD tolerance to mean anything";
+  o.five_point = true;
+  o.h = 5e-3f;
+  o.min_param_grad = 1e-2;
+  st::check_layer_gradients(f, D, o);
 }
 
 TEST(LayerMamba2, BackwardNeedsTrainingForward) {

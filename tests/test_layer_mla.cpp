@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "layers/latent_attention.h"
 #include "python_oracle.h"
+#include "layer_gradcheck.h"
 #include "testing.h"
 #include "train/config_load.h"
 
@@ -327,58 +328,13 @@ TEST(LayerMla, DecodeOverLatentCacheMatchesForwardAndPrefill) {
 TEST(LayerMla, GradientsMatchFiniteDifferences) {
   for (const MlaShape& s : kShapes) {
     print_shape(s);
-    const int64_t B = 2, T = 6, N = B * T, D = s.D;
+    const int64_t D = s.D;
     Fixture f(s, 4);
     f.randomize(40);
-    auto x = st::randn(N * D, 41), w = st::randn(N * D, 42);
-    // Grads pre-filled with random values: backward must accumulate into them.
-    auto g0 = st::randn(size_t(f.store.numel()), 43);
-    std::memcpy(f.store.flat_grad(), g0.data(), sizeof(float) * g0.size());
-    f.forward(x, B, T, true);
-    std::vector<float> dx(N * D, 1e30f);  // must be assigned
-    f.blk->backward(f.ctx, dx.data(), w.data(), B, T);
-
-    auto loss = [&] {
-      f.arena.reset();
-      auto y = f.forward(x, B, T, false);
-      double sum = 0;
-      for (int64_t i = 0; i < N * D; ++i) sum += double(w[i]) * y[i];
-      return sum;
-    };
-    // fp32 forward: h = 2e-3 keeps the rounding noise (~1e-6 / h) and the truncation error small.
-    const float h = 2e-3f;
-    auto fd = [&](float* v, int64_t i) {
-      const float keep = v[i];
-      v[i] = keep + h;
-      const double lp = loss();
-      v[i] = keep - h;
-      const double lm = loss();
-      v[i] = keep;
-      return (lp - lm) / (2.0 * double(h));
-    };
-    Rng pick(44);
-    for (auto& in : f.store.infos()) {
-      std::vector<double> got, want;
-      double gmax = 0;
-      for (int smp = 0; smp < 20; ++smp) {
-        const int64_t i = int64_t(pick.below(uint64_t(in.numel)));
-        got.push_back(double(f.store.flat_grad()[in.offset + i]) - double(g0[in.offset + i]));
-        want.push_back(fd(f.store.flat() + in.offset, i));
-        gmax = std::max(gmax, std::abs(want.back()));
-      }
-      expect_close(got, want, 2e-3, 2e-2, in.name);
-      EXPECT_GT(gmax, 0.02) << in.name << ": gradients too small for the FD tolerance to mean anything";
-    }
-    std::vector<double> got, want;
-    double gmax = 0;
-    for (int smp = 0; smp < 30; ++smp) {
-      const int64_t i = int64_t(pick.below(uint64_t(N * D)));
-      got.push_back(dx[i]);
-      want.push_back(fd(x.data(), i));
-      gmax = std::max(gmax, std::abs(want.back()));
-    }
-    expect_close(got, want, 2e-3, 2e-2, "dx");
-    EXPECT_GT(gmax, 0.05) << "gradients too small for the FD tolerance to mean anything";
+    st::GradCheck o;
+    o.min_param_grad = 0.02;
+    o.dx_samples = 30;
+    st::check_layer_gradients(f, D, o);
   }
 }
 

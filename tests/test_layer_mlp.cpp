@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "layers/mlp.h"
+#include "layer_gradcheck.h"
 #include "testing.h"
 
 using namespace strata;
@@ -144,54 +145,13 @@ TEST(LayerMlp, StepParityAndPrefill) {
 }
 
 TEST(LayerMlp, GradientsMatchFiniteDifferences) {
-  const int64_t D = 20, H = 36, B = 2, T = 5, N = B * T;
+  const int64_t D = 20, H = 36, T = 5;
   Fixture f(D, H, 4);
   f.randomize(40);
-  auto x = st::randn(N * D, 41), w = st::randn(N * D, 42);
-  // Grads pre-filled with random values: backward must accumulate into them.
-  auto g0 = st::randn(size_t(f.store.numel()), 43);
-  std::memcpy(f.store.flat_grad(), g0.data(), sizeof(float) * g0.size());
-  f.forward(x, B, T, true);
-  std::vector<float> dx(N * D, 1e30f);  // must be assigned
-  f.blk->backward(f.ctx, dx.data(), w.data(), B, T);
-
-  auto loss = [&] {
-    f.arena.reset();
-    auto y = f.forward(x, B, T, false);
-    double s = 0;
-    for (int64_t i = 0; i < N * D; ++i) s += double(w[i]) * y[i];
-    return s;
-  };
-  const float h = 1e-3f;
-  auto fd = [&](float* v, int64_t i) {
-    const float keep = v[i];
-    v[i] = keep + h;
-    const double lp = loss();
-    v[i] = keep - h;
-    const double lm = loss();
-    v[i] = keep;
-    return (lp - lm) / (2.0 * double(h));
-  };
-  Rng pick(44);
-  for (auto& in : f.store.infos()) {
-    std::vector<double> got, want;
-    for (int s = 0; s < 20; ++s) {
-      const int64_t i = int64_t(pick.below(uint64_t(in.numel)));
-      got.push_back(double(f.store.flat_grad()[in.offset + i]) - double(g0[in.offset + i]));
-      want.push_back(fd(f.store.flat() + in.offset, i));
-    }
-    expect_close(got, want, 2e-3, 2e-2, in.name);
-  }
-  std::vector<double> got, want;
-  double gmax = 0;
-  for (int s = 0; s < 20; ++s) {
-    const int64_t i = int64_t(pick.below(uint64_t(N * D)));
-    got.push_back(dx[i]);
-    want.push_back(fd(x.data(), i));
-    gmax = std::max(gmax, std::abs(want.back()));
-  }
-  expect_close(got, want, 2e-3, 2e-2, "dx");
-  EXPECT_GT(gmax, 0.05) << "gradients too small for the FD tolerance to mean anything";
+  st::GradCheck o;
+  o.T = T;
+  o.h = 1e-3f;
+  st::check_layer_gradients(f, D, o);
 }
 
 TEST(LayerMlp, BackwardNeedsTrainingForward) {
