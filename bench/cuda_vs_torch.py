@@ -8,21 +8,30 @@ ratio torch_ms / strata_ms (above 1: strata is faster).
   python bench/cuda_vs_torch.py                     # every op, default shapes
   python bench/cuda_vs_torch.py attention --T 1024,4096 --hd 128
   python bench/cuda_vs_torch.py --bin-dir build/bench --json results.json
+  python bench/cuda_vs_torch.py gemm --sizes 4096 --gemm-dtypes bf16 --iters 5
 
 Needs a CUDA GPU and torch (python/requirements-bench.txt). Ops:
   attention  build/bench/cuda_attention vs torch.nn.functional.scaled_dot_product_attention, causal.
              strata is fp32; torch's flash backend takes only fp16/bf16, so two peers are timed:
              SDPA in fp32 (PyTorch picks the memory-efficient or math backend) and SDPA in bf16
-             restricted to the flash backend (FlashAttention-2). strata's rows: attention_fwd /
-             attention_bwd / attention_decode (fp32, SIMT) and attention_fwd_bf16 (WMMA tensor
-             cores, fp32 softmax): compare the fp32 rows with torch_fp32 and the bf16 row with
-             torch_bf16_flash (zero inputs in strata's bf16 row: the timing does not depend on them).
+             restricted to the flash backend (FlashAttention-2), and SDPA in bf16 restricted to
+             cuDNN's fused attention (SDPBackend.CUDNN_ATTENTION: "n/a" where this torch, cuDNN or
+             shape has none). strata's rows: attention_fwd / attention_bwd / attention_decode (fp32,
+             SIMT) and attention_fwd_bf16 (WMMA tensor cores, fp32 softmax): compare the fp32 rows
+             with torch_fp32 and the bf16 row with the bf16 peers (zero inputs in strata's bf16 row:
+             the timing does not depend on them).
   scan       build/bench/cuda_ssm --ops scan (Mamba-1 selective scan, fp32) vs python/torch_ref's
              selective_scan_ref (the eager peer of bench/vs_pytorch.py: a Python loop over T) and,
              when the mamba_ssm package is importable, its CUDA selective_scan_fn (the real target).
   ssd        build/bench/cuda_ssm --ops ssd (Mamba-2 SSD, fp32) vs torch_ref's ssd_minimal_discrete
              (chunked einsums) and, when importable, mamba_ssm's Triton mamba_chunk_scan_combined.
              Backward rows time the backward alone (autograd.grad on a retained graph).
+  gemm       build/bench/cuda_gemm (cuBLASLt through strata::cuda::gemm / linear_forward /
+             gemm_bf16) vs torch.matmul on the same shapes: squares (--sizes) and the linear layers
+             of a ~1B model (x @ W^T with W [out, in]); fp32 and tf32 with torch's fp32 matmul
+             precision ("highest" / "high": TF32) matching strata's set_allow_tf32, bf16 with bf16
+             operands (torch's output is bf16, strata's fp32: torch writes half the bytes).
+The strata TFLOP/s column counts FLOPs as each bench executable does (see its header).
 """
 from __future__ import annotations
 
@@ -43,6 +52,9 @@ def parse_args(argv=None):
     ap.add_argument("--T", default="1024,2048,4096,8192,16384", help="sequence lengths (comma separated)")
     ap.add_argument("--hd", default="64,128", help="head dims (comma separated)")
     ap.add_argument("--gqa", type=int, default=1, help="query heads per kv head")
+    ap.add_argument("--sizes", default="1024,2048,4096,8192", help="gemm: square sizes (comma separated)")
+    ap.add_argument("--gemm-shapes", default="square,linear", help="gemm: square and/or linear (a ~1B model's)")
+    ap.add_argument("--gemm-dtypes", default="fp32,tf32,bf16", help="gemm: any of fp32, tf32, bf16")
     ap.add_argument("--json", metavar="FILE", help="also write every row to FILE")
     return ap.parse_args(argv)
 
@@ -75,11 +87,28 @@ def cuda_time_ms(fn, iters):
     return start.elapsed_time(end) / iters
 
 
-def torch_attention_ms(op, B, T, Hq, Hkv, hd, dtype, flash_only, iters):
-    """The PyTorch peer of one strata attention row: SDPA on [B, H, T, hd] views of [B, T, H, hd]."""
+def sdpa_backends(which):
+    """SDPA backends for a peer: "flash", "cudnn" (None where this torch has no such backend), or "any"."""
+    from torch.nn.attention import SDPBackend
+
+    if which == "flash":
+        return [SDPBackend.FLASH_ATTENTION]
+    cudnn = getattr(SDPBackend, "CUDNN_ATTENTION", None)  # torch >= 2.3
+    if which == "cudnn":
+        return [cudnn] if cudnn is not None else None
+    return [b for b in (SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, cudnn, SDPBackend.MATH) if b]
+
+
+def torch_attention_ms(op, B, T, Hq, Hkv, hd, dtype, backend, iters):
+    """The PyTorch peer of one strata attention row: SDPA on [B, H, T, hd] views of [B, T, H, hd],
+    restricted to `backend` (sdpa_backends); None when that backend does not exist here."""
     import torch
     import torch.nn.functional as F
-    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.nn.attention import sdpa_kernel
+
+    backends = sdpa_backends(backend)
+    if backends is None:
+        return None
 
     dev = "cuda"
     if op == "attention_fwd_bf16":
@@ -89,8 +118,6 @@ def torch_attention_ms(op, B, T, Hq, Hkv, hd, dtype, flash_only, iters):
     k = torch.randn(B, T, Hkv, hd, device=dev, dtype=dtype).transpose(1, 2)
     v = torch.randn(B, T, Hkv, hd, device=dev, dtype=dtype).transpose(1, 2)
     causal = op != "attention_decode"  # a decode query sees the whole cache
-    backends = [SDPBackend.FLASH_ATTENTION] if flash_only else [
-        SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.MATH]
     gqa = dict(enable_gqa=True) if Hkv != Hq else {}
     with sdpa_kernel(backends):
         if op in ("attention_fwd", "attention_decode"):
@@ -111,14 +138,18 @@ def table_attention(args):
     for r in strata_rows(exe, args, ["--T", args.T, "--hd", args.hd, "--gqa", str(args.gqa)]):
         shape = dict(B=r["B"], T=r["T"], Hq=r["Hq"], Hkv=r["Hkv"], hd=r["hd"])
         peers = {}
-        for name, dtype, flash in (("torch_fp32", "float32", False), ("torch_bf16_flash", "bfloat16", True)):
+        for name, dtype, backend in (("torch_fp32", "float32", "any"), ("torch_bf16_flash", "bfloat16", "flash"),
+                                     ("torch_bf16_cudnn", "bfloat16", "cudnn")):
             try:
-                peers[name] = torch_attention_ms(r["op"], **shape, dtype=getattr(torch, dtype), flash_only=flash,
+                peers[name] = torch_attention_ms(r["op"], **shape, dtype=getattr(torch, dtype), backend=backend,
                                                  iters=args.iters)
-            except RuntimeError as e:  # e.g. out of memory, or no flash kernel for this shape
-                print(f"  {r['op']} {shape} {name}: {str(e).splitlines()[0]}", file=sys.stderr)
+            except RuntimeError as e:  # e.g. out of memory, or no kernel of that backend for this shape
+                print(f"  {r['op']} {shape} {name}: {(str(e).splitlines() or ['?'])[0]}", file=sys.stderr)
                 peers[name] = None
-        rows.append(dict(op=r["op"], shape=shape, strata_ms=r["ms"], **{f"{k}_ms": v for k, v in peers.items()}))
+            torch.cuda.empty_cache()
+        flops = r["tflops"] * 1e9 * r["ms"] if r.get("tflops") else None
+        rows.append(dict(op=r["op"], shape=shape, strata_ms=r["ms"], flops=flops,
+                         **{f"{k}_ms": v for k, v in peers.items()}))
     return rows
 
 
@@ -232,16 +263,55 @@ def table_ssd(args):
     return rows
 
 
+def table_gemm(args):
+    import torch
+
+    exe = os.path.join(args.bin_dir, "cuda_gemm")
+    extra = ["--sizes", args.sizes, "--shapes", args.gemm_shapes, "--dtypes", args.gemm_dtypes]
+    rows = []
+    precision_before = torch.get_float32_matmul_precision()
+    for r in strata_rows(exe, args, extra):
+        M, N, K, dtype = r["M"], r["N"], r["K"], r["dtype"]
+        shape = dict(name=r["name"], M=M, N=N, K=K)
+        try:
+            torch.set_float32_matmul_precision("high" if dtype == "tf32" else "highest")  # high: TF32
+            tdtype = torch.bfloat16 if dtype == "bf16" else torch.float32
+            a = torch.rand(M, K, device="cuda", dtype=tdtype) * 2 - 1  # uniform in [-1, 1) as strata's
+            if r.get("weight_layout"):  # x @ W^T with W [N, K], as a linear layer stores it
+                w = torch.rand(N, K, device="cuda", dtype=tdtype) * 2 - 1
+                run = lambda: torch.matmul(a, w.t())
+            else:
+                b = torch.rand(K, N, device="cuda", dtype=tdtype) * 2 - 1
+                run = lambda: torch.matmul(a, b)
+            with torch.no_grad():
+                peer = cuda_time_ms(run, args.iters)
+        except RuntimeError as e:  # e.g. out of memory
+            print(f"  gemm {shape} {dtype}: {(str(e).splitlines() or ['?'])[0]}", file=sys.stderr)
+            peer = None
+        finally:
+            torch.set_float32_matmul_precision(precision_before)
+            a = w = b = run = None
+            torch.cuda.empty_cache()
+        rows.append(dict(op=f"gemm_{dtype}", shape=shape, strata_ms=r["ms"], flops=2.0 * M * N * K,
+                         torch_matmul_ms=peer))
+    return rows
+
+
 # One table function per op.
 TABLES = {
     "attention": table_attention,
     "scan": table_scan,
     "ssd": table_ssd,
+    "gemm": table_gemm,
 }
 
 
 def fmt_ms(x):
-    return f"{x:10.3f}" if x is not None else f"{'-':>10}"
+    return f"{x:10.3f}" if x is not None else f"{'n/a':>10}"
+
+
+def fmt_tflops(flops, ms):
+    return f"{flops / ms / 1e9:12.2f}" if flops and ms else f"{'-':>12}"
 
 
 def fmt_ratio(torch_ms, strata_ms):
@@ -250,16 +320,20 @@ def fmt_ratio(torch_ms, strata_ms):
 
 def print_rows(rows):
     peers = sorted({k[:-3] for r in rows for k in r if k.endswith("_ms") and k != "strata_ms"})
-    head = f"{'op':<18} {'shape':<40} {'strata ms':>10}" + "".join(f" {p + ' ms':>22} {'ratio':>8}" for p in peers)
+    with_flops = any(r.get("flops") for r in rows)
+    head = (f"{'op':<18} {'shape':<40} {'strata ms':>10}" + (f" {'strata TFLOP/s':>12}" if with_flops else "") +
+            "".join(f" {p + ' ms':>22} {'ratio':>8}" for p in peers))
     print(head)
     print("-" * len(head))
     for r in rows:
         shape = " ".join(f"{k}={v}" for k, v in r["shape"].items())
         line = f"{r['op']:<18} {shape:<40} {fmt_ms(r['strata_ms'])}"
+        if with_flops:
+            line += f" {fmt_tflops(r.get('flops'), r['strata_ms'])}"
         for p in peers:
             line += f" {fmt_ms(r.get(p + '_ms')):>22} {fmt_ratio(r.get(p + '_ms'), r['strata_ms'])}"
         print(line)
-    print("ratio = torch ms / strata ms (above 1: strata is faster)")
+    print("ratio = torch ms / strata ms (above 1: strata is faster); n/a: that peer did not run (see stderr)")
 
 
 def main(argv=None):

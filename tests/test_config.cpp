@@ -279,7 +279,7 @@ TEST(ConfigErrors, EnumerationsListAllowedValues) {
       {"model: {attention: {kind: mha}}", "model.attention.kind", "mha", {"gqa", "mla"}},
       {"optim: {schedule: linear}", "optim.schedule", "linear", {"cosine", "constant"}},
       {"data: {kind: tokens}", "data.kind", "tokens", {"text"}},
-      {"train: {precision: bf16}", "train.precision", "bf16", {"fp32"}},
+      {"train: {precision: fp16}", "train.precision", "fp16", {"fp32", "bf16"}},
       {"train: {device: tpu}", "train.device", "tpu", {"cpu", "cuda"}},
       {"model: {vocab: tokenizer.json}", "model.vocab", "tokenizer.json", {"bytes", "tokenizer", "ids"}},
   };

@@ -169,6 +169,26 @@ TEST(Ssd, ForwardMatchesRecurrence) {
   check_forward({2, 1, 4, 3, 2, 5}, 8, false, 32);     // one token
 }
 
+// Large, uneven decays (as a Mamba-2 with big activations gets): now and then dt jumps to ~40, a step
+// of dt A down to -120, so cum reaches the -100s inside a chunk while the steps in between stay
+// O(0.1). The decay between nearby tokens must keep its relative precision there; computed as
+// e^{cum_i - cum_j} it carries cum's rounding (~1e-5 absolute) and y drifts by ~1e-4 relative.
+TEST(Ssd, ForwardPreciseWithLargeCumulativeDecay) {
+  const Shape5 sh{2, 100, 4, 8, 2, 16};
+  for (int64_t chunk : {64, 16}) {
+    Problem pr(sh, 90 + uint64_t(chunk), true);
+    Rng r(91);
+    for (double& v : pr.dt_raw)
+      if (r.uniform() < 0.1f) v = 40.0;
+    std::vector<double> yr, sr;
+    ref_ssd(yr, sr, pr);
+    std::vector<float> y, s;
+    run_forward(y, &s, pr, chunk);
+    expect_close(y, yr, 2e-5, 2e-5, "y");
+    expect_close(s, sr, 2e-5, 2e-5, "s_last");
+  }
+}
+
 TEST(Ssd, ForwardWithInitialState) {
   check_forward({2, 37, 4, 8, 2, 16}, 16, true, 40);
   check_forward({1, 5, 2, 4, 1, 6}, 8, true, 41);

@@ -1,13 +1,17 @@
 """Times the PyTorch peer the way bench/bench_model.cpp times strata, and prints the same JSON line.
 
   python -m torch_ref.bench CONFIG.yaml [--batch B --seq T --train-steps N --decode-tokens N
-                                         --decode-batch B ...] [key=value overrides]
+                                         --decode-batch B[,B...] --device cpu|cuda ...] [key=value overrides]
   python -m torch_ref.bench CONFIG.yaml --check DIR    # compare with `bench_model --dump DIR`
 
 Training step: forward + cross-entropy (+ MoE aux loss) + backward + global-norm clipping
 (optim.clip) + torch.optim.AdamW.step, random byte tokens, warm-up steps excluded.
 Decode: batch-B greedy decoding, one token per sequence per step through the KV / conv / SSM
-caches, after a short prefill (not timed) and a few untimed warm-up steps.
+caches, after a short prefill (not timed) and a few untimed warm-up steps, once per batch size.
+--device cuda: eager PyTorch on the GPU (the model built there through torch.set_default_device,
+batches drawn on the host from the same seeded generator and copied), fp32 without TF32 (as
+strata's fp32 path); the timers wait for the GPU. train.device in the overrides is strata's
+switch and is ignored here.
 """
 from __future__ import annotations
 
@@ -24,6 +28,22 @@ from .config import load_config
 from .model import Model
 
 
+def batch_list(text):
+    try:
+        out = [int(x) for x in text.split(",")]
+    except ValueError:
+        out = []
+    if not out or min(out) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, got '{text}'")
+    return out
+
+
+def synchronize():
+    """Waits for queued GPU work, so that a wall-clock interval covers it (a no-op on cpu)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="python -m torch_ref.bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -34,11 +54,13 @@ def parse_args(argv=None):
     ap.add_argument("--train-steps", type=int, default=10, help="timed training steps")
     ap.add_argument("--warmup-steps", type=int, default=2, help="untimed training steps first")
     ap.add_argument("--decode-tokens", type=int, default=64, help="timed decode steps")
-    ap.add_argument("--decode-batch", type=int, default=4, help="sequences decoded at once")
+    ap.add_argument("--decode-batch", type=batch_list, default=[4],
+                    help="sequences decoded at once; a comma-separated list runs one decode per size")
     ap.add_argument("--decode-warmup", type=int, default=4, help="untimed decode steps first")
     ap.add_argument("--prefill", type=int, default=16, help="prompt tokens before decoding (untimed)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: os.cpu_count())")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the model runs")
     ap.add_argument("--check", metavar="DIR", help="load the weights bench_model --dump wrote there and "
                     "compare loss and decode logits with strata's instead of timing")
     return ap.parse_args(argv)
@@ -51,8 +73,10 @@ def bench_train(model, cfg, B, T, steps, warmup, gen):
     model.train()
     losses = []
 
+    dev = next(model.parameters()).device
+
     def one_step():
-        data = torch.randint(0, V, (B, T + 1), generator=gen)
+        data = torch.randint(0, V, (B, T + 1), generator=gen, device="cpu").to(dev)
         ids, tgt = data[:, :-1], data[:, 1:]
         opt.zero_grad(set_to_none=True)
         loss, total = model.loss(ids, tgt)
@@ -67,6 +91,7 @@ def bench_train(model, cfg, B, T, steps, warmup, gen):
     t0 = time.perf_counter()
     for _ in range(steps):
         one_step()
+    synchronize()
     dt = time.perf_counter() - t0
     return (B * T * steps / dt if steps and dt > 0 else 0.0), dt, losses
 
@@ -76,7 +101,7 @@ def bench_decode(model, cfg, Bd, prefill, warmup, tokens, gen):
     V = cfg.model.vocab_size
     model.eval()
     cache = model.allocate_cache(Bd, prefill + warmup + tokens)
-    prompt = torch.randint(0, V, (Bd, max(prefill, 1)), generator=gen)
+    prompt = torch.randint(0, V, (Bd, max(prefill, 1)), generator=gen, device="cpu").to(next(model.parameters()).device)
     if prefill > 0:
         logits = model(prompt, cache)[:, -1]
         pos = prefill
@@ -87,10 +112,12 @@ def bench_decode(model, cfg, Bd, prefill, warmup, tokens, gen):
     for _ in range(warmup):
         nxt = model.step(nxt, cache, pos).argmax(-1)
         pos += 1
+    synchronize()
     t0 = time.perf_counter()
     for _ in range(tokens):
         nxt = model.step(nxt, cache, pos).argmax(-1)
         pos += 1
+    synchronize()
     dt = time.perf_counter() - t0
     return (Bd * tokens / dt if tokens and dt > 0 else 0.0), dt
 
@@ -139,7 +166,7 @@ def check(model, cfg, d):
     worst, worst_name = 0.0, ""
     for name, prm in model.named_parameters():
         g = prm.grad if prm.grad is not None else torch.zeros_like(prm)
-        err = (g - gs[name]).abs().max().item() / max(gs[name].abs().max().item(), 1e-3 * gmax, 1e-30)
+        err = (g - gs[name].to(g.device)).abs().max().item() / max(gs[name].abs().max().item(), 1e-3 * gmax, 1e-30)
         if err > worst:
             worst, worst_name = err, name
     print(f"grads: worst relative diff {worst:.2e} ({worst_name})")
@@ -175,6 +202,14 @@ def main(argv=None):
     threads = a.threads or os.cpu_count()
     torch.set_num_threads(threads)
     torch.manual_seed(a.seed)
+    if a.device == "cuda":
+        if not torch.cuda.is_available():
+            print("torch_ref.bench: --device cuda: torch sees no CUDA device", file=sys.stderr)
+            return 1
+        # fp32 as strata's fp32 path computes it: no TF32 in matmuls or cuDNN convolutions.
+        torch.set_float32_matmul_precision("highest")
+        torch.backends.cudnn.allow_tf32 = False
+        torch.set_default_device("cuda")  # the model, its buffers and every cache it allocates
     try:
         cfg = load_config(a.config, a.overrides)
     except (OSError, ValueError) as e:
@@ -186,14 +221,20 @@ def main(argv=None):
         return check(model, cfg, a.check)
     B = a.batch or cfg.train.batch
     T = a.seq or cfg.train.seq
-    gen = torch.Generator().manual_seed(a.seed)
+    gen = torch.Generator(device="cpu").manual_seed(a.seed)
     train_tps, train_s, losses = bench_train(model, cfg, B, T, a.train_steps, a.warmup_steps, gen)
-    dec_tps, dec_s = bench_decode(model, cfg, a.decode_batch, a.prefill, a.decode_warmup, a.decode_tokens, gen)
+    decodes = []
+    for Bd in a.decode_batch:
+        tps, secs = bench_decode(model, cfg, Bd, a.prefill, a.decode_warmup, a.decode_tokens, gen)
+        decodes.append({"batch": Bd, "tokens_per_s": tps, "seconds": secs})
     print(json.dumps({
-        "train_tokens_per_s": train_tps, "decode_tokens_per_s": dec_tps, "params": params,
+        "train_tokens_per_s": train_tps, "decode_tokens_per_s": decodes[0]["tokens_per_s"], "params": params,
         "impl": "torch", "torch": torch.__version__, "threads": threads, "layers": cfg.model.pattern * cfg.model.repeat,
+        "device": a.device, "device_name": torch.cuda.get_device_name() if a.device == "cuda" else "cpu",
+        "decode": decodes,
         "batch": B, "seq": T, "train_steps": a.train_steps, "train_s": train_s,
-        "decode_batch": a.decode_batch, "decode_tokens": a.decode_tokens, "decode_s": dec_s, "prefill": a.prefill,
+        "decode_batch": a.decode_batch[0], "decode_tokens": a.decode_tokens, "decode_s": decodes[0]["seconds"],
+        "prefill": a.prefill,
         "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
     }))
     return 0

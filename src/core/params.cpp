@@ -4,6 +4,8 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "kernels/cpu/elementwise.h"
+#include "kernels/dispatch.h"
 
 namespace strata {
 
@@ -41,9 +43,10 @@ ParamRef ParamStore::add(const std::string& name, Shape shape, Init init, bool d
   return ParamRef{int(infos_.size()) - 1};
 }
 
-void ParamStore::allocate(uint64_t seed) {
+void ParamStore::allocate(uint64_t seed, bool init) {
   data_ = DeviceArray<float>::zeros(size_t(total_), Device::cpu);
   grad_ = DeviceArray<float>::zeros(size_t(total_), Device::cpu);
+  if (!init) return;
   for (size_t i = 0; i < infos_.size(); ++i) {
     Rng rng(seed * 0x9E3779B97F4A7C15ull + i + 1);
     infos_[i].init.fill(data_.data() + infos_[i].offset, infos_[i].numel, rng);
@@ -71,10 +74,36 @@ void ParamStore::to_device(Device d) {
   require_device(d, "parameters");
   data_ = data_.to(d);
   grad_ = grad_.to(d);
+  if (shadow_on_) {
+    shadow_ = DeviceArray<uint16_t>(size_t(total_), d);
+    refresh_bf16_shadow();
+  }
 }
 
 void ParamStore::set_flat_from_host(const float* src) {
   copy_bytes(data_.data(), data_.device(), src, Device::cpu, size_t(total_) * sizeof(float));
+  refresh_bf16_shadow();
+}
+
+void ParamStore::enable_bf16_shadow() {
+  STRATA_CHECK(allocated(), "ParamStore::enable_bf16_shadow before allocate");
+  if (!shadow_on_) shadow_ = DeviceArray<uint16_t>(size_t(total_), data_.device());
+  shadow_on_ = true;
+  refresh_bf16_shadow();
+}
+
+void ParamStore::refresh_bf16_shadow() {
+  if (shadow_on_) STRATA_OP(data_.device(), cast_f32_to_bf16, shadow_.data(), data_.data(), total_);
+}
+
+const uint16_t* ParamStore::bf16_of(const float* w) const {
+  STRATA_CHECK(shadow_on_, "bf16 weights requested but the parameters have no bf16 shadow (enable_bf16_shadow)");
+  // Compared as integers: pointers into different objects have no defined order.
+  const auto base = reinterpret_cast<uintptr_t>(data_.data()), at = reinterpret_cast<uintptr_t>(w);
+  STRATA_CHECK(at >= base && at < base + uintptr_t(total_) * sizeof(float) && (at - base) % sizeof(float) == 0,
+               "bf16 weights requested for a pointer outside the flat parameter buffer (only ParamStore weights "
+               "have a bf16 shadow)");
+  return shadow_.data() + (at - base) / sizeof(float);
 }
 
 }  // namespace strata

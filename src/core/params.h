@@ -40,9 +40,11 @@ struct ParamInfo {
 class ParamStore {
  public:
   ParamRef add(const std::string& name, Shape shape, Init init, bool decay);
-  // Allocates the buffers (params, grads) on the host and initialises every parameter from `seed`.
-  void allocate(uint64_t seed);
-  // Moves params and grads to device d (values kept). Pointers taken before are invalidated.
+  // Allocates the buffers (params, grads) on the host and initialises every parameter from `seed`
+  // (or leaves them zero when init is false: the caller is about to load every value).
+  void allocate(uint64_t seed, bool init = true);
+  // Moves params and grads (and the bf16 shadow) to device d (values kept). Pointers taken before
+  // are invalidated.
   void to_device(Device d);
   Device device() const { return data_.device(); }
   bool allocated() const { return !data_.empty() || infos_.empty(); }
@@ -64,9 +66,24 @@ class ParamStore {
   std::vector<uint8_t> decay_mask() const;  // one byte per element
   void zero_grad();
 
+  // bf16 mixed precision (train.precision: bf16): a bf16 copy of the whole flat buffer, same layout,
+  // on the parameters' device, that the bf16 GEMMs read. The fp32 values stay the master copy (the
+  // optimizer updates them) and the shadow is derived from them, so it is never checkpointed. It is
+  // stale after a write to the fp32 values until refresh_bf16_shadow(): to_device and
+  // set_flat_from_host refresh it themselves; whoever writes through data()/flat() (the optimizer
+  // step, a checkpoint restore) calls refresh.
+  void enable_bf16_shadow();   // allocates it (once) and refreshes it
+  void refresh_bf16_shadow();  // one cast op over the flat buffer; no-op when not enabled
+  bool has_bf16_shadow() const { return shadow_on_; }
+  // The shadow of a pointer into the flat fp32 buffer (a weight, or a slice of one): same offset.
+  // Throws when the shadow is not enabled or w is not inside the buffer.
+  const uint16_t* bf16_of(const float* w) const;
+
  private:
   std::vector<ParamInfo> infos_;
   DeviceArray<float> data_, grad_;
+  DeviceArray<uint16_t> shadow_;
+  bool shadow_on_ = false;
   int64_t total_ = 0;
 };
 

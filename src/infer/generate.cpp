@@ -18,7 +18,7 @@ LoadedModel load_model(const std::string& ckpt_path) {
   Checkpoint ck = load_checkpoint(ckpt_path);
   LoadedModel lm;
   lm.config = parse_config(ck.config_yaml, ckpt_path + ":/config");
-  lm.model = std::make_unique<Model>(lm.config.model, lm.config.train.seed);
+  lm.model = std::make_unique<Model>(lm.config.model, Model::Uninitialised{});  // every value is loaded next
   ParamStore& ps = lm.model->params();
   if (ck.params.size() != ps.infos().size())
     throw InputError(fmt::format("checkpoint '{}' holds {} parameters but its config builds a model with {}", ckpt_path,

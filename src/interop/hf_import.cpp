@@ -213,7 +213,7 @@ LoadedModel load_hf_model(const std::string& dir, const HfLog& log) {
   lm.config.model = d.hf.model;
   // The strict config loader validates the mapped config exactly as it will be reloaded from a checkpoint.
   lm.config = parse_config(to_yaml(lm.config), dir + "/config.json (mapped)");
-  lm.model = std::make_unique<Model>(lm.config.model, lm.config.train.seed);
+  lm.model = std::make_unique<Model>(lm.config.model, Model::Uninitialised{});  // every value is loaded next
   load_hf_weights(d, *lm.model, log);
   lm.tokenizer_json = std::move(d.tokenizer_json);
   lm.hf_config_json = std::move(d.config_json);

@@ -10,9 +10,9 @@
 #include "core/error.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/elementwise.h"
-#include "kernels/cpu/gemm.h"
 #include "kernels/cpu/rope.h"
 #include "kernels/dispatch.h"
+#include "layers/linear.h"
 #include "layers/rope_freq.h"
 
 namespace strata {
@@ -75,14 +75,14 @@ class Attention final : public Block {
       a.x = x;
     }
     if (N > 0) {
-      STRATA_OP(ctx.device, linear_forward, a.q, a.x, w(wq_), nullptr, N, D_, Cq);
-      STRATA_OP(ctx.device, linear_forward, a.k, a.x, w(wk_), nullptr, N, D_, Ck);
-      STRATA_OP(ctx.device, linear_forward, a.v, a.x, w(wv_), nullptr, N, D_, Ck);
+      linear_forward(ctx, a.q, a.x, w(wq_), nullptr, N, D_, Cq);
+      linear_forward(ctx, a.k, a.x, w(wk_), nullptr, N, D_, Ck);
+      linear_forward(ctx, a.v, a.x, w(wv_), nullptr, N, D_, Ck);
       rotate(ctx, a.q, B, T, Hq_, 0, false);
       rotate(ctx, a.k, B, T, Hkv_, 0, false);
       STRATA_OP(ctx.device, attention_forward, a.att, a.lse, a.q, a.k, a.v, B, T, T, Hq_, Hkv_, hd_, hd_, scale(),
                 T * Ck, Ck, T * Ck, Ck);
-      STRATA_OP(ctx.device, linear_forward, y, a.att, w(wo_), nullptr, N, Cq, D_);
+      linear_forward(ctx, y, a.att, w(wo_), nullptr, N, Cq, D_);
     }
     if (ac) {
       for (int64_t b = 0; b < B && T > 0; ++b) {
@@ -113,15 +113,15 @@ class Attention final : public Block {
     float* dq = ar.alloc(N * Cq);
     float* dk = ar.alloc(N * Ck);
     float* dv = ar.alloc(N * Ck);
-    STRATA_OP(ctx.device, linear_backward, datt, g(wo_), nullptr, dy, a.att, w(wo_), N, Cq, D_, false);
+    linear_backward(ctx, datt, g(wo_), nullptr, dy, a.att, w(wo_), N, Cq, D_, false);
     STRATA_OP(ctx.device, attention_backward, dq, dk, dv, datt, a.q, a.k, a.v, a.att, a.lse, B, T, Hq_, Hkv_, hd_, hd_,
               scale());
     // The gradients w.r.t. the pre-RoPE q and k are the inverse rotation of those w.r.t. the rotated ones.
     rotate(ctx, dq, B, T, Hq_, 0, true);
     rotate(ctx, dk, B, T, Hkv_, 0, true);
-    STRATA_OP(ctx.device, linear_backward, dx, g(wq_), nullptr, dq, a.x, w(wq_), N, D_, Cq, false);
-    STRATA_OP(ctx.device, linear_backward, dx, g(wk_), nullptr, dk, a.x, w(wk_), N, D_, Ck, true);
-    STRATA_OP(ctx.device, linear_backward, dx, g(wv_), nullptr, dv, a.x, w(wv_), N, D_, Ck, true);
+    linear_backward(ctx, dx, g(wq_), nullptr, dq, a.x, w(wq_), N, D_, Cq, false);
+    linear_backward(ctx, dx, g(wk_), nullptr, dk, a.x, w(wk_), N, D_, Ck, true);
+    linear_backward(ctx, dx, g(wv_), nullptr, dv, a.x, w(wv_), N, D_, Ck, true);
   }
 
   std::unique_ptr<BlockCache> allocate_cache(int64_t B, int64_t max_T) const override {
@@ -150,9 +150,9 @@ class Attention final : public Block {
     float* k = ar.alloc(B * Ck);
     float* v = ar.alloc(B * Ck);
     float* att = ar.alloc(B * Cq);
-    STRATA_OP(ctx.device, linear_forward, q, x, w(wq_), nullptr, B, D_, Cq);
-    STRATA_OP(ctx.device, linear_forward, k, x, w(wk_), nullptr, B, D_, Ck);
-    STRATA_OP(ctx.device, linear_forward, v, x, w(wv_), nullptr, B, D_, Ck);
+    linear_forward(ctx, q, x, w(wq_), nullptr, B, D_, Cq);
+    linear_forward(ctx, k, x, w(wk_), nullptr, B, D_, Ck);
+    linear_forward(ctx, v, x, w(wv_), nullptr, B, D_, Ck);
     // One token per sequence at the same position: [B, 1, H, hd] with pos0 = pos.
     rotate(ctx, q, B, 1, Hq_, pos, false);
     rotate(ctx, k, B, 1, Hkv_, pos, false);
@@ -161,7 +161,7 @@ class Attention final : public Block {
     STRATA_OP(ctx.device, copy_strided, ac->v.data() + pos * Ck, bstride, v, Ck, B, Ck);
     STRATA_OP(ctx.device, attention_forward, att, nullptr, q, ac->k.data(), ac->v.data(), B, 1, pos + 1, Hq_, Hkv_,
               hd_, hd_, scale(), bstride, Ck, bstride, Ck);
-    STRATA_OP(ctx.device, linear_forward, y, att, w(wo_), nullptr, B, Cq, D_);
+    linear_forward(ctx, y, att, w(wo_), nullptr, B, Cq, D_);
     ac->pos = pos + 1;
   }
 

@@ -18,6 +18,10 @@
 
 namespace strata {
 
+// train.precision: fp32 everywhere, or bf16 mixed precision (bf16 GEMM operands, fp32 master
+// weights, accumulation, activations kept for backward, gradients and optimizer state).
+enum class Precision : uint8_t { fp32, bf16 };
+
 struct Ctx {
   Device device = Device::cpu;
   Arena* arena = nullptr;  // activations saved by forward for backward; reset by the trainer each step
@@ -25,6 +29,11 @@ struct Ctx {
   // Factor on the loss being differentiated (1/grad_accum). Upstream gradients already carry it;
   // a block that adds its own loss term (MoE aux loss) must scale that term's gradient by it.
   float loss_scale = 1.0f;
+  // Precision of the linear layers' products (layers/linear.h). bf16: operands rounded to bf16
+  // (weights read from params' bf16 shadow, which must then be enabled and current), fp32
+  // accumulation and outputs; everything else (norms, scans, softmax, grads, optimizer) stays fp32.
+  Precision precision = Precision::fp32;
+  const ParamStore* params = nullptr;  // the bf16 shadow's owner; needed only when precision == bf16
 };
 
 // Per-sequence-batch decode state of one block (KV cache, conv state, SSM state). Opaque to the

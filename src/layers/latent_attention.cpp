@@ -14,6 +14,7 @@
 #include "kernels/cpu/norm.h"
 #include "kernels/cpu/rope.h"
 #include "kernels/dispatch.h"
+#include "layers/linear.h"
 #include "layers/rope_freq.h"
 
 namespace strata {
@@ -128,20 +129,20 @@ class LatentAttention final : public Block {
       float* kv = ar.alloc(N * Ckv);
       float* pe = ar.alloc(N * H_ * dr_);
       project_q(ctx, a.q, a.qa, a.qa_rstd, a.qan, a.x, N);
-      STRATA_OP(ctx.device, linear_forward, ckv, a.x, w(wkva_), nullptr, N, D_, W_);
+      linear_forward(ctx, ckv, a.x, w(wkva_), nullptr, N, D_, W_);
       copy_rows(ctx.device, a.lat, r_, ckv, W_, N, r_, Pairs::keep);
       STRATA_OP(ctx.device, rmsnorm_forward, a.c, a.c_rstd, a.lat, w(kv_norm_), N, r_, kLatentNormEps);
       copy_rows(ctx.device, a.kpe, dr_, ckv + r_, W_, N, dr_, pairs_in());
       rope(ctx, a.kpe, B, T, 1, 0, false);
       rope_q(ctx, a.q, pe, B, T, 0);
       // Expand the latent: kv[N, H, dn + dv] = c Wkvb^T; k_h = [k_nope_h, rope(kr)], v_h.
-      STRATA_OP(ctx.device, linear_forward, kv, a.c, w(wkvb_), nullptr, N, r_, Ckv);
+      linear_forward(ctx, kv, a.c, w(wkvb_), nullptr, N, r_, Ckv);
       copy_rows(ctx.device, a.k, dqk_, kv, dn_ + dv_, N * H_, dn_, Pairs::keep);
       for (int64_t h = 0; h < H_; ++h) copy_rows(ctx.device, a.k + h * dqk_ + dn_, Cq, a.kpe, dr_, N, dr_, Pairs::keep);
       copy_rows(ctx.device, a.v, dv_, kv + dn_, dn_ + dv_, N * H_, dv_, Pairs::keep);
       STRATA_OP(ctx.device, attention_forward, a.att, a.lse, a.q, a.k, a.v, B, T, T, H_, H_, dqk_, dv_, scale_,
                 T * Cq, Cq, T * Co, Co);
-      STRATA_OP(ctx.device, linear_forward, y, a.att, w(wo_), nullptr, N, Co, D_);
+      linear_forward(ctx, y, a.att, w(wo_), nullptr, N, Co, D_);
     }
     if (lc) {
       for (int64_t b = 0; b < B && T > 0; ++b) {
@@ -179,7 +180,7 @@ class LatentAttention final : public Block {
     float* dlat = ar.alloc(N * r_);
     float* dckv = ar.alloc(N * W_);
     float* pe = ar.alloc(N * H_ * dr_);
-    STRATA_OP(ctx.device, linear_backward, datt, g(wo_), nullptr, dy, a.att, w(wo_), N, Co, D_, false);
+    linear_backward(ctx, datt, g(wo_), nullptr, dy, a.att, w(wo_), N, Co, D_, false);
     STRATA_OP(ctx.device, attention_backward, dq, dk, dv, datt, a.q, a.k, a.v, a.att, a.lse, B, T, H_, H_, dqk_, dv_,
               scale_);
     // Back through the expansion: dkv_h = [dk_nope_h, dv_h]; the shared rope key gets the sum over heads.
@@ -189,7 +190,7 @@ class LatentAttention final : public Block {
     for (int64_t h = 1; h < H_; ++h) STRATA_OP(ctx.device, add_strided, dkpe, dr_, dk + h * dqk_ + dn_, Cq, N, dr_);
     rope(ctx, dkpe, B, T, 1, 0, true);
     copy_rows(ctx.device, dckv + r_, W_, dkpe, dr_, N, dr_, pairs_out());
-    STRATA_OP(ctx.device, linear_backward, dc, g(wkvb_), nullptr, dkv, a.c, w(wkvb_), N, r_, Ckv, false);
+    linear_backward(ctx, dc, g(wkvb_), nullptr, dkv, a.c, w(wkvb_), N, r_, Ckv, false);
     STRATA_OP(ctx.device, rmsnorm_backward, dlat, g(kv_norm_), dc, a.lat, w(kv_norm_), a.c_rstd, N, r_);
     copy_rows(ctx.device, dckv, W_, dlat, r_, N, r_, Pairs::keep);
     // The query's rope channels: inverse rotation, then back to the weights' channel order.
@@ -199,13 +200,13 @@ class LatentAttention final : public Block {
     if (rq_) {
       float* dqan = ar.alloc(N * rq_);
       float* dqa = ar.alloc(N * rq_);
-      STRATA_OP(ctx.device, linear_backward, dqan, g(wqb_), nullptr, dq, a.qan, w(wqb_), N, rq_, Cq, false);
+      linear_backward(ctx, dqan, g(wqb_), nullptr, dq, a.qan, w(wqb_), N, rq_, Cq, false);
       STRATA_OP(ctx.device, rmsnorm_backward, dqa, g(q_norm_), dqan, a.qa, w(q_norm_), a.qa_rstd, N, rq_);
-      STRATA_OP(ctx.device, linear_backward, dx, g(wqa_), nullptr, dqa, a.x, w(wqa_), N, D_, rq_, false);
+      linear_backward(ctx, dx, g(wqa_), nullptr, dqa, a.x, w(wqa_), N, D_, rq_, false);
     } else {
-      STRATA_OP(ctx.device, linear_backward, dx, g(wq_), nullptr, dq, a.x, w(wq_), N, D_, Cq, false);
+      linear_backward(ctx, dx, g(wq_), nullptr, dq, a.x, w(wq_), N, D_, Cq, false);
     }
-    STRATA_OP(ctx.device, linear_backward, dx, g(wkva_), nullptr, dckv, a.x, w(wkva_), N, D_, W_, true);
+    linear_backward(ctx, dx, g(wkva_), nullptr, dckv, a.x, w(wkva_), N, D_, W_, true);
   }
 
   std::unique_ptr<BlockCache> allocate_cache(int64_t B, int64_t max_T) const override {
@@ -242,7 +243,7 @@ class LatentAttention final : public Block {
     float *qa = nullptr, *qa_rstd = nullptr, *qan = nullptr;
     if (rq_) qa = ar.alloc(B * rq_), qa_rstd = ar.alloc(B), qan = ar.alloc(B * rq_);
     project_q(ctx, q, qa, qa_rstd, qan, x, B);
-    STRATA_OP(ctx.device, linear_forward, ckv, x, w(wkva_), nullptr, B, D_, W_);
+    linear_forward(ctx, ckv, x, w(wkva_), nullptr, B, D_, W_);
     copy_rows(ctx.device, lat, r_, ckv, W_, B, r_, Pairs::keep);
     STRATA_OP(ctx.device, rmsnorm_forward, c, rstd, lat, w(kv_norm_), B, r_, kLatentNormEps);
     copy_rows(ctx.device, kpe, dr_, ckv + r_, W_, B, dr_, pairs_in());
@@ -262,7 +263,7 @@ class LatentAttention final : public Block {
     for (int64_t h = 0; h < H_; ++h)  // o_h[B, dv] = olat_h[B, r] Wuv_h[dv, r]^T
       STRATA_OP(ctx.device, gemm, false, true, B, dv_, r_, 1.0f, olat + h * r_, H_ * r_,
                 wkvb + (h * (dn_ + dv_) + dn_) * r_, r_, 0.0f, o + h * dv_, Co);
-    STRATA_OP(ctx.device, linear_forward, y, o, w(wo_), nullptr, B, Co, D_);
+    linear_forward(ctx, y, o, w(wo_), nullptr, B, Co, D_);
     lc->pos = pos + 1;
   }
 
@@ -296,12 +297,12 @@ class LatentAttention final : public Block {
   // q[N, H*dqk] from x[N, D], directly or through the normalised query latent (qa, qa_rstd, qan).
   void project_q(Ctx& ctx, float* q, float* qa, float* qa_rstd, float* qan, const float* x, int64_t N) {
     if (rq_ == 0) {
-      STRATA_OP(ctx.device, linear_forward, q, x, w(wq_), nullptr, N, D_, H_ * dqk_);
+      linear_forward(ctx, q, x, w(wq_), nullptr, N, D_, H_ * dqk_);
       return;
     }
-    STRATA_OP(ctx.device, linear_forward, qa, x, w(wqa_), nullptr, N, D_, rq_);
+    linear_forward(ctx, qa, x, w(wqa_), nullptr, N, D_, rq_);
     STRATA_OP(ctx.device, rmsnorm_forward, qan, qa_rstd, qa, w(q_norm_), N, rq_, kLatentNormEps);
-    STRATA_OP(ctx.device, linear_forward, q, qan, w(wqb_), nullptr, N, rq_, H_ * dqk_);
+    linear_forward(ctx, q, qan, w(wqb_), nullptr, N, rq_, H_ * dqk_);
   }
 
   // RoPE (or its inverse) over contiguous x[B, T, H, dr], positions pos0 + t.

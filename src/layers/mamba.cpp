@@ -12,10 +12,10 @@
 #include "core/error.h"
 #include "kernels/cpu/conv1d.h"
 #include "kernels/cpu/elementwise.h"
-#include "kernels/cpu/gemm.h"
 #include "kernels/cpu/norm.h"
 #include "kernels/cpu/scan.h"
 #include "kernels/dispatch.h"
+#include "layers/linear.h"
 
 namespace strata {
 namespace {
@@ -125,13 +125,13 @@ class Mamba final : public Block {
     if (N > 0) {
       const float* win = w(in_w_);
       const float* bin = in_b_.valid() ? w(in_b_) : nullptr;
-      STRATA_OP(ctx.device, linear_forward, a.xin, a.x, win, bin, N, D_, Di_);
-      STRATA_OP(ctx.device, linear_forward, a.z, a.x, win + Di_ * D_, bin ? bin + Di_ : nullptr, N, D_, Di_);
+      linear_forward(ctx, a.xin, a.x, win, bin, N, D_, Di_);
+      linear_forward(ctx, a.z, a.x, win + Di_ * D_, bin ? bin + Di_ : nullptr, N, D_, Di_);
       STRATA_OP(ctx.device, conv1d_causal_forward, a.xc, a.xin, w(conv_w_), conv_bias(), B, T, Di_, K_, true);
       project_x(ctx, a.dtr, a.Bm, a.Cm, a.delta, a.raw, a.rstd, a.xc, N);
       STRATA_OP(ctx.device, selective_scan_forward, a.ys, mc ? mc->ssm.data() : nullptr, a.xc, a.delta, w(dt_b_), A,
                 a.Bm, a.Cm, w(d_), a.z, nullptr, B, T, Di_, S_);
-      STRATA_OP(ctx.device, linear_forward, y, a.ys, w(out_w_), out_b_.valid() ? w(out_b_) : nullptr, N, Di_, D_);
+      linear_forward(ctx, y, a.ys, w(out_w_), out_b_.valid() ? w(out_b_) : nullptr, N, Di_, D_);
     }
     if (mc) {
       // T = 0 leaves the zero state of a fresh cache, which the scan did not touch.
@@ -166,14 +166,13 @@ class Mamba final : public Block {
     float* ddtr = ar.alloc(N * R_);
     float* dA = ar.alloc_zeroed(Di_ * S_);
 
-    STRATA_OP(ctx.device, linear_backward, dys, g(out_w_), out_b_.valid() ? g(out_b_) : nullptr, dy, a.ys, w(out_w_), N,
-              Di_, D_, false);
+    linear_backward(ctx, dys, g(out_w_), out_b_.valid() ? g(out_b_) : nullptr, dy, a.ys, w(out_w_), N, Di_, D_, false);
     STRATA_OP(ctx.device, selective_scan_backward, dxc, ddelta, dA, dBm, dCm, g(d_), g(dt_b_), dz, dys, a.xc, a.delta,
               w(dt_b_), A, a.Bm, a.Cm, w(d_), a.z, B, T, Di_, S_);
     // A = -exp(A_log), so dA_log = dA * A.
     float* ga = g(a_log_);
     STRATA_OP(ctx.device, mul_add_inplace, ga, dA, A, Di_ * S_);
-    STRATA_OP(ctx.device, linear_backward, ddtr, g(dt_w_), nullptr, ddelta, a.dtr, w(dt_w_), N, R_, Di_, false);
+    linear_backward(ctx, ddtr, g(dt_w_), nullptr, ddelta, a.dtr, w(dt_w_), N, R_, Di_, false);
     if (norms_) {
       // Back through the RMSNorms: from here on ddtr, dBm, dCm are the grads of x_proj's raw outputs.
       float* draw = ar.alloc(N * (R_ + 2 * S_));
@@ -189,19 +188,17 @@ class Mamba final : public Block {
     // x_proj's three row blocks all read xc: their input grads add into the scan's dxc.
     const float* wx = w(x_w_);
     float* gx = g(x_w_);
-    STRATA_OP(ctx.device, linear_backward, dxc, gx, nullptr, ddtr, a.xc, wx, N, Di_, R_, true);
-    STRATA_OP(ctx.device, linear_backward, dxc, gx + R_ * Di_, nullptr, dBm, a.xc, wx + R_ * Di_, N, Di_, S_, true);
-    STRATA_OP(ctx.device, linear_backward, dxc, gx + (R_ + S_) * Di_, nullptr, dCm, a.xc, wx + (R_ + S_) * Di_, N, Di_,
-              S_, true);
+    linear_backward(ctx, dxc, gx, nullptr, ddtr, a.xc, wx, N, Di_, R_, true);
+    linear_backward(ctx, dxc, gx + R_ * Di_, nullptr, dBm, a.xc, wx + R_ * Di_, N, Di_, S_, true);
+    linear_backward(ctx, dxc, gx + (R_ + S_) * Di_, nullptr, dCm, a.xc, wx + (R_ + S_) * Di_, N, Di_, S_, true);
     float* dxin = dys;  // dys is dead after the scan backward
     STRATA_OP(ctx.device, conv1d_causal_backward, dxin, g(conv_w_), conv_b_.valid() ? g(conv_b_) : nullptr, dxc, a.xin,
               w(conv_w_), conv_bias(), B, T, Di_, K_, true);
     const float* win = w(in_w_);
     float* gin = g(in_w_);
     float* gbin = in_b_.valid() ? g(in_b_) : nullptr;
-    STRATA_OP(ctx.device, linear_backward, dx, gin, gbin, dxin, a.x, win, N, D_, Di_, false);
-    STRATA_OP(ctx.device, linear_backward, dx, gin + Di_ * D_, gbin ? gbin + Di_ : nullptr, dz, a.x, win + Di_ * D_, N,
-              D_, Di_, true);
+    linear_backward(ctx, dx, gin, gbin, dxin, a.x, win, N, D_, Di_, false);
+    linear_backward(ctx, dx, gin + Di_ * D_, gbin ? gbin + Di_ : nullptr, dz, a.x, win + Di_ * D_, N, D_, Di_, true);
   }
 
   std::unique_ptr<BlockCache> allocate_cache(int64_t B, int64_t) const override {
@@ -232,13 +229,13 @@ class Mamba final : public Block {
     float* A = neg_exp_a_log(ar);
     const float* win = w(in_w_);
     const float* bin = in_b_.valid() ? w(in_b_) : nullptr;
-    STRATA_OP(ctx.device, linear_forward, xin, x, win, bin, B, D_, Di_);
-    STRATA_OP(ctx.device, linear_forward, z, x, win + Di_ * D_, bin ? bin + Di_ : nullptr, B, D_, Di_);
+    linear_forward(ctx, xin, x, win, bin, B, D_, Di_);
+    linear_forward(ctx, z, x, win + Di_ * D_, bin ? bin + Di_ : nullptr, B, D_, Di_);
     STRATA_OP(ctx.device, conv1d_causal_step, xc, mc->conv.data(), xin, w(conv_w_), conv_bias(), B, Di_, K_, true);
     project_x(ctx, dtr, Bm, Cm, delta, raw, rstd, xc, B);
     STRATA_OP(ctx.device, selective_scan_step, ys, mc->ssm.data(), xc, delta, w(dt_b_), A, Bm, Cm, w(d_), z, B, Di_,
               S_);
-    STRATA_OP(ctx.device, linear_forward, y, ys, w(out_w_), out_b_.valid() ? w(out_b_) : nullptr, B, Di_, D_);
+    linear_forward(ctx, y, ys, w(out_w_), out_b_.valid() ? w(out_b_) : nullptr, B, Di_, D_);
     ++mc->pos;
   }
 
@@ -294,15 +291,15 @@ class Mamba final : public Block {
     float* pdt = norms_ ? raw : dtr;
     float* pb = norms_ ? raw + N * R_ : Bm;
     float* pc = norms_ ? raw + N * (R_ + S_) : Cm;
-    STRATA_OP(ctx.device, linear_forward, pdt, xc, wx, nullptr, N, Di_, R_);
-    STRATA_OP(ctx.device, linear_forward, pb, xc, wx + R_ * Di_, nullptr, N, Di_, S_);
-    STRATA_OP(ctx.device, linear_forward, pc, xc, wx + (R_ + S_) * Di_, nullptr, N, Di_, S_);
+    linear_forward(ctx, pdt, xc, wx, nullptr, N, Di_, R_);
+    linear_forward(ctx, pb, xc, wx + R_ * Di_, nullptr, N, Di_, S_);
+    linear_forward(ctx, pc, xc, wx + (R_ + S_) * Di_, nullptr, N, Di_, S_);
     if (norms_) {
       STRATA_OP(ctx.device, rmsnorm_forward, dtr, rstd, pdt, w(dt_norm_), N, R_, eps_);
       STRATA_OP(ctx.device, rmsnorm_forward, Bm, rstd + N, pb, w(b_norm_), N, S_, eps_);
       STRATA_OP(ctx.device, rmsnorm_forward, Cm, rstd + 2 * N, pc, w(c_norm_), N, S_, eps_);
     }
-    STRATA_OP(ctx.device, linear_forward, delta, dtr, w(dt_w_), nullptr, N, R_, Di_);
+    linear_forward(ctx, delta, dtr, w(dt_w_), nullptr, N, R_, Di_);
   }
 
   ParamStore& store_;

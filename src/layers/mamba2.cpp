@@ -13,10 +13,10 @@
 #include "core/error.h"
 #include "kernels/cpu/conv1d.h"
 #include "kernels/cpu/elementwise.h"
-#include "kernels/cpu/gemm.h"
 #include "kernels/cpu/norm.h"
 #include "kernels/cpu/ssd.h"
 #include "kernels/dispatch.h"
+#include "layers/linear.h"
 
 namespace strata {
 namespace {
@@ -142,7 +142,7 @@ class Mamba2 final : public Block {
       STRATA_OP(ctx.device, ssd_forward, a.ys, mc ? mc->ssm.data() : nullptr, a.xs, a.dtr, w(dt_b_), A, a.Bm, a.Cm,
                 w(d_), nullptr, B, T, H_, P_, G_, N_, Q_);
       STRATA_OP(ctx.device, rmsnorm_gated_forward, a.yn, a.rstd, a.ys, a.z, w(norm_w_), N, Di_, Di_ / G_, eps_);
-      STRATA_OP(ctx.device, linear_forward, y, a.yn, w(out_w_), out_b_.valid() ? w(out_b_) : nullptr, N, Di_, D_);
+      linear_forward(ctx, y, a.yn, w(out_w_), out_b_.valid() ? w(out_b_) : nullptr, N, Di_, D_);
     }
     if (mc) {
       // T = 0 leaves the zero state of a fresh cache.
@@ -179,8 +179,7 @@ class Mamba2 final : public Block {
     float* dxbc = ar.alloc(N * Cd_);
     float* dA = ar.alloc_zeroed(H_);
 
-    STRATA_OP(ctx.device, linear_backward, dyn, g(out_w_), out_b_.valid() ? g(out_b_) : nullptr, dy, a.yn, w(out_w_),
-              N, Di_, D_, false);
+    linear_backward(ctx, dyn, g(out_w_), out_b_.valid() ? g(out_b_) : nullptr, dy, a.yn, w(out_w_), N, Di_, D_, false);
     STRATA_OP(ctx.device, rmsnorm_gated_backward, dys, dz, g(norm_w_), dyn, a.ys, a.z, w(norm_w_), a.rstd, N, Di_,
               Di_ / G_);
     STRATA_OP(ctx.device, ssd_backward, dxs, ddtr, dA, dBm, dCm, g(d_), g(dt_b_), dys, a.xs, a.dtr, w(dt_b_), A, a.Bm,
@@ -195,11 +194,10 @@ class Mamba2 final : public Block {
     const float* win = w(in_w_);
     float* gin = g(in_w_);
     float* gbin = in_b_.valid() ? g(in_b_) : nullptr;
-    STRATA_OP(ctx.device, linear_backward, dx, gin, gbin, dz, a.x, win, N, D_, Di_, false);
-    STRATA_OP(ctx.device, linear_backward, dx, gin + Di_ * D_, gbin ? gbin + Di_ : nullptr, dxbc, a.x,
-              win + Di_ * D_, N, D_, Cd_, true);
-    STRATA_OP(ctx.device, linear_backward, dx, gin + (Di_ + Cd_) * D_, gbin ? gbin + Di_ + Cd_ : nullptr, ddtr, a.x,
-              win + (Di_ + Cd_) * D_, N, D_, H_, true);
+    linear_backward(ctx, dx, gin, gbin, dz, a.x, win, N, D_, Di_, false);
+    linear_backward(ctx, dx, gin + Di_ * D_, gbin ? gbin + Di_ : nullptr, dxbc, a.x, win + Di_ * D_, N, D_, Cd_, true);
+    linear_backward(ctx, dx, gin + (Di_ + Cd_) * D_, gbin ? gbin + Di_ + Cd_ : nullptr, ddtr, a.x,
+                    win + (Di_ + Cd_) * D_, N, D_, H_, true);
   }
 
   std::unique_ptr<BlockCache> allocate_cache(int64_t B, int64_t) const override {
@@ -234,7 +232,7 @@ class Mamba2 final : public Block {
     split_xbc(ctx.device, xs, Bm, Cm, xc, B, Di_, GN);
     STRATA_OP(ctx.device, ssd_step, ys, mc->ssm.data(), xs, dtr, w(dt_b_), A, Bm, Cm, w(d_), B, H_, P_, G_, N_);
     STRATA_OP(ctx.device, rmsnorm_gated_forward, yn, rstd, ys, z, w(norm_w_), B, Di_, Di_ / G_, eps_);
-    STRATA_OP(ctx.device, linear_forward, y, yn, w(out_w_), out_b_.valid() ? w(out_b_) : nullptr, B, Di_, D_);
+    linear_forward(ctx, y, yn, w(out_w_), out_b_.valid() ? w(out_b_) : nullptr, B, Di_, D_);
     ++mc->pos;
   }
 
@@ -287,9 +285,9 @@ class Mamba2 final : public Block {
   void in_proj(Ctx& ctx, float* z, float* xbc, float* dtr, const float* x, int64_t N) const {
     const float* win = w(in_w_);
     const float* bin = in_b_.valid() ? w(in_b_) : nullptr;
-    STRATA_OP(ctx.device, linear_forward, z, x, win, bin, N, D_, Di_);
-    STRATA_OP(ctx.device, linear_forward, xbc, x, win + Di_ * D_, bin ? bin + Di_ : nullptr, N, D_, Cd_);
-    STRATA_OP(ctx.device, linear_forward, dtr, x, win + (Di_ + Cd_) * D_, bin ? bin + Di_ + Cd_ : nullptr, N, D_, H_);
+    linear_forward(ctx, z, x, win, bin, N, D_, Di_);
+    linear_forward(ctx, xbc, x, win + Di_ * D_, bin ? bin + Di_ : nullptr, N, D_, Cd_);
+    linear_forward(ctx, dtr, x, win + (Di_ + Cd_) * D_, bin ? bin + Di_ + Cd_ : nullptr, N, D_, H_);
   }
 
   ParamStore& store_;

@@ -7,24 +7,24 @@
 #include "core/error.h"
 #include "kernels/cpu/activation.h"
 #include "kernels/cpu/elementwise.h"
-#include "kernels/cpu/gemm.h"
 #include "kernels/dispatch.h"
+#include "layers/linear.h"
 
 namespace strata {
 
 // hg = x Wg^T, hu = x Wu^T, act = silu(hg) * hu, y = act Wd^T.
-void swiglu_mlp_forward(Device dev, float* y, float* hg, float* hu, float* act, const float* x, const float* wg,
+void swiglu_mlp_forward(const Ctx& ctx, float* y, float* hg, float* hu, float* act, const float* x, const float* wg,
                         const float* wu, const float* wd, int64_t N, int64_t D, int64_t H) {
   if (N == 0) return;
-  STRATA_OP(dev, linear_forward, hg, x, wg, nullptr, N, D, H);
-  STRATA_OP(dev, linear_forward, hu, x, wu, nullptr, N, D, H);
-  STRATA_OP(dev, swiglu_forward, act, hg, hu, N * H);
-  STRATA_OP(dev, linear_forward, y, act, wd, nullptr, N, H, D);
+  linear_forward(ctx, hg, x, wg, nullptr, N, D, H);
+  linear_forward(ctx, hu, x, wu, nullptr, N, D, H);
+  STRATA_OP(ctx.device, swiglu_forward, act, hg, hu, N * H);
+  linear_forward(ctx, y, act, wd, nullptr, N, H, D);
 }
 
 // act is recomputed from hg, hu (one elementwise pass) rather than kept: it saves N*H floats of
 // activations per MLP for a cost far below the GEMMs.
-void swiglu_mlp_backward(Device dev, float* dx, float* dwg, float* dwu, float* dwd, const float* dy, const float* x,
+void swiglu_mlp_backward(const Ctx& ctx, float* dx, float* dwg, float* dwu, float* dwd, const float* dy, const float* x,
                          const float* hg, const float* hu, const float* wg, const float* wu, const float* wd,
                          int64_t N, int64_t D, int64_t H, float* scratch, bool accumulate_dx) {
   if (N == 0) return;
@@ -32,11 +32,11 @@ void swiglu_mlp_backward(Device dev, float* dx, float* dwg, float* dwu, float* d
   float* dact = scratch + N * H;
   float* dhu = scratch + 2 * N * H;
   float* dhg = act;  // act is dead once dwd has been accumulated
-  STRATA_OP(dev, swiglu_forward, act, hg, hu, N * H);
-  STRATA_OP(dev, linear_backward, dact, dwd, nullptr, dy, act, wd, N, H, D, false);
-  STRATA_OP(dev, swiglu_backward, dhg, dhu, dact, hg, hu, N * H);
-  STRATA_OP(dev, linear_backward, dx, dwg, nullptr, dhg, x, wg, N, D, H, accumulate_dx);
-  STRATA_OP(dev, linear_backward, dx, dwu, nullptr, dhu, x, wu, N, D, H, true);
+  STRATA_OP(ctx.device, swiglu_forward, act, hg, hu, N * H);
+  linear_backward(ctx, dact, dwd, nullptr, dy, act, wd, N, H, D, false);
+  STRATA_OP(ctx.device, swiglu_backward, dhg, dhu, dact, hg, hu, N * H);
+  linear_backward(ctx, dx, dwg, nullptr, dhg, x, wg, N, D, H, accumulate_dx);
+  linear_backward(ctx, dx, dwu, nullptr, dhu, x, wu, N, D, H, true);
 }
 
 namespace {
@@ -66,13 +66,13 @@ class Mlp final : public Block {
     float* hg = A.alloc(N * H_);
     float* hu = A.alloc(N * H_);
     if (!ctx.training) {
-      swiglu_mlp_forward(ctx.device, y, hg, hu, hg, x, w(wg_), w(wu_), w(wd_), N, D_, H_);
+      swiglu_mlp_forward(ctx, y, hg, hu, hg, x, w(wg_), w(wu_), w(wd_), N, D_, H_);
       return;
     }
     float* xs = A.alloc(N * D_);
     STRATA_OP(ctx.device, copy_f32, xs, x, N * D_);
     float* act = A.alloc(N * H_);
-    swiglu_mlp_forward(ctx.device, y, hg, hu, act, xs, w(wg_), w(wu_), w(wd_), N, D_, H_);
+    swiglu_mlp_forward(ctx, y, hg, hu, act, xs, w(wg_), w(wu_), w(wd_), N, D_, H_);
     saved_ = {xs, hg, hu, B, T, true};
   }
 
@@ -84,7 +84,7 @@ class Mlp final : public Block {
     saved_.valid = false;
     const int64_t N = B * T;
     float* scratch = ctx.arena->alloc(3 * N * H_);
-    swiglu_mlp_backward(ctx.device, dx, store_.grad(wg_), store_.grad(wu_), store_.grad(wd_), dy, saved_.x, saved_.hg,
+    swiglu_mlp_backward(ctx, dx, store_.grad(wg_), store_.grad(wu_), store_.grad(wd_), dy, saved_.x, saved_.hg,
                         saved_.hu, w(wg_), w(wu_), w(wd_), N, D_, H_, scratch, false);
   }
 
@@ -95,7 +95,7 @@ class Mlp final : public Block {
     STRATA_CHECK(ctx.arena, "mlp step needs ctx.arena");
     float* hg = ctx.arena->alloc(B * H_);
     float* hu = ctx.arena->alloc(B * H_);
-    swiglu_mlp_forward(ctx.device, y, hg, hu, hg, x, w(wg_), w(wu_), w(wd_), B, D_, H_);
+    swiglu_mlp_forward(ctx, y, hg, hu, hg, x, w(wg_), w(wu_), w(wd_), B, D_, H_);
   }
 
   double flops_per_token(int64_t) const override { return swiglu_mlp_flops(D_, H_); }

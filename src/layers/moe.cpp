@@ -105,11 +105,12 @@ class Moe final : public Block {
     float* dlogits = A.alloc(N * E_);
     STRATA_OP(dev, moe_route_backward, dlogits, dgate, s.probs, s.idx, s.gate, N, E_, K_, renorm_);
     STRATA_OP(dev, moe_aux_loss_backward, dlogits, s.probs, s.idx, coef_ * ctx.loss_scale, N, E_, K_);
+    // fp32 router in every precision (see run()).
     STRATA_OP(dev, linear_backward, dx, store_.grad(router_), nullptr, dlogits, s.x, store_.data(router_), N, D_, E_,
               false);
     if (Hs_ > 0) {
       float* sscratch = A.alloc(3 * N * Hs_);
-      swiglu_mlp_backward(dev, dx, store_.grad(shared_.gate), store_.grad(shared_.up), store_.grad(shared_.down), dy,
+      swiglu_mlp_backward(ctx, dx, store_.grad(shared_.gate), store_.grad(shared_.up), store_.grad(shared_.down), dy,
                           s.x, s.shg, s.shu, store_.data(shared_.gate), store_.data(shared_.up),
                           store_.data(shared_.down), N, D_, Hs_, sscratch, true);
     }
@@ -149,6 +150,10 @@ class Moe final : public Block {
     int32_t* offsets = A.alloc_int(E_ + 1);
     int32_t* row_token = A.alloc_int(rows);
     int32_t* row_of = A.alloc_int(rows);
+    // The router stays fp32 in bf16 mode (the fp32 kernel, not layers/linear.h): top-k picks among
+    // nearly tied logits, and bf16 rounding would flip routing decisions. The grouped expert
+    // products below are fp32 too (they have no bf16 kernel yet); the shared expert follows
+    // ctx.precision through swiglu_mlp_forward.
     STRATA_OP(dev, linear_forward, logits, xs, store_.data(router_), nullptr, N, D_, E_);
     STRATA_OP(dev, moe_route_forward, idx, gate, probs, logits, N, E_, K_, renorm_);
     STRATA_OP(dev, moe_permute_indices, offsets, row_token, row_of, idx, N, E_, K_);
@@ -175,7 +180,7 @@ class Moe final : public Block {
       float* ys = A.alloc(N * D_);
       shg = A.alloc(N * Hs_);
       shu = A.alloc(N * Hs_);
-      swiglu_mlp_forward(dev, ys, shg, shu, save ? A.alloc(N * Hs_) : shg, xs, store_.data(shared_.gate),
+      swiglu_mlp_forward(ctx, ys, shg, shu, save ? A.alloc(N * Hs_) : shg, xs, store_.data(shared_.gate),
                          store_.data(shared_.up), store_.data(shared_.down), N, D_, Hs_);
       STRATA_OP(dev, add_inplace, y, ys, N * D_);
     }

@@ -79,7 +79,7 @@ struct TrainConfig {
   int batch = 16;
   int seq = 128;
   int grad_accum = 1;
-  std::string precision = "fp32";
+  std::string precision = "fp32";  // fp32 | bf16 (layers/linear.h: bf16 GEMM operands, fp32 master weights)
   uint64_t seed = 1;
   int eval_every = 100;
   int eval_batches = 8;

@@ -7,10 +7,10 @@
 #include "core/error.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/embedding.h"
-#include "kernels/cpu/gemm.h"
 #include "kernels/cpu/loss.h"
 #include "kernels/cpu/norm.h"
 #include "kernels/dispatch.h"
+#include "layers/linear.h"
 
 namespace strata {
 
@@ -21,7 +21,11 @@ int64_t ModelCache::bytes() const {
   return b;
 }
 
-Model::Model(const ModelConfig& cfg, uint64_t seed) : cfg_(cfg) {
+Model::Model(const ModelConfig& cfg, uint64_t seed) : Model(cfg, Uninitialised{}) {
+  params_.allocate(seed);
+}
+
+Model::Model(const ModelConfig& cfg, Uninitialised) : cfg_(cfg) {
   resolve(cfg_);
   const int64_t D = cfg_.d_model, V = cfg_.vocab_size;
   embed_ = params_.add("embed_tokens.weight", {V, D}, Init::normal(cfg_.init_std), true);
@@ -36,7 +40,7 @@ Model::Model(const ModelConfig& cfg, uint64_t seed) : cfg_(cfg) {
   }
   final_norm_ = params_.add("norm_f.weight", {D}, Init::constant(1.0f), false);
   if (!cfg_.tie_embeddings) head_ = params_.add("lm_head.weight", {V, D}, Init::normal(cfg_.init_std), true);
-  params_.allocate(seed);
+  params_.allocate(0, false);
 }
 
 std::string Model::layer_pattern() const {
@@ -56,9 +60,9 @@ const int32_t* stage_ids(Ctx& ctx, const int32_t* host, int64_t n) {
 }
 }  // namespace
 
-void Model::head_forward(Device device, float* logits, const float* hn, int64_t N) const {
+void Model::head_forward(const Ctx& ctx, float* logits, const float* hn, int64_t N) const {
   const float* w = params_.data(head_.valid() ? head_ : embed_);
-  STRATA_OP(device, linear_forward, logits, hn, w, nullptr, N, cfg_.d_model, cfg_.vocab_size);
+  linear_forward(ctx, logits, hn, w, nullptr, N, cfg_.d_model, cfg_.vocab_size);
 }
 
 // x[B, T, D] is the residual stream, updated in place through every layer. When `save`, each
@@ -109,7 +113,7 @@ float Model::forward_loss(Ctx& ctx, const int32_t* ids, const int32_t* targets, 
   STRATA_OP(ctx.device, rmsnorm_forward, saved_.final_normed, saved_.final_rstd, x, params_.data(final_norm_), N, D,
             cfg_.norm_eps);
   saved_.dlogits = A.alloc(N * V);
-  head_forward(ctx.device, saved_.dlogits, saved_.final_normed, N);
+  head_forward(ctx, saved_.dlogits, saved_.final_normed, N);
   float* losses = A.alloc(N);
   int64_t counted = 0;
   for (int64_t i = 0; i < N; ++i) counted += targets[i] >= 0;
@@ -135,8 +139,8 @@ void Model::backward(Ctx& ctx, float loss_scale) {
   if (loss_scale != 1.0f) STRATA_OP(ctx.device, scale_inplace, dlogits, loss_scale, N * V);
   ParamRef head = head_.valid() ? head_ : embed_;
   float* dnormed = A.alloc(N * D);
-  STRATA_OP(ctx.device, linear_backward, dnormed, params_.grad(head), nullptr, dlogits, saved_.final_normed,
-            params_.data(head), N, D, V, false);
+  linear_backward(ctx, dnormed, params_.grad(head), nullptr, dlogits, saved_.final_normed, params_.data(head), N, D, V,
+                  false);
   float* dx = A.alloc(N * D);
   STRATA_OP(ctx.device, rmsnorm_backward, dx, params_.grad(final_norm_), dnormed, saved_.resid.back(),
             params_.data(final_norm_), saved_.final_rstd, N, D);
@@ -181,7 +185,7 @@ void Model::logits_on_device(Ctx& ctx, float* logits_dev, const int32_t* ids_dev
   float* hn = A.alloc(N * D);
   float* rstd = A.alloc(N);
   STRATA_OP(ctx.device, rmsnorm_forward, hn, rstd, x, params_.data(final_norm_), N, D, cfg_.norm_eps);
-  head_forward(ctx.device, logits_dev, hn, N);
+  head_forward(ctx, logits_dev, hn, N);
   ctx.training = was_training;
   if (cache) cache->pos = T;
 }
@@ -205,7 +209,7 @@ void Model::prefill(Ctx& ctx, float* logits, const int32_t* ids, int64_t B, int6
   float* rstd = A.alloc(B);
   STRATA_OP(ctx.device, rmsnorm_forward, hn, rstd, last, params_.data(final_norm_), B, D, cfg_.norm_eps);
   float* out = ctx.device == Device::cpu ? logits : A.alloc(B * V);
-  head_forward(ctx.device, out, hn, B);
+  head_forward(ctx, out, hn, B);
   if (out != logits) copy_bytes(logits, Device::cpu, out, ctx.device, sizeof(float) * B * V);
   ctx.training = was_training;
   cache.pos = T;
@@ -237,7 +241,7 @@ void Model::step_on_device(Ctx& ctx, float* logits_dev, const int32_t* ids_dev, 
     STRATA_OP(ctx.device, add_inplace, x, y, B * D);
   }
   STRATA_OP(ctx.device, rmsnorm_forward, normed, rstd, x, params_.data(final_norm_), B, D, cfg_.norm_eps);
-  head_forward(ctx.device, logits_dev, normed, B);
+  head_forward(ctx, logits_dev, normed, B);
   ++cache.pos;
 }
 

@@ -21,6 +21,11 @@ struct ModelCache {
 class Model {
  public:
   explicit Model(const ModelConfig& cfg, uint64_t seed = 1);
+  // For a model whose every parameter is loaded next (checkpoint, Hugging Face import): parameters
+  // start at zero instead of a random initialisation, which for a 100M-parameter model costs as long
+  // as the load itself.
+  struct Uninitialised {};
+  Model(const ModelConfig& cfg, Uninitialised);
 
   struct Layer {
     char kind;
@@ -67,7 +72,7 @@ class Model {
  private:
   void run_trunk(Ctx& ctx, float* x, int64_t B, int64_t T, ModelCache* cache, bool save);
   void logits_on_device(Ctx& ctx, float* logits_dev, const int32_t* ids_dev, int64_t B, int64_t T, ModelCache* cache);
-  void head_forward(Device device, float* logits, const float* hn, int64_t N) const;
+  void head_forward(const Ctx& ctx, float* logits, const float* hn, int64_t N) const;
 
   ModelConfig cfg_;
   ParamStore params_;

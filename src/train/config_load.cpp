@@ -136,7 +136,7 @@ const Schema& schema() {
         F("train.batch", "sequences per micro-batch", {}, Tr, &TrainConfig::batch),
         F("train.seq", "tokens per sequence", {}, Tr, &TrainConfig::seq),
         F("train.grad_accum", "micro-batches per optimizer step", {}, Tr, &TrainConfig::grad_accum),
-        F("train.precision", "compute precision", {"fp32"}, Tr, &TrainConfig::precision),
+        F("train.precision", "precision of the linear layers' products (bf16: bf16 operands, fp32 master weights and accumulation)", {"fp32", "bf16"}, Tr, &TrainConfig::precision),
         F("train.seed", "seed of the init and of the data order", {}, Tr, &TrainConfig::seed),
         F("train.eval_every", "steps between validation evals (0 = only at the end)", {}, Tr, &TrainConfig::eval_every),
         F("train.eval_batches", "batches per validation eval", {}, Tr, &TrainConfig::eval_batches),

@@ -131,6 +131,10 @@ TrainResult train(const Config& cfg, const std::string& config_yaml, const Train
 
   // The optimizer works where the parameters live: one flat buffer each on `device`.
   ps.to_device(device);
+  // bf16: the linear layers read a bf16 shadow of the (restored) fp32 weights, refreshed after every
+  // optimizer step. Checkpoints hold only the fp32 values, so resume is bit-exact in both modes.
+  const Precision precision = tc.precision == "bf16" ? Precision::bf16 : Precision::fp32;
+  if (precision == Precision::bf16) ps.enable_bf16_shadow();
   DeviceArray<float> opt_m = DeviceArray<float>::from_host(adam_m.data(), adam_m.size(), device);
   DeviceArray<float> opt_v = DeviceArray<float>::from_host(adam_v.data(), adam_v.size(), device);
   DeviceArray<uint8_t> opt_decay = DeviceArray<uint8_t>::from_host(decay.data(), decay.size(), device);
@@ -141,6 +145,8 @@ TrainResult train(const Config& cfg, const std::string& config_yaml, const Train
   TensorBoardWriter tb(res.run_dir);
   Arena arena(device);
   Ctx ctx{device, &arena, true};
+  ctx.precision = precision;
+  ctx.params = &ps;
   const int64_t B = tc.batch, T = tc.seq;
   std::vector<int32_t> ids(size_t(B * T)), tgt(size_t(B * T));
 
@@ -171,9 +177,9 @@ TrainResult train(const Config& cfg, const std::string& config_yaml, const Train
   };
 
   if (!opts.quiet)
-    fmt::print(stderr, "training {} ({} layers '{}', {:.2f}M params) on '{}' ({} train / {} val bytes) -> {}\n",
-               cfg.source_path, model.layers().size(), model.layer_pattern(), double(P) / 1e6, cfg.data.path,
-               data.train_size(), data.val_size(), res.run_dir);
+    fmt::print(stderr, "training {} ({} layers '{}', {:.2f}M params, {}) on '{}' ({} train / {} val bytes) -> {}\n",
+               cfg.source_path, model.layers().size(), model.layer_pattern(), double(P) / 1e6, tc.precision,
+               cfg.data.path, data.train_size(), data.val_size(), res.run_dir);
   SignalGuard signals;
   Progress progress(tc.steps, step, tc.log_every);
   auto t_start = std::chrono::steady_clock::now();
@@ -197,6 +203,7 @@ TrainResult train(const Config& cfg, const std::string& config_yaml, const Train
     float scale = (cfg.optim.clip > 0 && gnorm > cfg.optim.clip) ? float(cfg.optim.clip / gnorm) : 1.0f;
     STRATA_OP(device, adamw_update, ps.flat(), ps.flat_grad(), opt_m.data(), opt_v.data(), opt_decay.data(), P, lr,
               cfg.optim.beta1, cfg.optim.beta2, cfg.optim.eps, cfg.optim.weight_decay, step + 1, scale);
+    ps.refresh_bf16_shadow();
     ++step;
     ++steps_this_run;
     tokens_seen += B * T * tc.grad_accum;

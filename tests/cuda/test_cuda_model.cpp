@@ -104,7 +104,7 @@ TEST_P(CudaModel, ForwardMatchesCpuAndDecodeMatchesForward) {
   // Prefill with forward, then steps, against the CPU doing the same.
   const int64_t T1 = 20;
   Decoder gd(gpu_m, 1, T), cd(cpu_m, 1, T);
-  std::vector<float> g(size_t(V)), c(size_t(V));
+  std::vector<float> g(static_cast<size_t>(V)), c(static_cast<size_t>(V));  // not size_t(V): a declaration
   gd.prefill(ids.data(), T1, g.data());
   cd.prefill(ids.data(), T1, c.data());
   strata::testing::expect_close(g, c, 1e-4, 0.0, std::string(k.name) + " prefill");

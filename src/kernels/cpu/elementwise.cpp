@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/dtype.h"
+
 namespace strata::cpu {
 namespace {
 constexpr int64_t kParallelMin = int64_t(1) << 16;
@@ -57,6 +59,11 @@ void add_strided(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, i
 #pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c) dst[r * dst_ld + c] += src[r * src_ld + c];
+}
+
+void cast_f32_to_bf16(uint16_t* __restrict out, const float* __restrict in, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) out[i] = f32_to_bf16(in[i]);
 }
 
 }  // namespace strata::cpu

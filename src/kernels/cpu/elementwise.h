@@ -24,7 +24,11 @@ void copy_strided(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, 
 // false is the inverse (halves to interleaved pairs). cols is even.
 void copy_strided_pairs(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, int64_t rows, int64_t cols,
                         bool split_pairs);
-// dst[r * dst_ld + c] += src[r * src_ld + c] for r < rows, c < cols (summing per-head slices). Not overlapping.
+// dst[r * dst_ld + c] += src[r * src_ld + c] for r < rows, c < cols (summing per-head slices; src_ld = 0
+// broadcasts one row, e.g. a bias). Not overlapping.
 void add_strided(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, int64_t rows, int64_t cols);
+// out[i] = bf16(in[i])   in[n] -> out[n] raw bf16 bits, rounded to nearest even exactly as
+// core/dtype.h f32_to_bf16 (NaN stays a quiet NaN; inf and signed zero kept). Not overlapping.
+void cast_f32_to_bf16(uint16_t* out, const float* in, int64_t n);
 
 }  // namespace strata::cpu

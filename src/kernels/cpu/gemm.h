@@ -9,8 +9,9 @@ namespace strata::cpu {
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
           const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
-// The same product with bf16 operands (raw bf16 bits) and an fp32 C: the reference for the CUDA
-// twin's mixed-precision path (operands widened to fp32 exactly, then gemm).
+// The same product with bf16 operands (raw bf16 bits) and an fp32 C, accumulated in fp32: oneDNN's
+// matmul on CPUs with AMX / AVX512-BF16 (which read bf16 subnormal operands as zero), otherwise the
+// operands widened to fp32 exactly, then gemm. The CPU twin of the CUDA mixed-precision path.
 void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const uint16_t* A,
                int64_t lda, const uint16_t* B, int64_t ldb, float beta, float* C, int64_t ldc);
 

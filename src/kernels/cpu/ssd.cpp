@@ -6,6 +6,10 @@
 //   S_out = e^{cum_{L-1}} S_in + sum_j e^{cum_{L-1} - cum_j} dt_j B_j x_j^T
 // The first term is a masked L x L matmul (intra-chunk), the second reads the passed state, the
 // third passes it on. Every exponent is <= 0 because A < 0, so nothing overflows.
+// The decays between two tokens, e^{cum_i - cum_j} and e^{cum_{L-1} - cum_j}, take their exponents
+// from sums over just the tokens between (seg, tail below), not from differences of cum: cum can
+// reach -100s inside a chunk (large dt A), and its rounding (~1e-5 there) would otherwise become the
+// relative error of every later decay in the chunk, however short (e^{-0.001} read as e^{-0.001 +- 3e-5}).
 //
 // Work is split into tasks (batch, group, slice of the group's heads). The heads of a task share
 // B and C, so their states are kept side by side, S[N, heads * P], and every state product (read,
@@ -78,14 +82,31 @@ Task task_of(const Dims& d, int64_t task) {
   return t;
 }
 
-// dt[t] = softplus(dt_raw + bias) and, restarting at every chunk, cum[t] = inclusive sum of dt A.
-void head_dt(float* dt, float* cum, const float* dt_raw, float bias, float A, const Dims& d, int64_t b, int64_t h) {
+// dt[t] = softplus(dt_raw + bias) and, restarting at every chunk, cum[t] = inclusive sum of dt A and
+// tail[t] = the sum of dt A over the chunk's tokens after t (cum_{L-1} - cum_t, summed directly).
+void head_dt(float* dt, float* cum, float* tail, const float* dt_raw, float bias, float A, const Dims& d, int64_t b,
+             int64_t h) {
   const float* r = dt_raw + b * d.T * d.H + h;
   for (int64_t t = 0; t < d.T; ++t) dt[t] = softplus(r[t * d.H] + bias);
   for (int64_t t0 = 0; t0 < d.T; t0 += d.Q) {
+    const int64_t t1 = std::min(t0 + d.Q, d.T);
     float c = 0.0f;
-    for (int64_t t = t0; t < std::min(t0 + d.Q, d.T); ++t) cum[t] = c += dt[t] * A;
+    for (int64_t t = t0; t < t1; ++t) cum[t] = c += dt[t] * A;
+    c = 0.0f;
+    for (int64_t t = t1 - 1; t >= t0; --t) {
+      tail[t] = c;
+      c += dt[t] * A;
+    }
   }
+}
+
+// Row i of the segment sums from row i - 1: seg[j] = a_{j+1} + ... + a_i (j < i), seg[i] = 0, with
+// a_i = dt_i A. Each entry sums only its own segment (as segsum in mamba_ssm's ssd_minimal), so
+// e^{seg[j]} keeps full relative precision where e^{cum_i - cum_j} would not (see the top of the file).
+inline void next_seg_row(float* __restrict seg, int64_t i, float ai) {
+#pragma omp simd
+  for (int64_t j = 0; j < i; ++j) seg[j] += ai;
+  seg[i] = 0.0f;
 }
 
 inline int64_t block_end(int64_t i, int64_t L) { return std::min((i / kRowBlock + 1) * kRowBlock, L); }
@@ -107,9 +128,9 @@ void lower_t_mm(float* Y, int64_t ldy, const float* M, int64_t ldm, const float*
 }
 
 // S[N, W] <- e^{cum_{L-1}} S + B^T Xw per head block of P columns, with
-// Xw[j, k P + p] = e^{cum_{L-1} - cum_j} dt_j x[j, k P + p] (scratch [L, W]).
-void pass_state(float* S, float* Xw, const float* X, const float* Bc, const float* dt, const float* cum, int64_t heads,
-                int64_t L, const Dims& d) {
+// Xw[j, k P + p] = e^{tail_j} dt_j x[j, k P + p] (scratch [L, W]).
+void pass_state(float* S, float* Xw, const float* X, const float* Bc, const float* dt, const float* cum,
+                const float* tail, int64_t heads, int64_t L, const Dims& d) {
   const int64_t P = d.P, N = d.N, W = heads * P, ld = d.ld(), T = d.T;
   for (int64_t n = 0; n < N; ++n)
     for (int64_t k = 0; k < heads; ++k) {
@@ -121,7 +142,7 @@ void pass_state(float* S, float* Xw, const float* X, const float* Bc, const floa
   // Token rows are swept whole (all heads), the order in which they lie in memory.
   for (int64_t j = 0; j < L; ++j)
     for (int64_t k = 0; k < heads; ++k) {
-      const float w = exp_nonpos(cum[k * T + L - 1] - cum[k * T + j]) * dt[k * T + j];
+      const float w = exp_nonpos(tail[k * T + j]) * dt[k * T + j];
       const float* __restrict xr = X + j * ld + k * P;
       float* __restrict o = Xw + j * W + k * P;
 #pragma omp simd
@@ -132,10 +153,12 @@ void pass_state(float* S, float* Xw, const float* X, const float* Bc, const floa
 
 // Per-thread scratch of the forward.
 struct FwdScratch {
-  std::vector<float> dt, cum, ex, S, CB, M, Xw;
+  std::vector<float> dt, cum, tail, seg, ex, S, CB, M, Xw;
   explicit FwdScratch(const Dims& d)
       : dt(size_t(d.max_heads * d.T)),
         cum(size_t(d.max_heads * d.T)),
+        tail(size_t(d.max_heads * d.T)),
+        seg(size_t(d.Q)),
         ex(size_t(d.max_heads * d.Q)),
         S(size_t(d.N * d.max_heads * d.P)),
         CB(size_t(d.Q * d.Q)),
@@ -161,7 +184,8 @@ void ssd_forward(float* y, float* s_last, const float* x, const float* dt_raw, c
       if (!s0) std::fill_n(S, N * W, 0.0f);
       for (int64_t k = 0; k < nh; ++k) {
         const int64_t h = tk.h0 + k;
-        head_dt(sc.dt.data() + k * T, sc.cum.data() + k * T, dt_raw, dt_bias[h], A[h], d, tk.b, h);
+        head_dt(sc.dt.data() + k * T, sc.cum.data() + k * T, sc.tail.data() + k * T, dt_raw, dt_bias[h], A[h], d,
+                tk.b, h);
         if (s0) {
           const float* s = s0 + (tk.b * H + h) * P * N;
           for (int64_t p = 0; p < P; ++p)
@@ -189,21 +213,22 @@ void ssd_forward(float* y, float* s_last, const float* x, const float* dt_raw, c
           }
         for (int64_t k = 0; k < nh; ++k) {
           const float* dk = sc.dt.data() + k * T + t0;
-          const float* ck = sc.cum.data() + k * T + t0;
+          const float Ah = A[tk.h0 + k];
           float* __restrict M = sc.M.data();
+          float* __restrict seg = sc.seg.data();
           for (int64_t i = 0; i < L; ++i) {
-            const float ci = ck[i];
+            next_seg_row(seg, i, dk[i] * Ah);
             const float* __restrict cb = sc.CB.data() + i * Q;
             float* __restrict m = M + i * Q;
 #pragma omp simd
-            for (int64_t j = 0; j <= i; ++j) m[j] = cb[j] * exp_nonpos(ci - ck[j]) * dk[j];
+            for (int64_t j = 0; j <= i; ++j) m[j] = cb[j] * exp_nonpos(seg[j]) * dk[j];
             std::fill(m + i + 1, m + block_end(i, L), 0.0f);
           }
           lower_mm(Y + k * P, ld, M, Q, X + k * P, ld, L, P);
         }
         // The last chunk's state is only needed when the caller keeps it.
         if (c + 1 < d.nc || s_last)
-          pass_state(S, sc.Xw.data(), X, Bc, sc.dt.data() + t0, sc.cum.data() + t0, nh, L, d);
+          pass_state(S, sc.Xw.data(), X, Bc, sc.dt.data() + t0, sc.cum.data() + t0, sc.tail.data() + t0, nh, L, d);
       }
       if (s_last) {
         for (int64_t k = 0; k < nh; ++k) {
@@ -220,10 +245,12 @@ namespace {
 
 // Per-thread scratch of the backward.
 struct BwdScratch {
-  std::vector<float> dt, cum, S, dS, CB, DX, K1, K2, Yr, dye, V, Xq, ex, q, ddt, dcum;
+  std::vector<float> dt, cum, tail, seg, S, dS, CB, DX, K1, K2, Yr, dye, V, Xq, ex, q, ddt, dcum;
   explicit BwdScratch(const Dims& d)
       : dt(size_t(d.max_heads * d.T)),
         cum(size_t(d.max_heads * d.T)),
+        tail(size_t(d.max_heads * d.T)),
+        seg(size_t(d.Q)),
         S(size_t(std::max<int64_t>(d.nc, 1) * d.N * d.max_heads * d.P)),
         dS(size_t(d.N * d.max_heads * d.P)),
         CB(size_t(d.Q * d.Q)),
@@ -264,16 +291,16 @@ struct ChunkIO {
 //     with v_j = dS_out^T B_j:  dx_j += q_j dt_j v_j,  ddt_j += q_j x_j . v_j,  dB_j += dS_out (q_j dt_j x_j),
 //     dS_in += e^{cum_{L-1}} dS_out, and cum_{L-1} / cum_j move by +/- q_j dt_j x_j . v_j and
 //     e^{cum_{L-1}} <dS_out, S_in>.
-void chunk_backward(BwdScratch& sc, HeadSums* sums, const ChunkIO& io, const float* S_in, const float* Dskip,
-                    const Task& tk, int64_t t0, int64_t L, const Dims& d) {
+void chunk_backward(BwdScratch& sc, HeadSums* sums, const ChunkIO& io, const float* S_in, const float* A,
+                    const float* Dskip, const Task& tk, int64_t t0, int64_t L, const Dims& d) {
   const int64_t P = d.P, N = d.N, Q = d.Q, T = d.T, ld = d.ld(), bs = d.bs(), nh = tk.heads(), W = nh * P;
   float* dS = sc.dS.data();
   for (int64_t k = 0; k < nh; ++k) {
     const float* ck = sc.cum.data() + k * T + t0;
-    const float cl = ck[L - 1];
+    const float* tl = sc.tail.data() + k * T + t0;
     for (int64_t j = 0; j < L; ++j) {
       sc.ex[k * Q + j] = exp_nonpos(ck[j]);
-      sc.q[k * Q + j] = exp_nonpos(cl - ck[j]);
+      sc.q[k * Q + j] = exp_nonpos(tl[j]);
       sc.ddt[k * Q + j] = 0.0f;
       sc.dcum[k * Q + j] = 0.0f;
     }
@@ -351,7 +378,8 @@ void chunk_backward(BwdScratch& sc, HeadSums* sums, const ChunkIO& io, const flo
   std::fill_n(K2, L * Q, 0.0f);
   for (int64_t k = 0; k < nh; ++k) {
     const float* dk = sc.dt.data() + k * T + t0;
-    const float* ck = sc.cum.data() + k * T + t0;
+    const float Ah = A[tk.h0 + k];
+    float* __restrict seg = sc.seg.data();
     float* __restrict ddt = sc.ddt.data() + k * Q;
     float* __restrict dc = sc.dcum.data() + k * Q;
     const float* DYk = io.DY + k * P;
@@ -361,7 +389,7 @@ void chunk_backward(BwdScratch& sc, HeadSums* sums, const ChunkIO& io, const flo
       gemm(false, true, r1 - r0, r1, P, 1.0f, DYk + r0 * ld, ld, Xk, ld, 0.0f, DX + r0 * Q, Q);
     }
     for (int64_t i = 0; i < L; ++i) {
-      const float ci = ck[i];
+      next_seg_row(seg, i, dk[i] * Ah);
       const float* __restrict cb = sc.CB.data() + i * Q;
       const float* __restrict dx = DX + i * Q;
       float* __restrict k1 = K1 + i * Q;
@@ -369,7 +397,7 @@ void chunk_backward(BwdScratch& sc, HeadSums* sums, const ChunkIO& io, const flo
       float rowsum = 0.0f;
 #pragma omp simd reduction(+ : rowsum)
       for (int64_t j = 0; j <= i; ++j) {
-        const float e = exp_nonpos(ci - ck[j]);
+        const float e = exp_nonpos(seg[j]);
         const float cbe = cb[j] * e;
         const float g = cbe * dx[j];
         k1[j] = cbe * dk[j];
@@ -415,7 +443,8 @@ void ssd_backward(float* dx, float* ddt_raw, float* dA, float* dBm, float* dCm, 
       }
       for (int64_t k = 0; k < nh; ++k) {
         const int64_t h = tk.h0 + k;
-        head_dt(sc.dt.data() + k * T, sc.cum.data() + k * T, dt_raw, dt_bias[h], A[h], d, tk.b, h);
+        head_dt(sc.dt.data() + k * T, sc.cum.data() + k * T, sc.tail.data() + k * T, dt_raw, dt_bias[h], A[h], d,
+                tk.b, h);
       }
       auto bc = [&](auto* base, int64_t t0) { return base + (tk.b * T + t0) * bs + tk.g * N; };
       auto xr = [&](auto* base, int64_t t0) { return base + (tk.b * T + t0) * ld + tk.h0 * P; };
@@ -425,15 +454,15 @@ void ssd_backward(float* dx, float* ddt_raw, float* dA, float* dBm, float* dCm, 
       for (int64_t c = 0; c + 1 < d.nc; ++c) {
         float* next = S + (c + 1) * N * W;
         std::memcpy(next, S + c * N * W, sizeof(float) * size_t(N * W));
-        pass_state(next, sc.Xq.data(), xr(x, c * Q), bc(Bm, c * Q), sc.dt.data() + c * Q, sc.cum.data() + c * Q, nh,
-                   Q, d);
+        pass_state(next, sc.Xq.data(), xr(x, c * Q), bc(Bm, c * Q), sc.dt.data() + c * Q, sc.cum.data() + c * Q,
+                   sc.tail.data() + c * Q, nh, Q, d);
       }
       std::fill_n(sc.dS.data(), N * W, 0.0f);
       HeadSums* hs = sums.data() + tk.b * H + tk.h0;
       for (int64_t c = d.nc - 1; c >= 0; --c) {
         const int64_t t0 = c * Q, L = std::min(Q, T - t0);
         const ChunkIO io{xr(x, t0), xr(dy, t0), bc(Bm, t0), bc(Cm, t0), xr(dx, t0), bc(dBs, t0), bc(dCs, t0)};
-        chunk_backward(sc, hs, io, S + c * N * W, Dskip, tk, t0, L, d);
+        chunk_backward(sc, hs, io, S + c * N * W, A, Dskip, tk, t0, L, d);
         // cum_i = a_0 + ... + a_i, so da_t = sum_{i>=t} dcum_i; a = dt A; dt = softplus(dt_raw + bias).
         for (int64_t k = 0; k < nh; ++k) {
           const int64_t h = tk.h0 + k;

@@ -50,6 +50,21 @@ __global__ void add_strided_kernel(float* __restrict__ dst, int64_t dst_ld, cons
   }
 }
 
+// Round to nearest even on the bits, exactly as core/dtype.h f32_to_bf16 (cuda_bf16.h's
+// __float2bfloat16_rn returns a canonical NaN instead of keeping the payload, so the CPU and CUDA
+// shadows would differ on NaN).
+__global__ void cast_f32_to_bf16_kernel(uint16_t* __restrict__ out, const float* __restrict__ in, int64_t N) {
+  STRATA_GRID_STRIDE(i, N) {
+    uint32_t u = __float_as_uint(in[i]);
+    if ((u & 0x7fffffffu) > 0x7f800000u) {
+      out[i] = uint16_t((u >> 16) | 0x40u);
+    } else {
+      u += 0x7fffu + ((u >> 16) & 1u);
+      out[i] = uint16_t(u >> 16);
+    }
+  }
+}
+
 #undef STRATA_GRID_STRIDE
 
 }  // namespace
@@ -100,6 +115,12 @@ void copy_strided_pairs(float* dst, int64_t dst_ld, const float* src, int64_t sr
 void add_strided(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, int64_t rows, int64_t cols) {
   if (rows <= 0 || cols <= 0) return;
   add_strided_kernel<<<grid_1d(rows * cols), kBlock1d, 0, current_stream()>>>(dst, dst_ld, src, src_ld, rows, cols);
+  CUDA_CHECK_LAUNCH();
+}
+
+void cast_f32_to_bf16(uint16_t* out, const float* in, int64_t n) {
+  if (n <= 0) return;
+  cast_f32_to_bf16_kernel<<<grid_1d(n), kBlock1d, 0, current_stream()>>>(out, in, n);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -12,6 +12,15 @@ bool device_available();
 // Why device_available() is false ("no CUDA device: <cudaGetErrorString>"), or "" when it is true.
 std::string unavailable_reason();
 
+// The current device as benchmarks report it: its name and peak DRAM bandwidth (2 transfers a
+// clock x memory clock x bus width: what decode's bandwidth bound divides by; 0 when the driver does
+// not report the clock).
+struct DeviceInfo {
+  std::string name;
+  double peak_gbs = 0;
+};
+DeviceInfo device_info();
+
 void* alloc(size_t bytes);            // cudaMalloc; 256-byte aligned; bytes == 0 gives nullptr
 void free(void* p);                   // nullptr is a no-op; never throws (used by destructors)
 void memset_zero(void* p, size_t bytes);  // queued on the current stream

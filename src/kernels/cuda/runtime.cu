@@ -67,6 +67,20 @@ void* cublaslt_workspace() { return blas().workspace; }
 bool device_available() { return availability().ok; }
 std::string unavailable_reason() { return availability().reason; }
 
+DeviceInfo device_info() {
+  int dev = 0, clock_khz = 0, bus_bits = 0;
+  CUDA_CHECK(cudaGetDevice(&dev));
+  cudaDeviceProp prop{};
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
+  // Attributes rather than cudaDeviceProp fields: CUDA 13 dropped cudaDeviceProp::memoryClockRate.
+  CUDA_CHECK(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrMemoryClockRate, dev));
+  CUDA_CHECK(cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, dev));
+  DeviceInfo d;
+  d.name = prop.name;
+  d.peak_gbs = 2.0 * clock_khz * 1e3 * (bus_bits / 8.0) / 1e9;
+  return d;
+}
+
 void* alloc(size_t bytes) {
   if (bytes == 0) return nullptr;
   void* p = nullptr;
