@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include "bench_args.h"
+
 #ifdef STRATA_WITH_CUDA
 #include "core/device.h"
 #include "core/dtype.h"
@@ -28,14 +30,7 @@
 
 namespace {
 
-std::vector<long> parse_list(const char* s) {
-  std::vector<long> v;
-  for (const char* p = s; *p;) {
-    v.push_back(std::strtol(p, const_cast<char**>(&p), 10));
-    if (*p == ',') ++p;
-  }
-  return v;
-}
+using strata::bench::parse_list;
 
 struct Options {
   bool json = false;

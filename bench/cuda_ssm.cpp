@@ -15,6 +15,9 @@
 #include <cstring>
 #include <string>
 #include <vector>
+#include <fmt/format.h>
+
+#include "bench_args.h"
 
 #ifdef STRATA_WITH_CUDA
 #include "core/rng.h"
@@ -25,14 +28,7 @@
 
 namespace {
 
-std::vector<long> parse_list(const char* s) {
-  std::vector<long> v;
-  for (const char* p = s; *p;) {
-    v.push_back(std::strtol(p, const_cast<char**>(&p), 10));
-    if (*p == ',') ++p;
-  }
-  return v;
-}
+using strata::bench::parse_list;
 
 struct Options {
   bool json = false;
@@ -115,7 +111,10 @@ void report(const Options& o, const char* op, const std::string& shape, double m
 
 std::string fields(std::initializer_list<std::pair<const char*, long>> kv) {
   std::string s;
-  for (const auto& [k, v] : kv) s += (s.empty() ? "" : ",") + std::string("\"") + k + "\":" + std::to_string(v);
+  for (const auto& [k, v] : kv) {
+    if (!s.empty()) s += ',';
+    s += fmt::format("\"{}\":{}", k, v);
+  }
   return s;
 }
 

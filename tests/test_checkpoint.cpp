@@ -480,7 +480,7 @@ TEST(Checkpoint, KillDuringSaveNeverLosesTheLastCheckpoint) {
   CheckpointView big;
   std::vector<float> data = st::randn(1 << 20, 5);  // 4 MiB, viewed 3 x 3 times
   for (int i = 0; i < 3; ++i)
-    for (auto* g : {&big.params, &big.adam_m, &big.adam_v}) g->push_back({"w" + std::to_string(i), {1 << 20}, data.data()});
+    for (auto* g : {&big.params, &big.adam_m, &big.adam_v}) g->push_back({fmt::format("w{}", i), {1 << 20}, data.data()});
   big.state.step = 2;
   int saw_old = 0, saw_new = 0;
   for (int delay_us : {0, 1000, 5000, 20000, 60000, 150000, 1000000}) {
