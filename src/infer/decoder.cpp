@@ -90,16 +90,26 @@ bool Decoder::step_graph(float* logits_dev, const int32_t* ids_dev) {
   arena_.reset();
   Ctx ctx{device_, &arena_, false};
   cuda::synchronize();  // work queued on the default stream (prefill) comes first
+  auto restore_positions = [&] {
+    for (size_t l = 0; l < cache_.blocks.size(); ++l)
+      if (cache_.blocks[l]) cache_.blocks[l]->pos = pos[l];
+    cache_.pos = model_pos;
+  };
   std::string why;
-  if (graph_->g.run([&] { model_.step_on_device(ctx, logits_dev, ids_dev, cache_); }, &why)) {
-    graph_->g.synchronize();
+  bool ran = false;
+  try {
+    ran = graph_->g.run([&] { model_.step_on_device(ctx, logits_dev, ids_dev, cache_); }, &why);
+    if (ran) graph_->g.synchronize();
+  } catch (...) {
+    restore_positions();  // whether recorded or not, this step's outcome is unknown: undo it
+    throw;
+  }
+  if (ran) {
     ++graph_steps_;
     graph_failures_ = 0;
     return true;
   }
-  for (size_t l = 0; l < cache_.blocks.size(); ++l)
-    if (cache_.blocks[l]) cache_.blocks[l]->pos = pos[l];
-  cache_.pos = model_pos;
+  restore_positions();
   // One failure may be a scratch pool that was too small for this step (it has grown now); a second
   // in a row means the step holds something a graph cannot.
   if (++graph_failures_ >= 2) {

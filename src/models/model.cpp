@@ -21,11 +21,17 @@ int64_t ModelCache::bytes() const {
   return b;
 }
 
-Model::Model(const ModelConfig& cfg, uint64_t seed) : Model(cfg, Uninitialised{}) {
+Model::Model(const ModelConfig& cfg, uint64_t seed) : cfg_(cfg) {
+  add_parameters();
   params_.allocate(seed);
 }
 
 Model::Model(const ModelConfig& cfg, Uninitialised) : cfg_(cfg) {
+  add_parameters();
+  params_.allocate(0, false);
+}
+
+void Model::add_parameters() {
   resolve(cfg_);
   const int64_t D = cfg_.d_model, V = cfg_.vocab_size;
   embed_ = params_.add("embed_tokens.weight", {V, D}, Init::normal(cfg_.init_std), true);
@@ -40,7 +46,6 @@ Model::Model(const ModelConfig& cfg, Uninitialised) : cfg_(cfg) {
   }
   final_norm_ = params_.add("norm_f.weight", {D}, Init::constant(1.0f), false);
   if (!cfg_.tie_embeddings) head_ = params_.add("lm_head.weight", {V, D}, Init::normal(cfg_.init_std), true);
-  params_.allocate(0, false);
 }
 
 std::string Model::layer_pattern() const {

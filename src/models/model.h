@@ -70,6 +70,7 @@ class Model {
   double flops_per_token(int64_t T) const;  // forward only
 
  private:
+  void add_parameters();  // the layers and their parameter entries (before allocation)
   void run_trunk(Ctx& ctx, float* x, int64_t B, int64_t T, ModelCache* cache, bool save);
   void logits_on_device(Ctx& ctx, float* logits_dev, const int32_t* ids_dev, int64_t B, int64_t T, ModelCache* cache);
   void head_forward(const Ctx& ctx, float* logits, const float* hn, int64_t N) const;

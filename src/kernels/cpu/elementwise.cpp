@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "core/dtype.h"
+#include "core/error.h"
 
 namespace strata::cpu {
 namespace {
@@ -43,6 +44,7 @@ void copy_strided(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, 
 
 void copy_strided_pairs(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, int64_t rows, int64_t cols,
                         bool split_pairs) {
+  STRATA_CHECK(cols % 2 == 0, "copy_strided_pairs: cols = {} must be even (pairs)", cols);
   const int64_t half = cols / 2;
 #pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
   for (int64_t r = 0; r < rows; ++r) {

@@ -106,6 +106,7 @@ void copy_strided(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, 
 
 void copy_strided_pairs(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, int64_t rows, int64_t cols,
                         bool split_pairs) {
+  STRATA_CHECK(cols % 2 == 0, "copy_strided_pairs: cols = {} must be even (pairs)", cols);
   if (rows <= 0 || cols <= 0) return;
   copy_strided_pairs_kernel<<<grid_1d(rows * cols), kBlock1d, 0, current_stream()>>>(dst, dst_ld, src, src_ld, rows,
                                                                                       cols, split_pairs);

@@ -42,6 +42,8 @@ StepGraph::~StepGraph() {
 }
 
 void StepGraph::run_direct(const std::function<void()>& work) {
+  // The pool's memory is reused from its start: the previous step's work must be done with it.
+  CUDA_CHECK(cudaStreamSynchronize(impl_->stream));
   impl_->pool.grow();
   impl_->pool.reset();
   OnStream on(impl_->stream, &impl_->pool);
@@ -50,6 +52,7 @@ void StepGraph::run_direct(const std::function<void()>& work) {
 
 bool StepGraph::run(const std::function<void()>& work, std::string* why) {
   Impl& m = *impl_;
+  CUDA_CHECK(cudaStreamSynchronize(m.stream));  // as in run_direct: the pool is reused from its start
   m.pool.grow();
   m.pool.reset();
   cudaGraph_t graph = nullptr;
@@ -59,11 +62,24 @@ bool StepGraph::run(const std::function<void()>& work, std::string* why) {
     CUDA_CHECK(cudaStreamBeginCapture(m.stream, cudaStreamCaptureModeThreadLocal));
     try {
       work();
-    } catch (const std::exception& e) {
-      cudaStreamEndCapture(m.stream, &graph);
+    } catch (...) {
+      // The stream must leave capture mode whatever was thrown. Then: a recording the CUDA runtime
+      // invalidated (the work made a call a graph cannot hold) or a full scratch pool means "run it
+      // directly"; anything else (a shape check, a full cache) is the work's own error: rethrown.
+      const cudaError_t end = cudaStreamEndCapture(m.stream, &graph);
       if (graph) cudaGraphDestroy(graph);
       cudaGetLastError();  // capture errors are not sticky; clear the last one
-      if (why) *why = e.what();
+      const bool unrecordable = end != cudaSuccess || m.pool.exhausted();
+      if (!unrecordable) throw;
+      if (why) {
+        try {
+          throw;
+        } catch (const std::exception& e) {
+          *why = e.what();
+        } catch (...) {
+          *why = "unknown exception";
+        }
+      }
       return false;
     }
     const cudaError_t err = cudaStreamEndCapture(m.stream, &graph);

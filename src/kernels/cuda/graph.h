@@ -25,8 +25,11 @@ class StepGraph {
   // Runs `work` (which must only queue device work on the current stream: no synchronisation, no
   // host <-> device copy) by recording it on a private stream and launching the graph there. Returns
   // false, with `why` set and nothing launched, when the recording failed (the work tried something
-  // a graph cannot hold); the caller must then undo any host-side state `work` changed and run it
-  // directly. Any scratch memory `work` took beyond the pool is noted, and the pool grows first.
+  // a graph cannot hold, or needed more scratch than the pool had); the caller must then undo any
+  // host-side state `work` changed and run it directly. Any other exception from `work` is
+  // rethrown (after the capture has been ended). Any scratch memory `work` took beyond the pool is
+  // noted, and the pool grows first. Waits for the previous run on the stream before reusing the
+  // pool; the launch itself is asynchronous (synchronize() before reading the results).
   bool run(const std::function<void()>& work, std::string* why);
   // The same work without a graph, on the same stream and scratch pool (warm-up, fallback).
   void run_direct(const std::function<void()>& work);

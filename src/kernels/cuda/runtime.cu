@@ -149,6 +149,7 @@ void* ScratchPool::take(size_t bytes, bool recording) {
   used_ = at + bytes;
   high_water_ = std::max(high_water_, used_);
   if (used_ <= capacity_) return base_ + at;
+  exhausted_ = recording;
   STRATA_CHECK(!recording, "CUDA graph scratch pool exhausted while recording ({} of {} bytes)", used_, capacity_);
   return nullptr;
 }

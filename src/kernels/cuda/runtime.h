@@ -58,7 +58,8 @@ class ScratchPool {
   ~ScratchPool();
   ScratchPool(const ScratchPool&) = delete;
   ScratchPool& operator=(const ScratchPool&) = delete;
-  void reset() { used_ = 0; }
+  void reset() { used_ = 0, exhausted_ = false; }
+  bool exhausted() const { return exhausted_; }  // a request was refused while recording
   void grow();  // to the high-water mark (synchronises the device when it reallocates)
   void* take(size_t bytes, bool recording);  // nullptr: not in the pool (only when not recording)
   size_t capacity() const { return capacity_; }
@@ -66,6 +67,7 @@ class ScratchPool {
  private:
   char* base_ = nullptr;
   size_t capacity_ = 0, used_ = 0, high_water_ = 0;
+  bool exhausted_ = false;
 };
 // Installs `pool` for this thread's DeviceBuffers (nullptr uninstalls).
 void set_scratch_pool(ScratchPool* pool);
