@@ -9,35 +9,24 @@
 #include "infer/decoder.h"
 #include "infer/generate.h"
 #include "models/model.h"
+#include "model_testing.h"
 #include "testing.h"
 
 using namespace strata;
 
 namespace {
 
+// The shared tiny hybrid, without a shared expert.
 ModelConfig hybrid() {
-  ModelConfig c;
-  c.d_model = 32;
-  c.pattern = "M*E-";
-  c.attention.heads = 4;
-  c.attention.kv_heads = 2;
-  c.mamba.d_state = 8;
-  c.mamba.head_dim = 16;
-  c.mamba.chunk = 8;
-  c.mlp.hidden = 48;
-  c.moe.experts = 4;
-  c.moe.top_k = 2;
-  c.moe.hidden = 24;
-  c.init_std = 0.1f;
+  ModelConfig c = strata::testing::tiny_model("M*E-");
+  c.moe.shared_experts = 0;
   return c;
 }
 
 TEST(Decoder, StepsEqualForwardAndPrefill) {
   Model m(hybrid(), 4);
   const int64_t B = 2, T = 15, V = m.vocab(), T1 = 9;
-  Rng r(8);
-  std::vector<int32_t> ids(size_t(B * T));
-  for (auto& x : ids) x = int32_t(r.below(256));
+  const auto ids = strata::testing::random_tokens(B * T, 8);
   std::vector<float> fwd(size_t(B * T * V));
   Arena a;
   Ctx ctx{Device::cpu, &a, false};

@@ -7,46 +7,14 @@
 
 #include "core/error.h"
 #include "models/model.h"
+#include "model_testing.h"
 #include "testing.h"
 
 using namespace strata;
+using strata::testing::random_tokens;
+using strata::testing::tiny_model;
 
 namespace {
-
-ModelConfig tiny(const std::string& pattern, int mamba_version = 2, const std::string& attention = "gqa") {
-  ModelConfig c;
-  c.d_model = 32;
-  c.pattern = pattern;
-  c.repeat = 1;
-  c.attention.heads = 4;
-  c.attention.kv_heads = 2;
-  c.mamba.version = mamba_version;
-  c.mamba.d_state = 8;
-  c.mamba.head_dim = 16;
-  c.mamba.chunk = 8;
-  c.mlp.hidden = 48;
-  c.moe.experts = 4;
-  c.moe.top_k = 2;
-  c.moe.hidden = 24;
-  c.moe.shared_experts = 1;
-  c.init_std = 0.1f;  // larger than the default so that the layers matter for the logits
-  if (attention == "mla") {  // DeepSeek-V3 shaped: compressed queries, interleaved RoPE
-    c.attention.kind = "mla";
-    c.attention.q_lora_rank = 16;
-    c.attention.kv_lora_rank = 24;
-    c.attention.qk_nope_head_dim = 8;
-    c.attention.qk_rope_head_dim = 4;
-    c.attention.v_head_dim = 6;
-  }
-  return c;
-}
-
-std::vector<int32_t> tokens(int64_t n, uint64_t seed) {
-  Rng r(seed);
-  std::vector<int32_t> t(static_cast<size_t>(n));
-  for (auto& x : t) x = int32_t(r.below(256));
-  return t;
-}
 
 struct Case {
   const char* name;
@@ -59,9 +27,9 @@ class ModelParity : public ::testing::TestWithParam<Case> {};
 
 TEST_P(ModelParity, DecodeEqualsForwardAndPrefillThenStep) {
   Case k = GetParam();
-  Model m(tiny(k.pattern, k.mamba_version, k.attention), 3);
+  Model m(tiny_model(k.pattern, k.mamba_version, k.attention), 3);
   const int64_t B = 2, T = 21, V = m.vocab(), T1 = 13;
-  auto ids = tokens(B * T, 5);
+  auto ids = random_tokens(B * T, 5);
   Arena arena;
   Ctx ctx{Device::cpu, &arena, false};
   std::vector<float> fwd(static_cast<size_t>(B * T * V));
@@ -112,11 +80,11 @@ INSTANTIATE_TEST_SUITE_P(Blocks, ModelParity,
 class ModelGradient : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(ModelGradient, MatchesFiniteDifferences) {
-  ModelConfig c = tiny("M*E-", 2, GetParam());
+  ModelConfig c = tiny_model("M*E-", 2, GetParam());
   c.moe.aux_loss = 0.0f;  // the aux loss's f_e is piecewise constant: keep the check to the smooth part
   Model m(c, 11);
   const int64_t B = 2, T = 9;
-  auto ids = tokens(B * T, 1), tgt = tokens(B * T, 2);
+  auto ids = random_tokens(B * T, 1), tgt = random_tokens(B * T, 2);
   Arena arena;
   Ctx ctx{Device::cpu, &arena, true};
   ParamStore& ps = m.params();
@@ -170,11 +138,11 @@ INSTANTIATE_TEST_SUITE_P(Attention, ModelGradient, ::testing::Values("gqa", "mla
 // Gradient accumulation passes 1/accum as loss_scale; every gradient, the MoE aux loss's included,
 // must carry it (the router gradient is where a missed scale would show).
 TEST(ModelBackward, LossScaleScalesEveryGradientIncludingAuxLoss) {
-  ModelConfig c = tiny("E-");
+  ModelConfig c = tiny_model("E-");
   c.moe.aux_loss = 0.5f;
   Model m(c, 5);
   const int64_t B = 2, T = 7;
-  auto ids = tokens(B * T, 3), tgt = tokens(B * T, 4);
+  auto ids = random_tokens(B * T, 3), tgt = random_tokens(B * T, 4);
   Arena arena;
   Ctx ctx{Device::cpu, &arena, true};
   ParamStore& ps = m.params();
@@ -193,7 +161,7 @@ TEST(ModelBackward, LossScaleScalesEveryGradientIncludingAuxLoss) {
 }
 
 TEST(ModelBackward, RefusesWithoutForward) {
-  Model m(tiny("*-"), 1);
+  Model m(tiny_model("*-"), 1);
   Arena arena;
   Ctx ctx{Device::cpu, &arena, true};
   EXPECT_THROW(m.backward(ctx), strata::Error);

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "models/model.h"
+#include "model_testing.h"
 #include "testing.h"
 
 using namespace strata;
@@ -24,39 +25,10 @@ struct Case {
 };
 
 ModelConfig config_of(const Case& k) {
-  ModelConfig c;
-  c.d_model = 32;
-  c.pattern = k.pattern;
-  c.attention.heads = 4;
-  c.attention.kv_heads = 2;
-  c.mamba.version = k.mamba_version;
-  c.mamba.d_state = 8;
-  c.mamba.head_dim = 16;
-  c.mamba.chunk = 8;
+  ModelConfig c = strata::testing::tiny_model(k.pattern, k.mamba_version, k.attention);
   c.mamba.bias = k.bias;  // in_proj / out_proj biases: the bias path of the bf16 linear
-  c.mlp.hidden = 48;
-  c.moe.experts = 4;
-  c.moe.top_k = 2;
-  c.moe.hidden = 24;
-  c.moe.shared_experts = 1;
   c.tie_embeddings = k.tie;
-  c.init_std = 0.1f;
-  if (std::string(k.attention) == "mla") {
-    c.attention.kind = "mla";
-    c.attention.q_lora_rank = 16;
-    c.attention.kv_lora_rank = 24;
-    c.attention.qk_nope_head_dim = 8;
-    c.attention.qk_rope_head_dim = 4;
-    c.attention.v_head_dim = 6;
-  }
   return c;
-}
-
-std::vector<int32_t> tokens(int64_t n, uint64_t seed) {
-  Rng r(seed);
-  std::vector<int32_t> t(static_cast<size_t>(n));
-  for (auto& x : t) x = int32_t(r.below(256));
-  return t;
 }
 
 double rel_norm(const float* a, const float* b, int64_t n) {
@@ -72,7 +44,7 @@ TEST_P(ModelBf16, LossGradientsAndDecodeTrackFp32) {
   Model m(config_of(k), 3);
   ParamStore& ps = m.params();
   const int64_t B = 2, T = 11, V = m.vocab();
-  auto ids = tokens(B * T, 1), tgt = tokens(B * T, 2);
+  auto ids = strata::testing::random_tokens(B * T, 1), tgt = strata::testing::random_tokens(B * T, 2);
   Arena arena;
   Ctx ctx{Device::cpu, &arena, true};
   auto train_step = [&](std::vector<float>& grad) {

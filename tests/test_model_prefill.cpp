@@ -6,35 +6,17 @@
 
 #include "core/error.h"
 #include "models/model.h"
+#include "model_testing.h"
 #include "testing.h"
 
 using namespace strata;
 
 namespace {
 
+// The shared tiny models, without a shared expert.
 ModelConfig tiny(const std::string& pattern, int mamba_version, const std::string& attention) {
-  ModelConfig c;
-  c.d_model = 32;
-  c.pattern = pattern;
-  c.attention.heads = 4;
-  c.attention.kv_heads = 2;
-  c.mamba.version = mamba_version;
-  c.mamba.d_state = 8;
-  c.mamba.head_dim = 16;
-  c.mamba.chunk = 8;
-  c.mlp.hidden = 48;
-  c.moe.experts = 4;
-  c.moe.top_k = 2;
-  c.moe.hidden = 24;
-  c.init_std = 0.1f;  // larger than the default so that the layers matter for the logits
-  if (attention == "mla") {
-    c.attention.kind = "mla";
-    c.attention.q_lora_rank = 16;
-    c.attention.kv_lora_rank = 24;
-    c.attention.qk_nope_head_dim = 8;
-    c.attention.qk_rope_head_dim = 4;
-    c.attention.v_head_dim = 6;
-  }
+  ModelConfig c = strata::testing::tiny_model(pattern, mamba_version, attention);
+  c.moe.shared_experts = 0;
   return c;
 }
 

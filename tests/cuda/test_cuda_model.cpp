@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.h"
+#include "model_testing.h"
 #include "testing.h"
 #include "core/rng.h"
 #include "cuda_testing.h"
@@ -21,38 +22,9 @@ using namespace strata;
 
 namespace {
 
+// The shared tiny models at twice their width: wide enough for the kernels' tiles to matter.
 ModelConfig tiny(const std::string& pattern, int mamba_version, bool mla) {
-  ModelConfig c;
-  c.d_model = 64;
-  c.pattern = pattern;
-  c.attention.heads = 4;
-  c.attention.kv_heads = 2;
-  c.mamba.version = mamba_version;
-  c.mamba.d_state = 16;
-  c.mamba.head_dim = 32;
-  c.mamba.chunk = 16;
-  c.mlp.hidden = 96;
-  c.moe.experts = 4;
-  c.moe.top_k = 2;
-  c.moe.hidden = 48;
-  c.moe.shared_experts = 1;
-  c.init_std = 0.1f;
-  if (mla) {
-    c.attention.kind = "mla";
-    c.attention.q_lora_rank = 32;
-    c.attention.kv_lora_rank = 48;
-    c.attention.qk_nope_head_dim = 16;
-    c.attention.qk_rope_head_dim = 8;
-    c.attention.v_head_dim = 16;
-  }
-  return c;
-}
-
-std::vector<int32_t> tokens(int64_t n, uint64_t seed) {
-  Rng r(seed);
-  std::vector<int32_t> t(static_cast<size_t>(n));
-  for (auto& x : t) x = int32_t(r.below(256));
-  return t;
+  return strata::testing::tiny_model(pattern, mamba_version, mla ? "mla" : "gqa", 2);
 }
 
 struct Case {
@@ -72,7 +44,7 @@ TEST_P(CudaModel, ForwardMatchesCpuAndDecodeMatchesForward) {
   Model cpu_m(cfg, 3), gpu_m(cfg, 3);
   gpu_m.params().to_device(Device::cuda);
   const int64_t T = 37, V = cpu_m.vocab();
-  const auto ids = tokens(T, 5);
+  const auto ids = strata::testing::random_tokens(T, 5);
 
   std::vector<float> want(size_t(T * V)), got(size_t(T * V));
   {
