@@ -12,10 +12,19 @@ size_t dtype_size(DType t);
 std::string_view dtype_name(DType t);
 std::string_view device_name(Device d);
 
-// bf16 is the top half of an fp32; rounding to nearest even keeps the storage error unbiased.
+// bf16 is the top half of an fp32; rounding to nearest even keeps the storage error unbiased. NaNs
+// keep their payload (made quiet). Also compiled for the GPU, so that the CUDA cast rounds exactly
+// as this one (cuda_bf16.h's __float2bfloat16_rn canonicalises NaNs instead).
+#ifdef __CUDACC__
+__host__ __device__
+#endif
 inline uint16_t f32_to_bf16(float f) {
   uint32_t u;
+#ifdef __CUDA_ARCH__
+  u = __float_as_uint(f);
+#else
   std::memcpy(&u, &f, 4);
+#endif
   if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40);  // quiet NaN
   u += 0x7fffu + ((u >> 16) & 1u);
   return uint16_t(u >> 16);

@@ -1,5 +1,6 @@
 // Residual adds, scaling and copies on CUDA (see elementwise.h; the CPU twin is
 // kernels/cpu/elementwise.cpp): grid-stride loops, one pass.
+#include "core/dtype.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/elementwise.h"
 
@@ -50,19 +51,9 @@ __global__ void add_strided_kernel(float* __restrict__ dst, int64_t dst_ld, cons
   }
 }
 
-// Round to nearest even on the bits, exactly as core/dtype.h f32_to_bf16 (cuda_bf16.h's
-// __float2bfloat16_rn returns a canonical NaN instead of keeping the payload, so the CPU and CUDA
-// shadows would differ on NaN).
+// The CPU twin's rounding itself (core/dtype.h), so the CPU and CUDA shadows agree bit for bit.
 __global__ void cast_f32_to_bf16_kernel(uint16_t* __restrict__ out, const float* __restrict__ in, int64_t N) {
-  STRATA_GRID_STRIDE(i, N) {
-    uint32_t u = __float_as_uint(in[i]);
-    if ((u & 0x7fffffffu) > 0x7f800000u) {
-      out[i] = uint16_t((u >> 16) | 0x40u);
-    } else {
-      u += 0x7fffu + ((u >> 16) & 1u);
-      out[i] = uint16_t(u >> 16);
-    }
-  }
+  STRATA_GRID_STRIDE(i, N) out[i] = f32_to_bf16(in[i]);
 }
 
 #undef STRATA_GRID_STRIDE
