@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "cli.h"
+#include "core/device.h"
 
 namespace fs = std::filesystem;
 using namespace strata::testing;
@@ -61,6 +62,19 @@ TEST(CliErrors, MissingFiles) {
   write_text(d + "/a.yaml", tiny_config());
   expect_error(run("train a.yaml data.path=nowhere.txt", d), {"nowhere.txt", "not found"});
   expect_error(run("generate --ckpt nowhere.h5", d), {"nowhere.h5", "not found"});
+}
+
+// --device cuda where this binary or machine cannot run CUDA: refused before the checkpoint is read
+// (so even a missing one is not what the message is about).
+TEST(CliErrors, DeviceCudaWithoutAGpuIsRefusedFirst) {
+  if (strata::cuda_available()) GTEST_SKIP() << "a CUDA device is usable here";
+  std::string d = scratch_dir("err_device");
+  expect_error(run("generate --ckpt nowhere.h5 --device cuda", d), {"--device: device cuda:"});
+  expect_error(run("score --ckpt nowhere.h5 --ids-file ids.txt --out o.npy --device cuda", d), {"--device: device cuda:"});
+  // An unknown device is CLI11's own validation (its exit code, not ours): the message names both.
+  const RunResult tpu = run("generate --ckpt nowhere.h5 --device tpu", d);
+  EXPECT_NE(tpu.code, 0);
+  EXPECT_NE(tpu.out.find("--device: tpu not in {cpu,cuda}"), std::string::npos) << tpu.out;
 }
 
 TEST(CliErrors, CorruptCheckpointsAreRefused) {

@@ -177,16 +177,14 @@ int main(int argc, char** argv) {
                  r.last_checkpoint);
       return 0;
     }
-    // The model is loaded on the host and then moved: checkpoints and HF directories are read there.
-    auto place = [&](LoadedModel& lm) {
-      const Device d = device == "cuda" ? Device::cuda : Device::cpu;
-      require_device(d, "--device");
-      lm.model->params().to_device(d);
-      gopts.decoder.cuda_graphs = !no_graphs;
-    };
+    // generate / score: the device is checked before anything is read; the model is loaded on the
+    // host (checkpoints and HF directories are read there) and then moved.
+    const Device run_on = device == "cuda" ? Device::cuda : Device::cpu;
+    if (*gen || *sc) require_device(run_on, "--device");
+    gopts.decoder.cuda_graphs = !no_graphs;
     if (*gen) {
       LoadedModel lm = load_model(resolve_checkpoint(ckpt));
-      place(lm);
+      lm.model->params().to_device(run_on);
       const bool as_ids = print_ids || (!lm.tokenizer && lm.config.model.vocab != "bytes");
       std::vector<int32_t> ids = prompt_ids.empty() ? encode_text(lm, prompt) : parse_ids(prompt_ids, "--prompt-ids", lm.model->vocab());
       if (ids.empty()) throw InputError("generate: the prompt is empty");
@@ -203,7 +201,7 @@ int main(int argc, char** argv) {
     if (*sc) {
       if (text_file.empty() == ids_file.empty()) throw InputError("score: give --text-file or --ids-file");
       LoadedModel lm = load_model(resolve_checkpoint(ckpt));
-      place(lm);
+      lm.model->params().to_device(run_on);
       std::vector<int32_t> ids = ids_file.empty() ? encode_text(lm, read_file(text_file))
                                                   : parse_ids(read_file(ids_file), ids_file, lm.model->vocab());
       if (ids.empty()) throw InputError(fmt::format("'{}' is empty", ids_file.empty() ? text_file : ids_file));

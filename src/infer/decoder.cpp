@@ -47,10 +47,6 @@ void Decoder::prefill(const int32_t* ids, int64_t T, float* logits) {
 }
 
 void Decoder::step(const int32_t* ids, float* logits) {
-  // The embedding checks ids itself, except inside a graph (it cannot synchronise there): check
-  // them here, the same way for every path.
-  for (int64_t b = 0; b < B_; ++b)
-    STRATA_CHECK(ids[b] >= 0 && ids[b] < V_, "decode: token id {} outside the vocabulary [0, {})", ids[b], V_);
   if (device_ == Device::cpu) {
     arena_.reset();
     Ctx ctx{device_, &arena_, false};
@@ -58,6 +54,11 @@ void Decoder::step(const int32_t* ids, float* logits) {
     ++steps_;
     return;
   }
+  // The embedding checks ids itself, except inside a graph recording (it cannot synchronise there):
+  // for a recorded step they are checked here, on the host, before anything runs.
+  if (use_graphs_)
+    for (int64_t b = 0; b < B_; ++b)
+      STRATA_CHECK(ids[b] >= 0 && ids[b] < V_, "decode: token id {} outside the vocabulary [0, {})", ids[b], V_);
   copy_bytes(ids_dev_.data(), device_, ids, Device::cpu, sizeof(int32_t) * size_t(B_));
   // The first step runs directly: it grows the arena and the scratch pool to their working size,
   // which a recording cannot do.

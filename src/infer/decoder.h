@@ -2,9 +2,9 @@
 // Token-by-token decoding of B sequences on the model's device: the cache, the activation arena,
 // and, on CUDA, the per-step graph (kernels/cuda/graph.h). generate() and score(decode) run on it.
 //
-// On cpu a step is Model::step. On cuda the ids are checked on the host, staged once per step into a
-// fixed device buffer, and the step (Model::step_on_device) is recorded into a CUDA graph and
-// replayed; the first step runs directly (the arena and scratch pool grow to their working size),
+// On cpu a step is Model::step. On cuda the ids are staged once per step into a fixed device
+// buffer (checked on the host first when graphs are on: the embedding cannot check them inside a
+// recording), and the step (Model::step_on_device) is recorded into a CUDA graph and replayed; the first step runs directly (the arena and scratch pool grow to their working size),
 // and a step the graph cannot hold runs directly too; after two such steps in a row graphs are off
 // for this decoder, with a one-line notice on stderr.
 #include <cstdint>
