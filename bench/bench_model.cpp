@@ -23,6 +23,7 @@
 // achieved. Only train.precision fp32 is measured (the PyTorch peer is fp32 too).
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -34,6 +35,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_args.h"
 #include "core/device.h"
 #include "core/error.h"
 #include "core/rng.h"
@@ -83,18 +85,11 @@ Options parse(int argc, char** argv) {
   };
   auto int_list = [&](int& i, const std::string& name) {
     if (i + 1 >= argc) usage(name + " needs a value");
+    const std::string v = argv[++i];
     std::vector<int64_t> out;
-    std::string v = argv[++i];
-    for (size_t at = 0; at <= v.size();) {
-      size_t end = v.find(',', at);
-      if (end == std::string::npos) end = v.size();
-      std::string item = v.substr(at, end - at);
-      char* stop = nullptr;
-      long long x = std::strtoll(item.c_str(), &stop, 10);
-      if (item.empty() || *stop || x < 1) usage(name + ": expected positive integers separated by commas, got '" + v + "'");
-      out.push_back(x);
-      at = end + 1;
-    }
+    for (long x : strata::bench::parse_list(v.c_str())) out.push_back(x);
+    if (out.empty() || *std::min_element(out.begin(), out.end()) < 1)
+      usage(name + ": expected positive integers separated by commas, got '" + v + "'");
     return out;
   };
   for (int i = 1; i < argc; ++i) {
