@@ -47,25 +47,25 @@ __global__ void silu_backward_kernel(float* dx, const float* dout, const float* 
 
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t N) {
   if (N <= 0) return;
-  swiglu_forward_kernel<<<grid_1d(N), kBlock1d, 0, current_stream()>>>(out, gate, up, N);
+  STRATA_LAUNCH((grid_1d(N), kBlock1d, 0, current_stream()), swiglu_forward_kernel)(out, gate, up, N);
   CUDA_CHECK_LAUNCH();
 }
 
 void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t N) {
   if (N <= 0) return;
-  swiglu_backward_kernel<<<grid_1d(N), kBlock1d, 0, current_stream()>>>(dgate, dup, dout, gate, up, N);
+  STRATA_LAUNCH((grid_1d(N), kBlock1d, 0, current_stream()), swiglu_backward_kernel)(dgate, dup, dout, gate, up, N);
   CUDA_CHECK_LAUNCH();
 }
 
 void silu_forward(float* out, const float* x, int64_t N) {
   if (N <= 0) return;
-  silu_forward_kernel<<<grid_1d(N), kBlock1d, 0, current_stream()>>>(out, x, N);
+  STRATA_LAUNCH((grid_1d(N), kBlock1d, 0, current_stream()), silu_forward_kernel)(out, x, N);
   CUDA_CHECK_LAUNCH();
 }
 
 void silu_backward(float* dx, const float* dout, const float* x, int64_t N) {
   if (N <= 0) return;
-  silu_backward_kernel<<<grid_1d(N), kBlock1d, 0, current_stream()>>>(dx, dout, x, N);
+  STRATA_LAUNCH((grid_1d(N), kBlock1d, 0, current_stream()), silu_backward_kernel)(dx, dout, x, N);
   CUDA_CHECK_LAUNCH();
 }
 

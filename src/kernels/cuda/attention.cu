@@ -30,7 +30,7 @@ template <class Kernel, class Params>
 void launch(Kernel kernel, Grid grid, size_t smem, cudaStream_t stream, const Params& p) {
   if (smem > 48 * 1024)
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-  kernel<<<dim3(grid.x, grid.y, grid.z), kThreads, smem, stream>>>(p);
+  STRATA_LAUNCH((dim3(grid.x, grid.y, grid.z), kThreads, smem, stream), kernel)(p);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -47,7 +47,7 @@ void run_forward(FwdParams p, int Tk_cap) {
   p.o_part = static_cast<float*>(scratch.data());
   p.lse_part = p.o_part + int64_t(p.nsplit) * plan.rows * p.dv;
   dispatch_forward<kPaged>(plan, [&](auto k) { launch(k, plan.grid, plan.smem, stream, p); });
-  combine_splits_kernel<<<ceil_div(plan.rows, kThreads / 32), kThreads, 0, stream>>>(
+  STRATA_LAUNCH((ceil_div(plan.rows, kThreads / 32), kThreads, 0, stream), combine_splits_kernel)(
       p.out, p.lse, p.o_part, p.lse_part, p.B, p.Tq, p.Hq, p.dv, p.nsplit);
   CUDA_CHECK_LAUNCH();
 }
@@ -158,7 +158,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   const int64_t rows = B * T * Hq;
   DeviceBuffer D(size_t(rows) * sizeof(float), stream);
   p.D = static_cast<float*>(D.data());
-  attn_bwd_dot_do_o_kernel<<<ceil_div(rows, kThreads / 32), kThreads, 0, stream>>>(
+  STRATA_LAUNCH((ceil_div(rows, kThreads / 32), kThreads, 0, stream), attn_bwd_dot_do_o_kernel)(
       static_cast<float*>(D.data()), dout, out, p.B, p.T, p.Hq, p.dv_dim);
   CUDA_CHECK_LAUNCH();
   dispatch_dkdv(plan, [&](auto kernel) { launch(kernel, plan.grid_kv, plan.smem, stream, p); });

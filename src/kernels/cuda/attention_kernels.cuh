@@ -52,10 +52,7 @@
 #define STRATA_UNROLL(n)
 #endif
 
-// Dynamic shared memory of a kernel (the emulator supplies its own definition).
-#ifndef STRATA_DYNAMIC_SMEM
-#define STRATA_DYNAMIC_SMEM(T, name) extern __shared__ __align__(16) T name[]
-#endif
+#include "kernels/cuda/launch.cuh"
 
 namespace strata::cuda::flash {
 namespace {
@@ -323,7 +320,7 @@ STRATA_UNROLL(4)
 __global__ void __launch_bounds__(kThreads)
     combine_splits_kernel(float* out, float* lse, const float* o_part, const float* lse_part, int B, int Tq, int Hq,
                           int dv, int nsplit) {
-  __shared__ float w[kThreads / 32][kMaxSplits];
+  STRATA_SHARED(float, w, [kThreads / 32][kMaxSplits]);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int64_t rows = int64_t(B) * Tq * Hq;
   const int64_t row = int64_t(blockIdx.x) * (kThreads / 32) + warp;  // (b*Tq + i)*Hq + h

@@ -57,7 +57,7 @@ constexpr int kColChunkRows = 128;
 
 template <class F>
 __global__ void column_partial_kernel(float* __restrict__ partial, int64_t N, int64_t D, F f) {
-  __shared__ float red[8][33];
+  STRATA_SHARED(float, red, [8][33]);
   const int64_t d = int64_t(blockIdx.x) * 32 + threadIdx.x;
   const int64_t n0 = int64_t(blockIdx.y) * kColChunkRows;
   const int64_t n1 = n0 + kColChunkRows < N ? n0 + kColChunkRows : N;
@@ -94,9 +94,9 @@ void column_sum_accumulate(float* out, int64_t N, int64_t D, F f, cudaStream_t s
   DeviceBuffer partial(size_t(nchunks * D) * sizeof(float), stream);
   float* p = static_cast<float*>(partial.data());
   const dim3 grid(unsigned((D + 31) / 32), unsigned(nchunks));
-  column_partial_kernel<F><<<grid, dim3(32, 8), 0, stream>>>(p, N, D, f);
+  STRATA_LAUNCH((grid, dim3(32, 8), 0, stream), column_partial_kernel<F>)(p, N, D, f);
   CUDA_CHECK_LAUNCH();
-  column_finalize_kernel<float><<<grid_1d(D), kBlock1d, 0, stream>>>(out, p, nchunks, D);
+  STRATA_LAUNCH((grid_1d(D), kBlock1d, 0, stream), column_finalize_kernel<float>)(out, p, nchunks, D);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -69,7 +69,7 @@ __global__ void conv_bwd_dx_kernel(float* dx, const float* dy, const float* x, c
 // keeps its K+1 sums in its own shared slots (any K works), then lane 0 adds the lanes in order.
 __global__ void conv_bwd_dw_partial_kernel(float* part, const float* dy, const float* x, const float* w,
                                            const float* bias, int64_t BT, int64_t T, int64_t C, int64_t K, bool silu) {
-  extern __shared__ float sacc[];  // [kRowLanes][K+1][kChanTile]
+  STRATA_DYNAMIC_SMEM(float, sacc);  // [kRowLanes][K+1][kChanTile]
   const int tx = int(threadIdx.x), ty = int(threadIdx.y);
   const int64_t c = int64_t(blockIdx.x) * kChanTile + tx;
   const int64_t chunk = blockIdx.y, r0 = chunk * kRows, r1 = r0 + kRows < BT ? r0 + kRows : BT;
@@ -139,7 +139,7 @@ void conv1d_causal_forward(float* y, const float* x, const float* w, const float
                            int64_t C, int64_t K, bool silu) {
   const int64_t total = B * T * C;
   if (total == 0) return;
-  conv_fwd_kernel<<<blocks_for(total), kThreads, 0, current_stream()>>>(y, x, w, bias, T, C, K, silu, total);
+  STRATA_LAUNCH((blocks_for(total), kThreads, 0, current_stream()), conv_fwd_kernel)(y, x, w, bias, T, C, K, silu, total);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -147,7 +147,7 @@ void conv1d_causal_backward(float* dx, float* dw, float* dbias, const float* dy,
                             const float* bias, int64_t B, int64_t T, int64_t C, int64_t K, bool silu) {
   const int64_t BT = B * T, total = BT * C;
   if (total == 0) return;  // nothing to assign, nothing to accumulate
-  conv_bwd_dx_kernel<<<blocks_for(total), kThreads, 0, current_stream()>>>(dx, dy, x, w, bias, T, C, K, silu, total);
+  STRATA_LAUNCH((blocks_for(total), kThreads, 0, current_stream()), conv_bwd_dx_kernel)(dx, dy, x, w, bias, T, C, K, silu, total);
   CUDA_CHECK_LAUNCH();
 
   const int64_t nchunks = (BT + kRows - 1) / kRows;
@@ -156,10 +156,10 @@ void conv1d_causal_backward(float* dx, float* dw, float* dbias, const float* dy,
   const size_t smem = size_t(kRowLanes) * size_t(K + 1) * kChanTile * sizeof(float);
   STRATA_CHECK(smem <= 48 * 1024, "conv1d_causal_backward: kernel size {} too large for the CUDA kernel", K);
   const dim3 grid(unsigned((C + kChanTile - 1) / kChanTile), unsigned(nchunks));
-  conv_bwd_dw_partial_kernel<<<grid, dim3(kChanTile, kRowLanes), smem, current_stream()>>>(part.get(), dy, x, w, bias, BT, T,
+  STRATA_LAUNCH((grid, dim3(kChanTile, kRowLanes), smem, current_stream()), conv_bwd_dw_partial_kernel)(part.get(), dy, x, w, bias, BT, T,
                                                                                    C, K, silu);
   CUDA_CHECK_LAUNCH();
-  conv_bwd_dw_reduce_kernel<<<blocks_for((K + 1) * C), kThreads, 0, current_stream()>>>(dw, dbias, part.get(), nchunks, C, K);
+  STRATA_LAUNCH((blocks_for((K + 1) * C), kThreads, 0, current_stream()), conv_bwd_dw_reduce_kernel)(dw, dbias, part.get(), nchunks, C, K);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -167,14 +167,14 @@ void conv1d_causal_step(float* y, float* state, const float* x, const float* w, 
                         int64_t C, int64_t K, bool silu) {
   const int64_t total = B * C;
   if (total == 0) return;
-  conv_step_kernel<<<blocks_for(total), kThreads, 0, current_stream()>>>(y, state, x, w, bias, C, K, silu, total);
+  STRATA_LAUNCH((blocks_for(total), kThreads, 0, current_stream()), conv_step_kernel)(y, state, x, w, bias, C, K, silu, total);
   CUDA_CHECK_LAUNCH();
 }
 
 void conv1d_state_from_sequence(float* state, const float* x, int64_t B, int64_t T, int64_t C, int64_t K) {
   const int64_t total = B * C * (K - 1);
   if (total <= 0) return;
-  conv_state_kernel<<<blocks_for(total), kThreads, 0, current_stream()>>>(state, x, T, C, K, total);
+  STRATA_LAUNCH((blocks_for(total), kThreads, 0, current_stream()), conv_state_kernel)(state, x, T, C, K, total);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -62,25 +62,25 @@ __global__ void cast_f32_to_bf16_kernel(uint16_t* __restrict__ out, const float*
 
 void add_inplace(float* y, const float* x, int64_t N) {
   if (N <= 0) return;
-  add_inplace_kernel<<<grid_1d(N), kBlock1d, 0, current_stream()>>>(y, x, N);
+  STRATA_LAUNCH((grid_1d(N), kBlock1d, 0, current_stream()), add_inplace_kernel)(y, x, N);
   CUDA_CHECK_LAUNCH();
 }
 
 void scale_inplace(float* x, float s, int64_t N) {
   if (N <= 0) return;
-  scale_inplace_kernel<<<grid_1d(N), kBlock1d, 0, current_stream()>>>(x, s, N);
+  STRATA_LAUNCH((grid_1d(N), kBlock1d, 0, current_stream()), scale_inplace_kernel)(x, s, N);
   CUDA_CHECK_LAUNCH();
 }
 
 void mul_add_inplace(float* y, const float* a, const float* b, int64_t N) {
   if (N <= 0) return;
-  mul_add_inplace_kernel<<<grid_1d(N), kBlock1d, 0, current_stream()>>>(y, a, b, N);
+  STRATA_LAUNCH((grid_1d(N), kBlock1d, 0, current_stream()), mul_add_inplace_kernel)(y, a, b, N);
   CUDA_CHECK_LAUNCH();
 }
 
 void neg_exp(float* out, const float* x, int64_t N) {
   if (N <= 0) return;
-  neg_exp_kernel<<<grid_1d(N), kBlock1d, 0, current_stream()>>>(out, x, N);
+  STRATA_LAUNCH((grid_1d(N), kBlock1d, 0, current_stream()), neg_exp_kernel)(out, x, N);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -91,7 +91,7 @@ void copy_f32(float* dst, const float* src, int64_t N) {
 void copy_strided(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, int64_t rows, int64_t cols) {
   if (rows <= 0 || cols <= 0) return;
   if (dst_ld == cols && src_ld == cols) return copy_f32(dst, src, rows * cols);
-  copy_strided_kernel<<<grid_1d(rows * cols), kBlock1d, 0, current_stream()>>>(dst, dst_ld, src, src_ld, rows, cols);
+  STRATA_LAUNCH((grid_1d(rows * cols), kBlock1d, 0, current_stream()), copy_strided_kernel)(dst, dst_ld, src, src_ld, rows, cols);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -99,20 +99,20 @@ void copy_strided_pairs(float* dst, int64_t dst_ld, const float* src, int64_t sr
                         bool split_pairs) {
   STRATA_CHECK(cols % 2 == 0, "copy_strided_pairs: cols = {} must be even (pairs)", cols);
   if (rows <= 0 || cols <= 0) return;
-  copy_strided_pairs_kernel<<<grid_1d(rows * cols), kBlock1d, 0, current_stream()>>>(dst, dst_ld, src, src_ld, rows,
+  STRATA_LAUNCH((grid_1d(rows * cols), kBlock1d, 0, current_stream()), copy_strided_pairs_kernel)(dst, dst_ld, src, src_ld, rows,
                                                                                       cols, split_pairs);
   CUDA_CHECK_LAUNCH();
 }
 
 void add_strided(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, int64_t rows, int64_t cols) {
   if (rows <= 0 || cols <= 0) return;
-  add_strided_kernel<<<grid_1d(rows * cols), kBlock1d, 0, current_stream()>>>(dst, dst_ld, src, src_ld, rows, cols);
+  STRATA_LAUNCH((grid_1d(rows * cols), kBlock1d, 0, current_stream()), add_strided_kernel)(dst, dst_ld, src, src_ld, rows, cols);
   CUDA_CHECK_LAUNCH();
 }
 
 void cast_f32_to_bf16(uint16_t* out, const float* in, int64_t n) {
   if (n <= 0) return;
-  cast_f32_to_bf16_kernel<<<grid_1d(n), kBlock1d, 0, current_stream()>>>(out, in, n);
+  STRATA_LAUNCH((grid_1d(n), kBlock1d, 0, current_stream()), cast_f32_to_bf16_kernel)(out, in, n);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -70,14 +70,14 @@ void embedding_forward(float* out, const float* table, const int32_t* ids, int64
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
   CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
   if (capture != cudaStreamCaptureStatusNone) {
-    embedding_forward_kernel<<<row_grid(N), kThreads, 0, stream>>>(out, table, ids, N, V, D, nullptr);
+    STRATA_LAUNCH((row_grid(N), kThreads, 0, stream), embedding_forward_kernel)(out, table, ids, N, V, D, nullptr);
     CUDA_CHECK_LAUNCH();
     return;
   }
   DeviceBuffer flag(sizeof(unsigned long long), stream);
   auto* bad = static_cast<unsigned long long*>(flag.data());
   CUDA_CHECK(cudaMemsetAsync(bad, 0xff, sizeof(unsigned long long), stream));
-  embedding_forward_kernel<<<row_grid(N), kThreads, 0, stream>>>(out, table, ids, N, V, D, bad);
+  STRATA_LAUNCH((row_grid(N), kThreads, 0, stream), embedding_forward_kernel)(out, table, ids, N, V, D, bad);
   CUDA_CHECK_LAUNCH();
   // The id check of the CPU twin costs one synchronisation here (the ids live on the device).
   unsigned long long first_bad = 0;
@@ -100,7 +100,7 @@ void embedding_backward(float* dtable, const float* dout, const int32_t* ids, in
   int32_t* pos_in = static_cast<int32_t*>(pairs.data());
   int32_t* keys_out = pos_in + N;
   int32_t* pos_out = keys_out + N;
-  iota_kernel<<<grid_1d(N), kBlock1d, 0, stream>>>(pos_in, N);
+  STRATA_LAUNCH((grid_1d(N), kBlock1d, 0, stream), iota_kernel)(pos_in, N);
   CUDA_CHECK_LAUNCH();
   size_t temp_bytes = 0;
   CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, ids, keys_out, pos_in, pos_out, n, 0, 32, stream));
@@ -112,7 +112,7 @@ void embedding_backward(float* dtable, const float* dout, const int32_t* ids, in
   CUDA_CHECK(cudaMemcpyAsync(&first[1], pos_out, sizeof(int32_t), cudaMemcpyDeviceToHost, stream));
   CUDA_CHECK(cudaStreamSynchronize(stream));
   STRATA_CHECK(first[0] >= 0, "embedding_backward: negative token id {} at {}", first[0], first[1]);
-  embedding_backward_runs_kernel<<<row_grid(N), kThreads, 0, stream>>>(dtable, dout, keys_out, pos_out, N, D);
+  STRATA_LAUNCH((row_grid(N), kThreads, 0, stream), embedding_backward_runs_kernel)(dtable, dout, keys_out, pos_out, N, D);
   CUDA_CHECK_LAUNCH();
 }
 

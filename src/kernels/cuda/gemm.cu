@@ -183,7 +183,7 @@ void gemm_any(const char* what, bool trans_a, bool trans_b, int64_t M, int64_t N
   check_dims(what, trans_a, trans_b, M, N, K, lda, ldb, ldc);
   if (M == 0 || N == 0) return;
   if (K == 0) {
-    scale_matrix_kernel<<<grid_1d(M * N), kBlock1d, 0, current_stream()>>>(C, M, N, ldc, beta);
+    STRATA_LAUNCH((grid_1d(M * N), kBlock1d, 0, current_stream()), scale_matrix_kernel)(C, M, N, ldc, beta);
     CUDA_CHECK_LAUNCH();
     return;
   }
@@ -223,7 +223,7 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
     if (!fused) lt_matmul(true, false, OC, N, IC, 1.0f, weight, IC, inp, IC, CUDA_R_32F, 0.0f, out, OC, nullptr);
   }
   if (bias && !fused) {
-    add_bias_kernel<<<grid_1d(N * OC), kBlock1d, 0, stream>>>(out, bias, N, OC);
+    STRATA_LAUNCH((grid_1d(N * OC), kBlock1d, 0, stream), add_bias_kernel)(out, bias, N, OC);
     CUDA_CHECK_LAUNCH();
   }
 }

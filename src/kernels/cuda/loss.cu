@@ -54,8 +54,8 @@ template <bool kBackward>
 __global__ void softmax_xent_kernel(float* __restrict__ losses, float* dlogits, const float* logits,
                                     const int32_t* __restrict__ targets, int64_t N, int64_t V, float dloss_scale,
                                     unsigned long long* bad_row) {
-  __shared__ MaxSum scratch[32];
-  __shared__ float xt_shared;
+  STRATA_SHARED(MaxSum, scratch, [32]);
+  STRATA_SHARED(float, xt_shared, );
   for (int64_t n = blockIdx.x; n < N; n += gridDim.x) {
     const float* x = logits + n * V;
     const int32_t t = targets[n];
@@ -100,7 +100,7 @@ struct LossResult {
 // Mean of losses over rows with target >= 0, in double, fixed order (one block).
 __global__ void mean_loss_kernel(LossResult* __restrict__ out, const float* __restrict__ losses,
                                  const int32_t* __restrict__ targets, int64_t N, const unsigned long long* bad_row) {
-  __shared__ double scratch[32];
+  STRATA_SHARED(double, scratch, [32]);
   double sum = 0.0, count = 0.0;
   for (int64_t n = threadIdx.x; n < N; n += blockDim.x)
     if (targets[n] >= 0) sum += double(losses[n]), count += 1.0;
@@ -123,10 +123,10 @@ float run(float* losses, float* dlogits, const float* logits, const int32_t* tar
   auto* bad = reinterpret_cast<unsigned long long*>(result + 1);
   CUDA_CHECK(cudaMemsetAsync(bad, 0xff, sizeof(unsigned long long), stream));
   const unsigned grid = unsigned(N < 65535 * 16 ? N : 65535 * 16);
-  softmax_xent_kernel<kBackward><<<grid, kThreads, 0, stream>>>(losses, dlogits, logits, targets, N, V, dloss_scale,
+  STRATA_LAUNCH((grid, kThreads, 0, stream), softmax_xent_kernel<kBackward>)(losses, dlogits, logits, targets, N, V, dloss_scale,
                                                                 bad);
   CUDA_CHECK_LAUNCH();
-  mean_loss_kernel<<<1, kThreads, 0, stream>>>(result, losses, targets, N, bad);
+  STRATA_LAUNCH((1, kThreads, 0, stream), mean_loss_kernel)(result, losses, targets, N, bad);
   CUDA_CHECK_LAUNCH();
   LossResult host{};
   CUDA_CHECK(cudaMemcpyAsync(&host, result, sizeof(host), cudaMemcpyDeviceToHost, stream));

@@ -275,14 +275,14 @@ void moe_route_forward(int32_t* idx, float* gate, float* probs, const float* log
                        int64_t k, bool renorm) {
   STRATA_CHECK(k >= 1 && k <= E, "moe_route_forward: top_k {} must be in [1, experts = {}]", k, E);
   if (N == 0) return;
-  route_fwd_kernel<<<warp_blocks(N), kThreads, 0, current_stream()>>>(idx, gate, probs, logits, N, E, k, renorm);
+  STRATA_LAUNCH((warp_blocks(N), kThreads, 0, current_stream()), route_fwd_kernel)(idx, gate, probs, logits, N, E, k, renorm);
   CUDA_CHECK_LAUNCH();
 }
 
 void moe_route_backward(float* dlogits, const float* dgate, const float* probs, const int32_t* idx,
                         const float* gate, int64_t N, int64_t E, int64_t k, bool renorm) {
   if (N == 0) return;
-  route_bwd_kernel<<<warp_blocks(N), kThreads, 0, current_stream()>>>(dlogits, dgate, probs, idx, gate, N, E, k,
+  STRATA_LAUNCH((warp_blocks(N), kThreads, 0, current_stream()), route_bwd_kernel)(dlogits, dgate, probs, idx, gate, N, E, k,
                                                                       renorm);
   CUDA_CHECK_LAUNCH();
 }
@@ -294,13 +294,13 @@ float moe_aux_loss_forward(const float* probs, const int32_t* idx, int64_t N, in
   Scratch<double> part(nchunks * E);
   Scratch<float> loss(1);
   memset_zero(ints.get(), sizeof(int32_t) * size_t(E + 1));
-  count_kernel<<<std::min<unsigned>(blocks_for(N * k), 1024), kThreads, 0, current_stream()>>>(ints.get(),
+  STRATA_LAUNCH((std::min<unsigned>(blocks_for(N * k), 1024), kThreads, 0, current_stream()), count_kernel)(ints.get(),
                                                                                                ints.get() + E, idx,
                                                                                                N * k, E);
   CUDA_CHECK_LAUNCH();
-  prob_sum_kernel<<<dim3(blocks_for(E), unsigned(nchunks)), kThreads, 0, current_stream()>>>(part.get(), probs, N, E);
+  STRATA_LAUNCH((dim3(blocks_for(E), unsigned(nchunks)), kThreads, 0, current_stream()), prob_sum_kernel)(part.get(), probs, N, E);
   CUDA_CHECK_LAUNCH();
-  aux_loss_kernel<<<1, 1, 0, current_stream()>>>(loss.get(), part.get(), ints.get(), nchunks, N, E, k);
+  STRATA_LAUNCH((1, 1, 0, current_stream()), aux_loss_kernel)(loss.get(), part.get(), ints.get(), nchunks, N, E, k);
   CUDA_CHECK_LAUNCH();
   check_flag(ints.get() + E, "moe_aux_loss_forward", E);
   float out = 0.0f;
@@ -315,13 +315,13 @@ void moe_aux_loss_backward(float* dlogits, const float* probs, const int32_t* id
   if (N == 0 || coef == 0.0f) return;
   Scratch<int32_t> ints(E + 1);
   memset_zero(ints.get(), sizeof(int32_t) * size_t(E + 1));
-  count_kernel<<<std::min<unsigned>(blocks_for(N * k), 1024), kThreads, 0, current_stream()>>>(ints.get(),
+  STRATA_LAUNCH((std::min<unsigned>(blocks_for(N * k), 1024), kThreads, 0, current_stream()), count_kernel)(ints.get(),
                                                                                                ints.get() + E, idx,
                                                                                                N * k, E);
   CUDA_CHECK_LAUNCH();
   // count_e / (N k) * E / N, folded with coef (the CPU twin's expression, in float).
   const float scale = coef * float(E) / (float(N) * float(N) * float(k));
-  aux_bwd_kernel<<<warp_blocks(N), kThreads, 0, current_stream()>>>(dlogits, probs, ints.get(), scale, N, E);
+  STRATA_LAUNCH((warp_blocks(N), kThreads, 0, current_stream()), aux_bwd_kernel)(dlogits, probs, ints.get(), scale, N, E);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -337,28 +337,28 @@ void moe_permute_indices(int32_t* offsets, int32_t* row_token, int32_t* row_of, 
   int32_t *assign = buf.get(), *sorted_expert = assign + n, *sorted_assign = sorted_expert + n,
           *ints = sorted_assign + n;
   memset_zero(ints, sizeof(int32_t) * size_t(E + 1));
-  count_kernel<<<std::min<unsigned>(blocks_for(n), 1024), kThreads, 0, current_stream()>>>(ints, ints + E, idx, n, E);
+  STRATA_LAUNCH((std::min<unsigned>(blocks_for(n), 1024), kThreads, 0, current_stream()), count_kernel)(ints, ints + E, idx, n, E);
   CUDA_CHECK_LAUNCH();
-  iota_kernel<<<blocks_for(n), kThreads, 0, current_stream()>>>(assign, n);
+  STRATA_LAUNCH((blocks_for(n), kThreads, 0, current_stream()), iota_kernel)(assign, n);
   CUDA_CHECK_LAUNCH();
   sort_pairs(sorted_expert, sorted_assign, idx, assign, n, bits_for(E));
-  permute_rows_kernel<<<blocks_for(n), kThreads, 0, current_stream()>>>(row_token, row_of, sorted_assign, n, k);
+  STRATA_LAUNCH((blocks_for(n), kThreads, 0, current_stream()), permute_rows_kernel)(row_token, row_of, sorted_assign, n, k);
   CUDA_CHECK_LAUNCH();
-  offsets_kernel<<<blocks_for(E + 1), kThreads, 0, current_stream()>>>(offsets, sorted_expert, n, E);
+  STRATA_LAUNCH((blocks_for(E + 1), kThreads, 0, current_stream()), offsets_kernel)(offsets, sorted_expert, n, E);
   CUDA_CHECK_LAUNCH();
   check_flag(ints + E, "moe_permute_indices", E);  // the caller reads offsets on the host next anyway
 }
 
 void moe_gather_rows(float* xp, const float* x, const int32_t* row_token, int64_t rows, int64_t D) {
   if (rows * D == 0) return;
-  gather_rows_kernel<<<grid_1d(rows * D), kThreads, 0, current_stream()>>>(xp, x, row_token, rows, D);
+  STRATA_LAUNCH((grid_1d(rows * D), kThreads, 0, current_stream()), gather_rows_kernel)(xp, x, row_token, rows, D);
   CUDA_CHECK_LAUNCH();
 }
 
 void moe_combine_forward(float* y, const float* yp, const float* gate, const int32_t* row_of, int64_t N, int64_t k,
                          int64_t D) {
   if (N * D == 0) return;
-  combine_fwd_kernel<<<grid_1d(N * D), kThreads, 0, current_stream()>>>(y, yp, gate, row_of, N, k, D);
+  STRATA_LAUNCH((grid_1d(N * D), kThreads, 0, current_stream()), combine_fwd_kernel)(y, yp, gate, row_of, N, k, D);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -366,10 +366,10 @@ void moe_combine_backward(float* dyp, float* dgate, const float* dy, const float
                           const int32_t* row_of, int64_t N, int64_t k, int64_t D) {
   if (N * k == 0) return;
   if (D > 0) {
-    combine_bwd_dyp_kernel<<<grid_1d(N * k * D), kThreads, 0, current_stream()>>>(dyp, dy, gate, row_of, N, k, D);
+    STRATA_LAUNCH((grid_1d(N * k * D), kThreads, 0, current_stream()), combine_bwd_dyp_kernel)(dyp, dy, gate, row_of, N, k, D);
     CUDA_CHECK_LAUNCH();
   }
-  combine_bwd_dgate_kernel<<<warp_blocks(N * k), kThreads, 0, current_stream()>>>(dgate, dy, yp, row_of, N, k, D);
+  STRATA_LAUNCH((warp_blocks(N * k), kThreads, 0, current_stream()), combine_bwd_dgate_kernel)(dgate, dy, yp, row_of, N, k, D);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -378,11 +378,11 @@ void moe_scatter_add_rows(float* dx, const float* dxp, const int32_t* row_token,
   STRATA_CHECK(rows < (int64_t(1) << 31), "moe_scatter_add_rows: {} rows exceed the int32 row index", rows);
   Scratch<int32_t> buf(3 * rows);
   int32_t *iota = buf.get(), *sorted_token = iota + rows, *sorted_row = sorted_token + rows;
-  iota_kernel<<<blocks_for(rows), kThreads, 0, current_stream()>>>(iota, rows);
+  STRATA_LAUNCH((blocks_for(rows), kThreads, 0, current_stream()), iota_kernel)(iota, rows);
   CUDA_CHECK_LAUNCH();
   sort_pairs(sorted_token, sorted_row, row_token, iota, rows, 31);  // token ids are >= 0: 31 bits hold them
   const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>((D + 127) / 128));
-  scatter_add_kernel<<<grid, 128, 0, current_stream()>>>(dx, dxp, sorted_token, sorted_row, rows, D);
+  STRATA_LAUNCH((grid, 128, 0, current_stream()), scatter_add_kernel)(dx, dxp, sorted_token, sorted_row, rows, D);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -36,7 +36,7 @@ __device__ bool find_row_tile(const int32_t* offsets, int64_t E, int64_t t, int6
 __global__ void __launch_bounds__(Mma::kThreads)
     grouped_fwd_kernel(float* out, const float* inp, const float* w, int64_t w_stride, const int32_t* offsets,
                        int64_t E, int64_t IC, int64_t OC) {
-  __shared__ float smem[Mma::kSmemFloats];
+  STRATA_SHARED(float, smem, [Mma::kSmemFloats]);
   int64_t e, r0, r1;
   if (!find_row_tile(offsets, E, blockIdx.x, e, r0, r1)) return;
   const int64_t o0 = int64_t(blockIdx.y) * kTile;
@@ -58,7 +58,7 @@ __global__ void __launch_bounds__(Mma::kThreads)
 __global__ void __launch_bounds__(Mma::kThreads)
     grouped_dinp_kernel(float* dinp, const float* dout, const float* w, int64_t w_stride, const int32_t* offsets,
                         int64_t E, int64_t IC, int64_t OC, bool accumulate) {
-  __shared__ float smem[Mma::kSmemFloats];
+  STRATA_SHARED(float, smem, [Mma::kSmemFloats]);
   int64_t e, r0, r1;
   if (!find_row_tile(offsets, E, blockIdx.x, e, r0, r1)) return;
   const int64_t i0 = int64_t(blockIdx.y) * kTile;
@@ -83,7 +83,7 @@ __global__ void __launch_bounds__(Mma::kThreads)
 __global__ void __launch_bounds__(Mma::kThreads)
     grouped_dw_kernel(float* dw, const float* dout, const float* inp, int64_t w_stride, const int32_t* offsets,
                       int64_t IC, int64_t OC) {
-  __shared__ float smem[Mma::kSmemFloats];
+  STRATA_SHARED(float, smem, [Mma::kSmemFloats]);
   const int64_t e = blockIdx.x, a = offsets[e], n = int64_t(offsets[e + 1]) - a;
   if (n <= 0) return;  // an idle expert gets no gradient
   const int64_t o0 = int64_t(blockIdx.y) * kTile, i0 = int64_t(blockIdx.z) * kTile;
@@ -116,7 +116,7 @@ void moe_grouped_linear_forward(float* out, const float* inp, const float* w, in
   check_shapes(rows, E, IC, OC, "moe_grouped_linear_forward");
   if (rows == 0) return;
   const dim3 grid(tiles(rows) + unsigned(E), tiles(OC));
-  grouped_fwd_kernel<<<grid, Mma::kThreads, 0, current_stream()>>>(out, inp, w, w_stride, offsets, E, IC, OC);
+  STRATA_LAUNCH((grid, Mma::kThreads, 0, current_stream()), grouped_fwd_kernel)(out, inp, w, w_stride, offsets, E, IC, OC);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -127,7 +127,7 @@ void moe_grouped_linear_backward(float* dinp, float* dw, const float* dout, cons
   if (rows == 0) return;
   if (dinp) {
     const dim3 grid(tiles(rows) + unsigned(E), tiles(IC));
-    grouped_dinp_kernel<<<grid, Mma::kThreads, 0, current_stream()>>>(dinp, dout, w, w_stride, offsets, E, IC, OC,
+    STRATA_LAUNCH((grid, Mma::kThreads, 0, current_stream()), grouped_dinp_kernel)(dinp, dout, w, w_stride, offsets, E, IC, OC,
                                                                       accumulate_dinp);
     CUDA_CHECK_LAUNCH();
   }
@@ -135,7 +135,7 @@ void moe_grouped_linear_backward(float* dinp, float* dw, const float* dout, cons
     STRATA_CHECK(tiles(OC) <= 65535 && tiles(IC) <= 65535, "moe_grouped_linear_backward: weight [{}, {}] exceeds the grid",
                  OC, IC);
     const dim3 grid(static_cast<unsigned>(E), tiles(OC), tiles(IC));
-    grouped_dw_kernel<<<grid, Mma::kThreads, 0, current_stream()>>>(dw, dout, inp, w_stride, offsets, IC, OC);
+    STRATA_LAUNCH((grid, Mma::kThreads, 0, current_stream()), grouped_dw_kernel)(dw, dout, inp, w_stride, offsets, IC, OC);
     CUDA_CHECK_LAUNCH();
   }
 }

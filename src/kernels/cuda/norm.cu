@@ -135,7 +135,7 @@ void check_gated(const char* what, int64_t N, int64_t D, int64_t group) {
 
 void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, int64_t N, int64_t D, float eps) {
   if (N <= 0) return;
-  rmsnorm_forward_kernel<<<warp_grid(N), 32 * kWarps, 0, current_stream()>>>(y, rstd, x, w, N, D, eps);
+  STRATA_LAUNCH((warp_grid(N), 32 * kWarps, 0, current_stream()), rmsnorm_forward_kernel)(y, rstd, x, w, N, D, eps);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -143,7 +143,7 @@ void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, con
                       int64_t N, int64_t D) {
   if (N <= 0) return;
   cudaStream_t stream = current_stream();
-  rmsnorm_backward_dx_kernel<<<warp_grid(N), 32 * kWarps, 0, stream>>>(dx, dy, x, w, rstd, N, D);
+  STRATA_LAUNCH((warp_grid(N), 32 * kWarps, 0, stream), rmsnorm_backward_dx_kernel)(dx, dy, x, w, rstd, N, D);
   CUDA_CHECK_LAUNCH();
   column_sum_accumulate(dw, N, D, RmsnormDw{dy, x, rstd, D}, stream);
 }
@@ -152,7 +152,7 @@ void rmsnorm_gated_forward(float* y, float* rstd, const float* x, const float* z
                            int64_t D, int64_t group, float eps) {
   check_gated("cuda::rmsnorm_gated_forward", N, D, group);
   if (N == 0 || D == 0) return;
-  rmsnorm_gated_forward_kernel<<<warp_grid(N * (D / group)), 32 * kWarps, 0, current_stream()>>>(y, rstd, x, z, w, N,
+  STRATA_LAUNCH((warp_grid(N * (D / group)), 32 * kWarps, 0, current_stream()), rmsnorm_gated_forward_kernel)(y, rstd, x, z, w, N,
                                                                                                   D, group, eps);
   CUDA_CHECK_LAUNCH();
 }
@@ -162,7 +162,7 @@ void rmsnorm_gated_backward(float* dx, float* dz, float* dw, const float* dy, co
   check_gated("cuda::rmsnorm_gated_backward", N, D, group);
   if (N == 0 || D == 0) return;
   cudaStream_t stream = current_stream();
-  rmsnorm_gated_backward_kernel<<<warp_grid(N * (D / group)), 32 * kWarps, 0, stream>>>(dx, dz, dy, x, z, w, rstd, N,
+  STRATA_LAUNCH((warp_grid(N * (D / group)), 32 * kWarps, 0, stream), rmsnorm_gated_backward_kernel)(dx, dz, dy, x, z, w, rstd, N,
                                                                                          D, group);
   CUDA_CHECK_LAUNCH();
   column_sum_accumulate(dw, N, D, GatedDw{dy, x, z, rstd, D, group}, stream);

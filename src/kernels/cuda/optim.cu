@@ -30,7 +30,7 @@ constexpr int kThreads = 256;
 
 // partial[c] = sum of x[i]^2 over chunk c, in double: per-thread strided sums, then a fixed tree.
 __global__ void sum_squares_partial_kernel(double* __restrict__ partial, const float* __restrict__ x, int64_t N) {
-  __shared__ double scratch[32];
+  STRATA_SHARED(double, scratch, [32]);
   const int64_t i0 = int64_t(blockIdx.x) * kChunk;
   const int64_t i1 = i0 + kChunk < N ? i0 + kChunk : N;
   double s = 0.0;
@@ -40,7 +40,7 @@ __global__ void sum_squares_partial_kernel(double* __restrict__ partial, const f
 }
 
 __global__ void sum_partials_kernel(double* __restrict__ out, const double* __restrict__ partial, int64_t n) {
-  __shared__ double scratch[32];
+  STRATA_SHARED(double, scratch, [32]);
   double s = 0.0;
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) s += partial[i];
   s = block_sum(s, scratch);
@@ -59,10 +59,10 @@ void adamw_update(float* params, const float* grads, float* m, float* v, const u
   const float lr_wd = lr * weight_decay;
   cudaStream_t stream = current_stream();
   if (decay_mask)
-    adamw_kernel<true><<<grid_1d(N), kBlock1d, 0, stream>>>(params, grads, m, v, decay_mask, N, lr, beta1, beta2, eps,
+    STRATA_LAUNCH((grid_1d(N), kBlock1d, 0, stream), adamw_kernel<true>)(params, grads, m, v, decay_mask, N, lr, beta1, beta2, eps,
                                                             lr_wd, inv_bc1, inv_sqrt_bc2, grad_scale);
   else
-    adamw_kernel<false><<<grid_1d(N), kBlock1d, 0, stream>>>(params, grads, m, v, nullptr, N, lr, beta1, beta2, eps,
+    STRATA_LAUNCH((grid_1d(N), kBlock1d, 0, stream), adamw_kernel<false>)(params, grads, m, v, nullptr, N, lr, beta1, beta2, eps,
                                                              lr_wd, inv_bc1, inv_sqrt_bc2, grad_scale);
   CUDA_CHECK_LAUNCH();
 }
@@ -75,9 +75,9 @@ double sum_squares(const float* x, int64_t N) {
   DeviceBuffer buf(size_t(nchunks + 1) * sizeof(double), stream);
   double* partial = static_cast<double*>(buf.data());
   double* total = partial + nchunks;
-  sum_squares_partial_kernel<<<unsigned(nchunks), kThreads, 0, stream>>>(partial, x, N);
+  STRATA_LAUNCH((unsigned(nchunks), kThreads, 0, stream), sum_squares_partial_kernel)(partial, x, N);
   CUDA_CHECK_LAUNCH();
-  sum_partials_kernel<<<1, kThreads, 0, stream>>>(total, partial, nchunks);
+  STRATA_LAUNCH((1, kThreads, 0, stream), sum_partials_kernel)(total, partial, nchunks);
   CUDA_CHECK_LAUNCH();
   double result = 0.0;
   CUDA_CHECK(cudaMemcpyAsync(&result, total, sizeof(double), cudaMemcpyDeviceToHost, stream));

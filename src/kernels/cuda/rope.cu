@@ -66,13 +66,13 @@ void rope_apply(float* out, const float* x, int64_t B, int64_t T, int64_t H, int
     DeviceBuffer table(size_t(2 * T * half) * sizeof(float), stream);
     float* cs = static_cast<float*>(table.data());
     float* sn = cs + T * half;
-    rope_table_kernel<<<grid_1d(T * half), kBlock1d, 0, stream>>>(cs, sn, T, half, pos0, f);
+    STRATA_LAUNCH((grid_1d(T * half), kBlock1d, 0, stream), rope_table_kernel)(cs, sn, T, half, pos0, f);
     CUDA_CHECK_LAUNCH();
-    rope_apply_kernel<<<grid_1d(B * T * H * half), kBlock1d, 0, stream>>>(out, x, cs, sn, B * T, T, H, hd, half, sign);
+    STRATA_LAUNCH((grid_1d(B * T * H * half), kBlock1d, 0, stream), rope_apply_kernel)(out, x, cs, sn, B * T, T, H, hd, half, sign);
     CUDA_CHECK_LAUNCH();
   }
   if (out != x && hd > rot) {
-    rope_copy_tail_kernel<<<grid_1d(B * T * H * (hd - rot)), kBlock1d, 0, stream>>>(out, x, B * T * H, hd, rot);
+    STRATA_LAUNCH((grid_1d(B * T * H * (hd - rot)), kBlock1d, 0, stream), rope_copy_tail_kernel)(out, x, B * T * H, hd, rot);
     CUDA_CHECK_LAUNCH();
   }
 }

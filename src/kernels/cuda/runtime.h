@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "core/error.h"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/memory.h"
 
 namespace strata::cuda {

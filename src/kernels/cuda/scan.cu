@@ -132,7 +132,7 @@ __device__ __forceinline__ float token_step(float* h, const float* Ar, float dtv
 // y[B, T, D] (and h_last[B, D, N]) from h0 (or zero). Grid (channel groups, B).
 template <int S>
 __global__ void __launch_bounds__(kThreads) scan_fwd_kernel(float* y, float* h_last, const float* h0, ScanArgs a) {
-  extern __shared__ float sm[];
+  STRATA_DYNAMIC_SMEM(float, sm);
   const int CPB = a.CPB, NP = a.NP;
   float* u_s = sm;                     // [kFwdTile][CPB]
   float* dt_s = u_s + kFwdTile * CPB;  // [kFwdTile][CPB]
@@ -219,7 +219,7 @@ __device__ void advance(float* h, const Channel<S>& ch, const ScanArgs& a, int64
 // Grid (channel groups, B).
 template <int S>
 __global__ void __launch_bounds__(kThreads) scan_bwd_kernel(BwdOut out, const float* dy, ScanArgs a) {
-  extern __shared__ float sm[];
+  STRATA_DYNAMIC_SMEM(float, sm);
   const int CPB = a.CPB, NP = a.NP, L = a.L, tid = int(threadIdx.x), warp = tid / 32;
   float* hsub = sm;                                  // [kSubsPerSeg][S][kThreads]
   float* hs = hsub + kSubsPerSeg * S * kThreads;     // [kSub + 1][S][kThreads]: hs[l] = state before token l
@@ -459,20 +459,20 @@ template <int S>
 struct LaunchFwd {
   static void run(float* y, float* h_last, const float* h0, const ScanArgs& a, dim3 grid, size_t smem) {
     allow_dynamic_smem(scan_fwd_kernel<S>, smem);
-    scan_fwd_kernel<S><<<grid, kThreads, smem, current_stream()>>>(y, h_last, h0, a);
+    STRATA_LAUNCH((grid, kThreads, smem, current_stream()), scan_fwd_kernel<S>)(y, h_last, h0, a);
   }
 };
 template <int S>
 struct LaunchBwd {
   static void run(const BwdOut& out, const float* dy, const ScanArgs& a, dim3 grid, size_t smem) {
     allow_dynamic_smem(scan_bwd_kernel<S>, smem);
-    scan_bwd_kernel<S><<<grid, kThreads, smem, current_stream()>>>(out, dy, a);
+    STRATA_LAUNCH((grid, kThreads, smem, current_stream()), scan_bwd_kernel<S>)(out, dy, a);
   }
 };
 template <int S>
 struct LaunchStep {
   static void run(float* y, float* h, const ScanArgs& a, unsigned blocks) {
-    scan_step_kernel<S><<<blocks, kThreads, 0, current_stream()>>>(y, h, a);
+    STRATA_LAUNCH((blocks, kThreads, 0, current_stream()), scan_step_kernel<S>)(y, h, a);
   }
 };
 
@@ -513,10 +513,10 @@ void selective_scan_backward(float* du, float* ddelta, float* dA, float* dBm, fl
   CUDA_CHECK_LAUNCH();
   const int64_t bcn = B * T * N;
   if (bcn > 0) {
-    scan_bc_reduce_kernel<<<unsigned((bcn + 255) / 256), 256, 0, current_stream()>>>(dBm, dCm, out.pB, out.pC, ngroups, bcn);
+    STRATA_LAUNCH((unsigned((bcn + 255) / 256), 256, 0, current_stream()), scan_bc_reduce_kernel)(dBm, dCm, out.pB, out.pC, ngroups, bcn);
     CUDA_CHECK_LAUNCH();
   }
-  scan_param_reduce_kernel<<<unsigned((D * N + 255) / 256), 256, 0, current_stream()>>>(dA, dDskip, ddelta_bias, out.pA,
+  STRATA_LAUNCH((unsigned((D * N + 255) / 256), 256, 0, current_stream()), scan_param_reduce_kernel)(dA, dDskip, ddelta_bias, out.pA,
                                                                                   out.pD, out.pBias, B, D, N);
   CUDA_CHECK_LAUNCH();
 }

@@ -85,7 +85,7 @@ __global__ void ssd_dt_kernel(float* dt, float* cum, const float* dt_raw, const 
 // CB[i, j] = C_i . B_j for j <= i (tiles wholly above the diagonal are skipped: never read).
 // Grid (B * nc * G, row tiles, column tiles).
 __global__ void __launch_bounds__(Mma::kThreads) ssd_cb_kernel(float* CB, const float* Cm, const float* Bm, Dims d) {
-  __shared__ float smem[Mma::kSmemFloats];
+  STRATA_SHARED(float, smem, [Mma::kSmemFloats]);
   const int64_t z = blockIdx.x, g = z % d.G, c = (z / d.G) % d.nc, b = z / (d.G * d.nc);
   const int64_t t0 = c * d.Q, L = d.len(c), i0 = int64_t(blockIdx.y) * kTile, j0 = int64_t(blockIdx.z) * kTile;
   if (i0 >= L || j0 >= L || j0 > i0 + kTile - 1) return;
@@ -110,7 +110,7 @@ __global__ void __launch_bounds__(Mma::kThreads) ssd_cb_kernel(float* CB, const 
 template <bool kDecayToEnd>
 __global__ void __launch_bounds__(Mma::kThreads) ssd_chunk_state_kernel(float* out, const float* X, const float* Y,
                                                                         const float* dt, const float* cum, Dims d) {
-  __shared__ float smem[Mma::kSmemFloats];
+  STRATA_SHARED(float, smem, [Mma::kSmemFloats]);
   const int64_t z = blockIdx.x, h = z % d.H, c = (z / d.H) % d.nc, b = z / (d.H * d.nc), g = h / d.hpg;
   const int64_t t0 = c * d.Q, L = d.len(c), p0 = int64_t(blockIdx.y) * kTile, n0 = int64_t(blockIdx.z) * kTile;
   const float* ch = cum + d.ht_at(b, h, t0);
@@ -180,7 +180,7 @@ __device__ float block_sum(float v, float* red) {
 // last[b, h, c] = e^{cum_last} <dS_out(c), S_in(c)>: the state passed on, through the chunk's decay.
 // One block of 256 per (b, c, h).
 __global__ void ssd_state_dot_kernel(float* last, const float* dS, const float* S_in, const float* cum, Dims d) {
-  __shared__ float red[256];
+  STRATA_SHARED(float, red, [256]);
   const int64_t z = blockIdx.x, h = z % d.H, c = (z / d.H) % d.nc, b = z / (d.H * d.nc);
   const int64_t PN = d.P * d.N, o = d.st_at(b, c, h);
   float s = 0.0f;
@@ -221,7 +221,7 @@ __global__ void __launch_bounds__(Mma::kThreads)
     ssd_chunk_scan_kernel(float* y, float* r, float* sdx, const float* x, const float* dy, const float* Cm,
                           const float* CB, const float* S_in, const float* dt, const float* cum, const float* Dskip,
                           Dims d) {
-  __shared__ float smem[Mma::kSmemFloats];
+  STRATA_SHARED(float, smem, [Mma::kSmemFloats]);
   const int64_t z = blockIdx.x, h = z % d.H, c = (z / d.H) % d.nc, b = z / (d.H * d.nc), g = h / d.hpg;
   const int64_t t0 = c * d.Q, L = d.len(c), i0 = int64_t(blockIdx.y) * kTile;
   if (i0 >= L) return;
@@ -291,7 +291,7 @@ __global__ void __launch_bounds__(Mma::kThreads)
 __global__ void __launch_bounds__(Mma::kThreads)
     ssd_dx_kernel(float* dx, float* xw, float* zq, const float* x, const float* dy, const float* Bm, const float* CB,
                   const float* dS, const float* dt, const float* cum, const float* Dskip, Dims d) {
-  __shared__ float smem[Mma::kSmemFloats];
+  STRATA_SHARED(float, smem, [Mma::kSmemFloats]);
   const int64_t z = blockIdx.x, h = z % d.H, c = (z / d.H) % d.nc, b = z / (d.H * d.nc), g = h / d.hpg;
   const int64_t t0 = c * d.Q, L = d.len(c), j0 = int64_t(blockIdx.y) * kTile;
   if (j0 >= L) return;
@@ -358,7 +358,7 @@ __global__ void __launch_bounds__(Mma::kThreads)
 // Grid (B * nc * G, row tiles, column tiles); tiles wholly above the diagonal are skipped (never read).
 __global__ void __launch_bounds__(Mma::kThreads)
     ssd_dcb_kernel(float* dCB, const float* x, const float* dy, const float* dt, const float* cum, Dims d) {
-  __shared__ float smem[Mma::kSmemFloats];
+  STRATA_SHARED(float, smem, [Mma::kSmemFloats]);
   const int64_t z = blockIdx.x, g = z % d.G, c = (z / d.G) % d.nc, b = z / (d.G * d.nc);
   const int64_t t0 = c * d.Q, L = d.len(c), i0 = int64_t(blockIdx.y) * kTile, j0 = int64_t(blockIdx.z) * kTile;
   if (i0 >= L || j0 >= L || j0 > i0 + kTile - 1) return;
@@ -397,7 +397,7 @@ template <bool kC>
 __global__ void __launch_bounds__(Mma::kThreads)
     ssd_dbc_kernel(float* out, const float* dCB, const float* BCo, const float* XY, const float* S, const float* dt,
                    const float* cum, Dims d) {
-  __shared__ float smem[Mma::kSmemFloats];
+  STRATA_SHARED(float, smem, [Mma::kSmemFloats]);
   const int64_t z = blockIdx.x, g = z % d.G, c = (z / d.G) % d.nc, b = z / (d.G * d.nc);
   const int64_t t0 = c * d.Q, L = d.len(c), r0 = int64_t(blockIdx.y) * kTile, n0 = int64_t(blockIdx.z) * kTile;
   if (r0 >= L) return;
@@ -529,14 +529,14 @@ void run_forward_prefix(Forward& f, const Dims& d, float* s_last, const float* s
                         const float* dt_bias, const float* A, const float* Bm, const float* Cm) {
   cudaStream_t st = current_stream();
   const int64_t bch = d.B * d.nc * d.H, bcg = d.B * d.nc * d.G;
-  ssd_dt_kernel<<<blocks_1d(bch, 128), 128, 0, st>>>(f.dt.get(), f.cum.get(), dt_raw, dt_bias, A, d);
+  STRATA_LAUNCH((blocks_1d(bch, 128), 128, 0, st), ssd_dt_kernel)(f.dt.get(), f.cum.get(), dt_raw, dt_bias, A, d);
   CUDA_CHECK_LAUNCH();
-  ssd_cb_kernel<<<dim3(unsigned(bcg), tiles(d.Q), tiles(d.Q)), Mma::kThreads, 0, st>>>(f.CB.get(), Cm, Bm, d);
+  STRATA_LAUNCH((dim3(unsigned(bcg), tiles(d.Q), tiles(d.Q)), Mma::kThreads, 0, st), ssd_cb_kernel)(f.CB.get(), Cm, Bm, d);
   CUDA_CHECK_LAUNCH();
-  ssd_chunk_state_kernel<true><<<dim3(unsigned(bch), tiles(d.P), tiles(d.N)), Mma::kThreads, 0, st>>>(
+  STRATA_LAUNCH((dim3(unsigned(bch), tiles(d.P), tiles(d.N)), Mma::kThreads, 0, st), ssd_chunk_state_kernel<true>)(
       f.st.get(), x, Bm, f.dt.get(), f.cum.get(), d);
   CUDA_CHECK_LAUNCH();
-  ssd_state_pass_kernel<<<blocks_1d(d.B * d.H * d.P * d.N, 256), 256, 0, st>>>(f.st.get(), s_last, s0, f.cum.get(),
+  STRATA_LAUNCH((blocks_1d(d.B * d.H * d.P * d.N, 256), 256, 0, st), ssd_state_pass_kernel)(f.st.get(), s_last, s0, f.cum.get(),
                                                                                d);
   CUDA_CHECK_LAUNCH();
 }
@@ -559,8 +559,8 @@ void ssd_forward(float* y, float* s_last, const float* x, const float* dt_raw, c
   }
   Forward f(d);
   run_forward_prefix(f, d, s_last, s0, x, dt_raw, dt_bias, A, Bm, Cm);
-  ssd_chunk_scan_kernel<false><<<dim3(unsigned(B * d.nc * H), tiles(d.Q), tiles(P)), Mma::kThreads, 0,
-                                  current_stream()>>>(y, nullptr, nullptr, x, nullptr, Cm, f.CB.get(), f.st.get(),
+  STRATA_LAUNCH((dim3(unsigned(B * d.nc * H), tiles(d.Q), tiles(P)), Mma::kThreads, 0,
+                                  current_stream()), ssd_chunk_scan_kernel<false>)(y, nullptr, nullptr, x, nullptr, Cm, f.CB.get(), f.st.get(),
                                                       f.dt.get(), f.cum.get(), Dskip, d);
   CUDA_CHECK_LAUNCH();
 }
@@ -578,42 +578,42 @@ void ssd_backward(float* dx, float* ddt_raw, float* dA, float* dBm, float* dCm, 
 
   // dS_out per chunk, and the dot that moves cum_last.
   Scratch<float> dS(B * d.nc * H * P * N), last(B * H * d.nc);
-  ssd_chunk_state_kernel<false><<<dim3(unsigned(bch), tiles(P), tiles(N)), Mma::kThreads, 0, st>>>(
+  STRATA_LAUNCH((dim3(unsigned(bch), tiles(P), tiles(N)), Mma::kThreads, 0, st), ssd_chunk_state_kernel<false>)(
       dS.get(), dy, Cm, f.dt.get(), f.cum.get(), d);
   CUDA_CHECK_LAUNCH();
-  ssd_state_pass_bwd_kernel<<<blocks_1d(B * H * P * N, 256), 256, 0, st>>>(dS.get(), f.cum.get(), d);
+  STRATA_LAUNCH((blocks_1d(B * H * P * N, 256), 256, 0, st), ssd_state_pass_bwd_kernel)(dS.get(), f.cum.get(), d);
   CUDA_CHECK_LAUNCH();
-  ssd_state_dot_kernel<<<unsigned(bch), 256, 0, st>>>(last.get(), dS.get(), f.st.get(), f.cum.get(), d);
+  STRATA_LAUNCH((unsigned(bch), 256, 0, st), ssd_state_dot_kernel)(last.get(), dS.get(), f.st.get(), f.cum.get(), d);
   CUDA_CHECK_LAUNCH();
 
   // Row sums r = dy . (y - D x), sdx = dy . x; then dx with xw, zq.
   Scratch<float> rows(4 * bht);
   float *r = rows.get(), *sdx = r + bht, *xw = sdx + bht, *zq = xw + bht;
-  ssd_chunk_scan_kernel<true><<<dim3(unsigned(bch), tiles(d.Q), 1), Mma::kThreads, 0, st>>>(
+  STRATA_LAUNCH((dim3(unsigned(bch), tiles(d.Q), 1), Mma::kThreads, 0, st), ssd_chunk_scan_kernel<true>)(
       nullptr, r, sdx, x, dy, Cm, f.CB.get(), f.st.get(), f.dt.get(), f.cum.get(), Dskip, d);
   CUDA_CHECK_LAUNCH();
-  ssd_dx_kernel<<<dim3(unsigned(bch), tiles(d.Q), 1), Mma::kThreads, 0, st>>>(
+  STRATA_LAUNCH((dim3(unsigned(bch), tiles(d.Q), 1), Mma::kThreads, 0, st), ssd_dx_kernel)(
       dx, xw, zq, x, dy, Bm, f.CB.get(), dS.get(), f.dt.get(), f.cum.get(), Dskip, d);
   CUDA_CHECK_LAUNCH();
 
   // dCB, then dB and dC (assigned).
   Scratch<float> dCB(B * d.nc * G * d.Q * d.Q);
-  ssd_dcb_kernel<<<dim3(unsigned(bcg), tiles(d.Q), tiles(d.Q)), Mma::kThreads, 0, st>>>(dCB.get(), x, dy, f.dt.get(),
+  STRATA_LAUNCH((dim3(unsigned(bcg), tiles(d.Q), tiles(d.Q)), Mma::kThreads, 0, st), ssd_dcb_kernel)(dCB.get(), x, dy, f.dt.get(),
                                                                                        f.cum.get(), d);
   CUDA_CHECK_LAUNCH();
-  ssd_dbc_kernel<false><<<dim3(unsigned(bcg), tiles(d.Q), tiles(N)), Mma::kThreads, 0, st>>>(
+  STRATA_LAUNCH((dim3(unsigned(bcg), tiles(d.Q), tiles(N)), Mma::kThreads, 0, st), ssd_dbc_kernel<false>)(
       dBm, dCB.get(), Cm, x, dS.get(), f.dt.get(), f.cum.get(), d);
   CUDA_CHECK_LAUNCH();
-  ssd_dbc_kernel<true><<<dim3(unsigned(bcg), tiles(d.Q), tiles(N)), Mma::kThreads, 0, st>>>(
+  STRATA_LAUNCH((dim3(unsigned(bcg), tiles(d.Q), tiles(N)), Mma::kThreads, 0, st), ssd_dbc_kernel<true>)(
       dCm, dCB.get(), Bm, dy, f.st.get(), f.dt.get(), f.cum.get(), d);
   CUDA_CHECK_LAUNCH();
 
   // dcum -> ddt_raw and the per-head parameter sums.
   Scratch<double> part(bch * 3);
-  ssd_dcum_kernel<<<blocks_1d(bch, 128), 128, 0, st>>>(ddt_raw, part.get(), r, sdx, xw, zq, last.get(), f.dt.get(),
+  STRATA_LAUNCH((blocks_1d(bch, 128), 128, 0, st), ssd_dcum_kernel)(ddt_raw, part.get(), r, sdx, xw, zq, last.get(), f.dt.get(),
                                                        dt_raw, dt_bias, A, d);
   CUDA_CHECK_LAUNCH();
-  ssd_head_reduce_kernel<<<blocks_1d(H, 128), 128, 0, st>>>(dA, dDskip, ddt_bias, part.get(), d);
+  STRATA_LAUNCH((blocks_1d(H, 128), 128, 0, st), ssd_head_reduce_kernel)(dA, dDskip, ddt_bias, part.get(), d);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -623,7 +623,7 @@ void ssd_step(float* y, float* state, const float* x, const float* dt_raw, const
   STRATA_CHECK(H > 0 && G > 0 && H % G == 0, "ssd_step: heads ({}) must be a multiple of groups ({})", H, G);
   const int64_t rows = B * H * P;
   if (rows == 0) return;
-  ssd_step_kernel<<<blocks_1d(rows * 32, 256), 256, 0, current_stream()>>>(y, state, x, dt_raw, dt_bias, A, Bm, Cm,
+  STRATA_LAUNCH((blocks_1d(rows * 32, 256), 256, 0, current_stream()), ssd_step_kernel)(y, state, x, dt_raw, dt_bias, A, Bm, Cm,
                                                                           Dskip, B, H, P, G, N);
   CUDA_CHECK_LAUNCH();
 }
