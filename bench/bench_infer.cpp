@@ -29,6 +29,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "infer/generate.h"
+#include "load/model_loader.h"
 #include "models/model.h"
 
 using namespace strata;

@@ -19,6 +19,7 @@
 #include "cli.h"
 #include "core/error.h"
 #include "infer/generate.h"
+#include "load/model_loader.h"
 #include "interop/hf_config.h"
 #include "interop/hf_export.h"
 #include "interop/hf_import.h"

@@ -12,30 +12,18 @@
 #include "core/device.h"
 #include "core/error.h"
 #include "infer/generate.h"
+#include "infer/loaded_model.h"
+#include "inspect.h"
 #include "interop/hf_export.h"
 #include "interop/hf_import.h"
+#include "load/model_loader.h"
 #include "models/model.h"
 #include "train/checkpoint.h"
 #include "train/config_load.h"
 #include "train/trainer.h"
-#include "models/inspect.h"
 
 namespace fs = std::filesystem;
 using namespace strata;
-
-// A checkpoint argument may name a file, a Hugging Face model directory (config.json + safetensors,
-// imported on the fly) or a run directory (its newest good checkpoint).
-static std::string resolve_checkpoint(const std::string& p) {
-  if (is_hf_model_dir(p)) return p;
-  if (!fs::is_directory(p)) {
-    if (!fs::exists(p)) throw InputError(fmt::format("checkpoint '{}' not found", p));
-    return p;
-  }
-  std::string why;
-  auto c = newest_good_checkpoint(p, &why);
-  if (!c) throw InputError(fmt::format("no usable checkpoint in '{}'{}", p, why.empty() ? "" : ": " + why));
-  return *c;
-}
 
 static std::string read_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);

@@ -3,90 +3,10 @@
 #include <algorithm>
 #include <fstream>
 
-#include <nlohmann/json.hpp>
-
 #include "core/error.h"
 #include "infer/decoder.h"
-#include "interop/hf_import.h"
-#include "train/checkpoint.h"
-#include "train/config_load.h"
 
 namespace strata {
-
-LoadedModel load_model(const std::string& ckpt_path) {
-  if (is_hf_model_dir(ckpt_path)) return load_hf_model(ckpt_path);
-  Checkpoint ck = load_checkpoint(ckpt_path);
-  LoadedModel lm;
-  lm.config = parse_config(ck.config_yaml, ckpt_path + ":/config");
-  lm.model = std::make_unique<Model>(lm.config.model, Model::Uninitialised{});  // every value is loaded next
-  ParamStore& ps = lm.model->params();
-  if (ck.params.size() != ps.infos().size())
-    throw InputError(fmt::format("checkpoint '{}' holds {} parameters but its config builds a model with {}", ckpt_path,
-                                 ck.params.size(), ps.infos().size()));
-  for (auto& a : ck.params) {
-    int i = ps.find(a.name);
-    if (i < 0) throw InputError(fmt::format("checkpoint '{}': parameter '{}' is not in the model its config describes", ckpt_path, a.name));
-    auto& info = ps.infos()[size_t(i)];
-    if (info.shape != a.shape)
-      throw InputError(fmt::format("checkpoint '{}': parameter '{}' has shape {}, expected {}", ckpt_path, a.name,
-                                   shape_str(a.shape), shape_str(info.shape)));
-    std::copy(a.data.begin(), a.data.end(), ps.flat() + info.offset);
-  }
-  lm.step = ck.state.step;
-  lm.tokenizer_json = std::move(ck.tokenizer_json);
-  lm.hf_config_json = std::move(ck.hf_config_json);
-  attach_vocab(lm, ckpt_path);
-  return lm;
-}
-
-void attach_vocab(LoadedModel& lm, const std::string& where) {
-  const std::string& vocab = lm.config.model.vocab;
-  if (vocab == "tokenizer") {
-    if (lm.tokenizer_json.empty())
-      throw InputError(fmt::format("'{}': model.vocab is 'tokenizer' but no tokenizer.json is stored with it", where));
-    auto tok = std::make_shared<Tokenizer>(Tokenizer::from_json(lm.tokenizer_json, where + ":tokenizer.json"));
-    if (tok->vocab_size() > lm.model->vocab())
-      throw InputError(fmt::format("'{}': the tokenizer has {} ids but the model only {}", where, tok->vocab_size(),
-                                   lm.model->vocab()));
-    lm.tokenizer = std::move(tok);
-  }
-  lm.eos_ids.clear();
-  if (!lm.hf_config_json.empty()) {
-    auto j = nlohmann::json::parse(lm.hf_config_json, nullptr, false, true);
-    if (j.is_object() && j.contains("eos_token_id")) {
-      const auto& e = j["eos_token_id"];
-      for (const auto& v : e.is_array() ? e : nlohmann::json::array({e}))
-        if (v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() < lm.model->vocab())
-          lm.eos_ids.push_back(v.get<int32_t>());
-    }
-  }
-}
-
-std::vector<int32_t> encode_text(const LoadedModel& lm, const std::string& text) {
-  if (lm.tokenizer) return lm.tokenizer->encode(text, true);
-  if (lm.config.model.vocab == "bytes") return encode_bytes(text);
-  throw InputError("this model has no tokenizer (model.vocab: ids): give token ids instead of text");
-}
-
-std::string decode_text(const LoadedModel& lm, const std::vector<int32_t>& ids) {
-  if (lm.tokenizer) return lm.tokenizer->decode(ids);
-  if (lm.config.model.vocab == "bytes") return decode_bytes(ids);
-  throw InputError("this model has no tokenizer (model.vocab: ids): it gives token ids, not text");
-}
-
-std::vector<int32_t> encode_bytes(const std::string& text) {
-  std::vector<int32_t> ids;
-  ids.reserve(text.size());
-  for (unsigned char c : text) ids.push_back(int32_t(c));
-  return ids;
-}
-
-std::string decode_bytes(const std::vector<int32_t>& ids) {
-  std::string s;
-  s.reserve(ids.size());
-  for (int32_t i : ids) s.push_back(char(uint8_t(i)));
-  return s;
-}
 
 std::vector<int32_t> generate(Model& model, const std::vector<int32_t>& prompt, const GenerateOptions& opts,
                               const std::function<void(int32_t)>& on_token) {

@@ -1,41 +1,17 @@
 #pragma once
 // Text in, text out over a trained model: prefill with forward (filling the caches), then one
 // step per token. Also per-position scoring, by forward or by token-by-token decode, so that
-// train/infer parity can be checked from outside the code.
+// train/infer parity can be checked from outside the code. Loading a model from a path is
+// load/model_loader.h; text <-> ids through a model's vocabulary is infer/loaded_model.h.
 #include <functional>
-#include <memory>
 #include <string>
 #include <vector>
 
 #include "infer/decoder.h"
 #include "infer/sampler.h"
-#include "infer/tokenizer.h"
-#include "models/config.h"
 #include "models/model.h"
 
 namespace strata {
-
-struct LoadedModel {
-  Config config;
-  std::unique_ptr<Model> model;
-  int64_t step = 0;  // training step of the checkpoint
-  std::string tokenizer_json;  // the stored tokenizer.json ("" when none)
-  std::string hf_config_json;  // the Hugging Face config.json it was imported from ("" when none)
-  std::shared_ptr<const Tokenizer> tokenizer;  // set iff config.model.vocab == "tokenizer"
-  std::vector<int32_t> eos_ids;                // end-of-sequence ids from the HF config (may be empty)
-};
-// Loads a strata checkpoint (verifying it), or a Hugging Face model directory (imported on the fly,
-// see interop/hf_import.h), and builds its model.
-LoadedModel load_model(const std::string& path);
-
-std::vector<int32_t> encode_bytes(const std::string& text);
-std::string decode_bytes(const std::vector<int32_t>& ids);
-// Text <-> ids through the model's vocabulary: its tokenizer (with its special tokens, e.g. BOS), or
-// bytes. A model without either (vocab: ids) takes and gives ids only: InputError.
-std::vector<int32_t> encode_text(const LoadedModel& lm, const std::string& text);
-std::string decode_text(const LoadedModel& lm, const std::vector<int32_t>& ids);
-// Fills the tokenizer and eos ids of lm from its tokenizer_json / hf_config_json and config.
-void attach_vocab(LoadedModel& lm, const std::string& where);
 
 struct GenerateOptions {
   int max_tokens = 200;

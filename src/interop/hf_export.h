@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include "infer/generate.h"
+#include "infer/loaded_model.h"
 #include "interop/hf_arch.h"
 #include "interop/hf_import.h"
 

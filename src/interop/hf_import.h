@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "infer/generate.h"
+#include "infer/loaded_model.h"
 #include "interop/hf_config.h"
 #include "models/model.h"
 #include "train/checkpoint.h"

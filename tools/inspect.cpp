@@ -1,11 +1,11 @@
-#include "models/inspect.h"
+#include "inspect.h"
 
 #include <fmt/format.h>
 
 #include <fstream>
 
-#include "infer/generate.h"
 #include "interop/hf_import.h"
+#include "load/model_loader.h"
 #include "train/config_load.h"
 
 namespace strata {

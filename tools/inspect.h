@@ -1,4 +1,6 @@
 #pragma once
+// `strata inspect`: lives with the CLI because it reads configs (train/), checkpoints and Hugging
+// Face directories (load/), above every library layer.
 #include <cstdint>
 #include <string>
 
