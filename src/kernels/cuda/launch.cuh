@@ -10,7 +10,7 @@
 #define STRATA_UNPAREN(...) __VA_ARGS__
 #ifdef STRATA_CUDA_EMULATOR
 #include <strata_emulator/launch.h>
-#define STRATA_LAUNCH(cfg, ...) ::strata_emu::Launch(__VA_ARGS__, STRATA_UNPAREN cfg)
+#define STRATA_LAUNCH(cfg, ...) ::strata_emu::Launch(#__VA_ARGS__, __VA_ARGS__, STRATA_UNPAREN cfg)
 #define STRATA_SHARED(T, name, dims)                \
   static const char name##_strata_shared_tag = 0; \
   T(&name) dims = ::strata_emu::shared_static<T dims>(&name##_strata_shared_tag)
