@@ -10,7 +10,8 @@ thread count, and prints training tokens/s and decode tokens/s of both with thei
   python bench/vs_pytorch.py [configs...] [options]   # with the venv of python/requirements-bench.txt
 
 --check first confirms, per config, that the two implementations compute the same function (the
-PyTorch model loads strata's initial weights and compares loss and decode logits).
+PyTorch model loads strata's weights and compares loss, parameter gradients and decode logits:
+python/torch_ref/grads.py, the oracle tests/test_grad_parity_torch.cpp also uses).
 
 --device cuda runs both on the GPU (strata with train.device=cuda, PyTorch eager on cuda, both fp32
 without TF32). --decode-batch 1,64 decodes once per batch size and adds a decode table with the

@@ -1,6 +1,8 @@
 """The experiment config, as src/models/config.h declares it (same keys, same defaults, same
 resolve()). Only what the PyTorch peer needs is validated here: strata's loader is the strict one,
-and bench/vs_pytorch.py cross-checks the parameter counts of both sides."""
+and bench/vs_pytorch.py cross-checks the parameter counts of both sides. An unknown key under
+model is an error (the peer could not build the same model); one under train, optim or data is
+skipped, so that a key strata adds there (or to_yaml's full dump) does not stop the peer."""
 from __future__ import annotations
 
 import dataclasses
@@ -16,7 +18,14 @@ class AttentionConfig:
     kv_heads: int = 0  # 0 -> heads
     head_dim: int = 0  # 0 -> d_model / heads
     rope_theta: float = 10000.0
-    kind: str = "gqa"  # gqa | mla (mla: strata only; the PyTorch peer builds gqa)
+    rope: bool = True  # gqa: False = no positional encoding (Jamba)
+    rope_dims: int = 0  # gqa: channels per head that RoPE rotates (partial rotary); 0 -> head_dim
+    rope_type: str = "default"  # default | linear | llama3 (transformers' rope_type)
+    rope_factor: float = 1.0
+    rope_low_freq_factor: float = 1.0
+    rope_high_freq_factor: float = 4.0
+    rope_original_max_positions: int = 8192
+    kind: str = "gqa"  # gqa (covers mha/mqa) | mla (DeepSeek-V2/V3 multi-head latent attention)
     q_lora_rank: int = 0
     kv_lora_rank: int = 0  # mla; 0 -> 4 * head_dim
     qk_nope_head_dim: int = 0  # mla; 0 -> head_dim
@@ -41,6 +50,7 @@ class MambaConfig:
     dt_init_floor: float = 1e-4
     conv_bias: bool = True
     bias: bool = False
+    inner_norms: bool = False  # Mamba-1: RMSNorm on dt, B, C after x_proj (Jamba)
 
 
 @dataclass
@@ -130,6 +140,8 @@ def resolve(m: ModelConfig) -> None:
         m.attention.kv_heads = m.attention.heads
     if m.attention.head_dim == 0 and m.attention.heads > 0:
         m.attention.head_dim = m.d_model // m.attention.heads
+    if m.attention.rope_dims == 0:
+        m.attention.rope_dims = m.attention.head_dim
     if m.attention.kind == "mla":
         a = m.attention
         a.qk_nope_head_dim = a.qk_nope_head_dim or a.head_dim
@@ -166,6 +178,8 @@ def _apply(obj, data: dict, where: str, prefix: str = "") -> None:
     names = {f.name for f in dataclasses.fields(obj)}
     for k, v in (data or {}).items():
         key = f"{prefix}{k}"
+        if (k not in names or k == "source_path") and prefix.split(".")[0] in ("train", "optim", "data"):
+            continue
         if k not in names or k == "source_path":
             raise ValueError(f"{where}: unknown key '{key}' (valid: {', '.join(sorted(names - {'source_path'}))})")
         cur = getattr(obj, k)

@@ -1,20 +1,27 @@
 """The strata architecture in plain PyTorch eager: the peer a researcher would otherwise write.
 
 Model = embedding -> layers (each x + block(rmsnorm(x)), one per pattern character) -> final
-RMSNorm -> head tied to the embedding. Blocks:
-  '*' attention: q/k/v/o without bias, RoPE (Hugging Face rotate_half), GQA,
+RMSNorm -> head tied to the embedding (lm_head when tie_embeddings is false). Blocks:
+  '*' attention: q/k/v/o without bias, RoPE (Hugging Face rotate_half, rope_type default / linear /
+      llama3, partial over rope_dims channels, or none with attention.rope = False), GQA,
       F.scaled_dot_product_attention(is_causal=True); decode with a preallocated KV cache.
+  '*' with attention.kind mla: transformers' DeepseekV3Attention (multi-head latent attention) with
+      eager attention; decode caches the normalised latent and the rotated rope key.
   '-' SwiGLU MLP (Llama): down(silu(gate(x)) * up(x)).
   'E' MoE as Hugging Face Mixtral's eager loop: softmax router, top-k, renormalised gates, each
-      expert runs over the tokens routed to it (torch.where + index_add_), Switch aux loss.
+      expert runs over the tokens routed to it (torch.where + index_add_), Switch aux loss, and
+      an always-on shared expert (DeepSeek / Qwen-MoE) with moe.shared_experts.
   'M' mamba.version 2: mamba_ssm's Mamba2 module (in_proj [z, xBC, dt] -> depthwise causal conv1d
       + silu -> SSD -> gated RMSNorm -> out_proj) with the SSD in plain torch ops as
       ssd_minimal.py's chunked ssd_minimal_discrete; decode as Mamba2.step's torch path.
   'M' mamba.version 1: mamba_ssm's Mamba (mamba_simple.py, the path without causal_conv1d /
       fused kernels) with selective_scan_ref (a Python loop over T); decode as Mamba.step.
+      mamba.inner_norms adds Jamba's RMSNorms on dt, B and C (JambaMambaMixer).
 Parameter names and shapes are strata's (Hugging Face style), so a strata checkpoint's tensors
-load with load_state_dict (bench/vs_pytorch.py --check uses this to confirm both sides compute the
-same function). No mamba_ssm, causal_conv1d, triton or einops: torch only.
+load as they are (torch_ref/grads.py: bench/vs_pytorch.py --check and
+tests/test_grad_parity_torch.cpp use it to confirm both sides compute the same function and the same
+gradients). Every op follows its parameters' dtype, so the model also runs in fp64 (the arbiter of
+those checks). No mamba_ssm, causal_conv1d, triton or einops: torch only.
 """
 from __future__ import annotations
 
@@ -24,7 +31,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import ModelConfig, resolve
+from .config import AttentionConfig, ModelConfig, resolve
+
+
+def _at_least_fp32(dtype):
+    return torch.promote_types(dtype, torch.float32)
+
+
+def _up(x):
+    """x in fp32, or kept in fp64 (mamba_ssm's references upcast to fp32; fp64 runs stay fp64)."""
+    return x.to(_at_least_fp32(x.dtype))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -70,26 +86,74 @@ def rotate_half(x):
     return torch.cat((-x2, x1), dim=-1)
 
 
+def rope_inv_freq(a: AttentionConfig, rot: int) -> torch.Tensor:
+    """transformers' modeling_rope_utils (rope_type default / linear / llama3) for `rot` rotated
+    channels, in fp32 as transformers computes it (the table is part of the function's definition)."""
+    inv = 1.0 / (a.rope_theta ** (torch.arange(0, rot, 2, dtype=torch.int64).float() / rot))
+    if a.rope_type == "default":
+        return inv
+    if a.rope_type == "linear":
+        return inv / a.rope_factor
+    if a.rope_type == "llama3":  # _compute_llama3_parameters
+        factor, lo, hi = a.rope_factor, a.rope_low_freq_factor, a.rope_high_freq_factor
+        old = a.rope_original_max_positions
+        low_freq_wavelen, high_freq_wavelen = old / lo, old / hi
+        wavelen = 2 * math.pi / inv
+        inv_llama = torch.where(wavelen > low_freq_wavelen, inv / factor, inv)
+        smooth = (old / wavelen - lo) / (hi - lo)
+        smoothed = (1 - smooth) * inv_llama / factor + smooth * inv_llama
+        is_medium = ~(wavelen < high_freq_wavelen) * ~(wavelen > low_freq_wavelen)
+        return torch.where(is_medium, smoothed, inv_llama)
+    raise ValueError(f"attention.rope_type '{a.rope_type}': the PyTorch peer knows default, linear, llama3")
+
+
+def rope_cos_sin(inv_freq, pos0: int, T: int, dtype):
+    """cos, sin [T, rot] of positions pos0.. (HF's cat(freqs, freqs)), computed in `dtype` (fp32 as HF;
+    fp64 when the whole model runs in fp64, so that only the fp32 frequency table stays rounded)."""
+    pos = torch.arange(pos0, pos0 + T, dtype=dtype)
+    freqs = torch.outer(pos, inv_freq.to(dtype))
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos(), emb.sin()
+
+
+def causal_attention(q, k, v, scale):
+    """Eager softmax(q k^T * scale + causal mask) v over [B, H, T, d] (queries at the end of the keys)."""
+    Tq, Tk = q.shape[-2], k.shape[-2]
+    s = (q @ k.transpose(-1, -2)) * scale
+    mask = torch.ones(Tq, Tk, dtype=torch.bool).tril(Tk - Tq)
+    s = s.masked_fill(~mask, -torch.inf)
+    return torch.softmax(s, dim=-1) @ v
+
+
 class Attention(nn.Module):
+    """Llama attention; RoPE (rotate_half) on the first rope_dims channels of each head (HF partial
+    rotary), or none at all with attention.rope = False (Jamba)."""
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         a = cfg.attention
         D = cfg.d_model
         self.Hq, self.Hkv, self.hd = a.heads, a.kv_heads, a.head_dim
+        self.rot = (a.rope_dims or self.hd) if a.rope else 0
         self.q_proj = nn.Linear(D, self.Hq * self.hd, bias=False)
         self.k_proj = nn.Linear(D, self.Hkv * self.hd, bias=False)
         self.v_proj = nn.Linear(D, self.Hkv * self.hd, bias=False)
         self.o_proj = nn.Linear(self.Hq * self.hd, D, bias=False)
-        inv_freq = 1.0 / (a.rope_theta ** (torch.arange(0, self.hd, 2, dtype=torch.float32) / self.hd))
+        inv_freq = rope_inv_freq(a, self.rot) if self.rot else torch.zeros(0)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
     def rope(self, q, k, pos0: int, T: int):
-        # HF LlamaRotaryEmbedding + apply_rotary_pos_emb: q, k [B, H, T, hd]
-        pos = torch.arange(pos0, pos0 + T, dtype=torch.float32)
-        freqs = torch.outer(pos, self.inv_freq)
-        emb = torch.cat((freqs, freqs), dim=-1)
-        cos, sin = emb.cos(), emb.sin()
-        return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+        # HF LlamaRotaryEmbedding + apply_rotary_pos_emb (partial: the rest passes through): q, k [B, H, T, hd]
+        if self.rot == 0:
+            return q, k
+        cos, sin = rope_cos_sin(self.inv_freq, pos0, T, q.dtype)
+        r = self.rot
+
+        def apply(x):
+            xr, xp = x[..., :r], x[..., r:]
+            return torch.cat((xr * cos + rotate_half(xr) * sin, xp), dim=-1)
+
+        return apply(q), apply(k)
 
     def _qkv(self, x, pos0):
         B, T, _ = x.shape
@@ -123,6 +187,84 @@ class Attention(nn.Module):
         return self.o_proj(o.transpose(1, 2).reshape(B, 1, self.Hq * self.hd))
 
 
+class LatentAttention(nn.Module):
+    """Multi-head latent attention (attention.kind: mla) as transformers' DeepseekV3Attention with
+    eager attention: optional query compression (q_a_proj -> RMSNorm -> q_b_proj), one latent
+    c = RMSNorm(x Wkva^T[:r]) and one RoPE key shared by all heads, both expanded by kv_b_proj.
+    The two RMSNorms are DeepseekV3RMSNorm(rank) with its default eps 1e-6 (HF does not pass
+    rms_norm_eps to them). RoPE over the qk_rope_head_dim channels only (DeepseekV3Config sets
+    head_dim = qk_rope_head_dim), interleaved pairs when rope_interleave. Decode caches c and
+    rope(kr) per position (HF's compressed cache) and expands them again at every step."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        a = cfg.attention
+        D = cfg.d_model
+        self.H, self.dn, self.dr, self.dv, self.r = a.heads, a.qk_nope_head_dim, a.qk_rope_head_dim, a.v_head_dim, \
+            a.kv_lora_rank
+        self.dqk = self.dn + self.dr
+        self.q_lora = a.q_lora_rank
+        self.interleave = a.rope_interleave
+        self.scale = a.softmax_scale if a.softmax_scale > 0 else self.dqk ** -0.5
+        if self.q_lora > 0:
+            self.q_a_proj = nn.Linear(D, self.q_lora, bias=False)
+            self.q_a_layernorm = RMSNorm(self.q_lora, 1e-6)
+            self.q_b_proj = nn.Linear(self.q_lora, self.H * self.dqk, bias=False)
+        else:
+            self.q_proj = nn.Linear(D, self.H * self.dqk, bias=False)
+        self.kv_a_proj_with_mqa = nn.Linear(D, self.r + self.dr, bias=False)
+        self.kv_a_layernorm = RMSNorm(self.r, 1e-6)
+        self.kv_b_proj = nn.Linear(self.r, self.H * (self.dn + self.dv), bias=False)
+        self.o_proj = nn.Linear(self.H * self.dv, D, bias=False)
+        self.register_buffer("inv_freq", rope_inv_freq(a, self.dr), persistent=False)
+
+    def _rope(self, x, pos0):
+        """x [B, h, T, dr] -> rotated, in HF's output order (interleave: evens, then odds)."""
+        cos, sin = rope_cos_sin(self.inv_freq, pos0, x.shape[-2], x.dtype)
+        if not self.interleave:
+            return x * cos + rotate_half(x) * sin
+        cos, sin = cos[..., : self.dr // 2], sin[..., : self.dr // 2]  # apply_rotary_pos_emb_interleave
+        x1, x2 = x[..., 0::2], x[..., 1::2]
+        return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+    def _project(self, x, pos0):
+        """x [B, T, D] -> q [B, H, T, dqk] (rope part rotated), latent c [B, T, r], rope(kr) [B, 1, T, dr]."""
+        B, T, _ = x.shape
+        q = self.q_b_proj(self.q_a_layernorm(self.q_a_proj(x))) if self.q_lora > 0 else self.q_proj(x)
+        q = q.view(B, T, self.H, self.dqk).transpose(1, 2)
+        q_nope, q_rot = torch.split(q, [self.dn, self.dr], dim=-1)
+        c, kr = torch.split(self.kv_a_proj_with_mqa(x), [self.r, self.dr], dim=-1)
+        c = self.kv_a_layernorm(c)
+        q = torch.cat((q_nope, self._rope(q_rot, pos0)), dim=-1)
+        return q, c, self._rope(kr.view(B, 1, T, self.dr), pos0)
+
+    def _attend(self, q, c, kr):
+        """q [B, H, Tq, dqk] over the latents c [B, Tk, r] and keys kr [B, 1, Tk, dr] -> [B, Tq, D]."""
+        B, Tk, _ = c.shape
+        kv = self.kv_b_proj(c).view(B, Tk, self.H, self.dn + self.dv).transpose(1, 2)
+        k_nope, v = torch.split(kv, [self.dn, self.dv], dim=-1)
+        k = torch.cat((k_nope, kr.expand(-1, self.H, -1, -1)), dim=-1)
+        o = causal_attention(q, k, v, self.scale)
+        return self.o_proj(o.transpose(1, 2).reshape(B, q.shape[2], self.H * self.dv))
+
+    def forward(self, x, cache=None):
+        T = x.shape[1]
+        q, c, kr = self._project(x, 0)
+        if cache is not None:
+            cache["c"][:, :T] = c
+            cache["kr"][:, :, :T] = kr
+        return self._attend(q, c, kr)
+
+    def allocate_cache(self, B, max_T):
+        return {"c": torch.zeros(B, max_T, self.r), "kr": torch.zeros(B, 1, max_T, self.dr)}
+
+    def step(self, x, cache, pos: int):
+        q, c, kr = self._project(x, pos)
+        cache["c"][:, pos : pos + 1] = c
+        cache["kr"][:, :, pos : pos + 1] = kr
+        return self._attend(q, cache["c"][:, : pos + 1], cache["kr"][:, :, : pos + 1])
+
+
 # ----------------------------------------------------------------------------------------------
 # MLP / MoE
 
@@ -154,13 +296,17 @@ class MoE(nn.Module):
         self.experts = nn.ModuleList(MLP(D, m.hidden) for _ in range(self.E))
         self.shared_expert = MLP(D, m.shared_experts * m.hidden) if m.shared_experts > 0 else None
         self.aux = None
+        self.route_margin = None
 
     def forward(self, x, cache=None):
         shape = x.shape
         h = x.reshape(-1, shape[-1])
         router_logits = self.gate(h)
-        probs = F.softmax(router_logits, dim=1, dtype=torch.float)
+        probs = F.softmax(router_logits, dim=1, dtype=_at_least_fp32(h.dtype))
         routing_weights, selected_experts = torch.topk(probs, self.k, dim=-1)
+        if self.k < self.E:  # how close a token came to another routing (for the parity checks)
+            top = torch.topk(probs.detach(), self.k + 1, dim=-1).values
+            self.route_margin = (top[:, self.k - 1] - top[:, self.k]).min().item()
         if self.renorm:
             routing_weights = routing_weights / routing_weights.sum(dim=-1, keepdim=True)
         routing_weights = routing_weights.to(h.dtype)
@@ -263,7 +409,7 @@ class Mamba2(nn.Module):
         self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))
         self.A_log = nn.Parameter(torch.log(torch.empty(self.H).uniform_(1, 16)))
         self.D = nn.Parameter(torch.ones(self.H))
-        self.norm = RMSNormGated(self.d_inner, 1e-5, self.d_inner // self.G)
+        self.norm = RMSNormGated(self.d_inner, cfg.norm_eps, self.d_inner // self.G)  # HF: layer_norm_epsilon
         self.out_proj = nn.Linear(self.d_inner, D, bias=m.bias)
         with torch.no_grad():
             self.out_proj.weight /= math.sqrt(n_layers)
@@ -271,7 +417,7 @@ class Mamba2(nn.Module):
     def forward(self, u, cache=None):
         Bsz, T, _ = u.shape
         zxbcdt = self.in_proj(u)
-        A = -torch.exp(self.A_log.float())
+        A = -torch.exp(_up(self.A_log))
         z, xBC, dt = torch.split(zxbcdt, [self.d_inner, self.conv_dim, self.H], dim=-1)
         if cache is not None:
             xBC_t = xBC.transpose(1, 2)
@@ -314,7 +460,7 @@ class Mamba2(nn.Module):
             xBC = xBC + self.conv1d.bias
         xBC = F.silu(xBC)
         x, B, C = torch.split(xBC, [self.d_inner, self.G * self.N, self.G * self.N], dim=-1)
-        A = -torch.exp(self.A_log.float())
+        A = -torch.exp(_up(self.A_log))
         dt = F.softplus(dt + self.dt_bias)
         dA = torch.exp(dt * A)
         x = x.reshape(-1, self.H, self.P)
@@ -342,15 +488,15 @@ def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
     """mamba_ssm.ops.selective_scan_interface.selective_scan_ref (real A, variable B/C [b, n, l]).
     u, delta, z [b, d, l]; A [d, n]; D, delta_bias [d] -> out [b, d, l] (, last_state [b, d, n])."""
     dtype_in = u.dtype
-    u = u.float()
-    delta = delta.float()
+    u = _up(u)
+    delta = _up(delta)
     if delta_bias is not None:
-        delta = delta + delta_bias[..., None].float()
+        delta = delta + _up(delta_bias[..., None])
     if delta_softplus:
         delta = F.softplus(delta)
     batch, dim, dstate = u.shape[0], A.shape[0], A.shape[1]
-    B = B.float()
-    C = C.float()
+    B = _up(B)
+    C = _up(C)
     x = A.new_zeros((batch, dim, dstate))
     ys = []
     deltaA = torch.exp(torch.einsum("bdl,dn->bdln", delta, A))
@@ -381,6 +527,11 @@ class Mamba(nn.Module):
         self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, self.K, groups=self.d_inner, padding=self.K - 1,
                                 bias=m.conv_bias)
         self.x_proj = nn.Linear(self.d_inner, self.R + 2 * self.N, bias=False)
+        if m.inner_norms:  # Jamba's JambaMambaMixer: RMSNorm on dt, B, C (eps = norm_eps)
+            self.dt_layernorm = RMSNorm(self.R, cfg.norm_eps)
+            self.b_layernorm = RMSNorm(self.N, cfg.norm_eps)
+            self.c_layernorm = RMSNorm(self.N, cfg.norm_eps)
+        self.inner_norms = m.inner_norms
         self.dt_proj = nn.Linear(self.R, self.d_inner, bias=True)
         dt_init_std = self.R ** -0.5
         nn.init.uniform_(self.dt_proj.weight, -dt_init_std, dt_init_std)
@@ -395,24 +546,29 @@ class Mamba(nn.Module):
         with torch.no_grad():
             self.out_proj.weight /= math.sqrt(n_layers)
 
+    def _inner_norms(self, dt, B, C):
+        if not self.inner_norms:
+            return dt, B, C
+        return self.dt_layernorm(dt), self.b_layernorm(B), self.c_layernorm(C)
+
     def forward(self, hidden_states, cache=None):
         # mamba_simple.Mamba.forward, the path without the fused kernels
         batch, seqlen, dim = hidden_states.shape
         xz = (self.in_proj.weight @ hidden_states.reshape(-1, dim).t()).reshape(-1, batch, seqlen).transpose(0, 1)
         if self.in_proj.bias is not None:
             xz = xz + self.in_proj.bias[:, None]
-        A = -torch.exp(self.A_log.float())
+        A = -torch.exp(_up(self.A_log))
         x, z = xz.chunk(2, dim=1)
         if cache is not None:
             cache["conv"].copy_(F.pad(x, (self.K - x.shape[-1], 0)))
         x = F.silu(self.conv1d(x)[..., :seqlen])
         x_dbl = self.x_proj(x.transpose(1, 2).reshape(batch * seqlen, -1))  # (bl d)
-        dt, B, C = torch.split(x_dbl, [self.R, self.N, self.N], dim=-1)
+        dt, B, C = self._inner_norms(*torch.split(x_dbl, [self.R, self.N, self.N], dim=-1))
         dt = self.dt_proj.weight @ dt.t()
         dt = dt.reshape(-1, batch, seqlen).transpose(0, 1)
         B = B.reshape(batch, seqlen, self.N).transpose(1, 2).contiguous()
         C = C.reshape(batch, seqlen, self.N).transpose(1, 2).contiguous()
-        y = selective_scan_ref(x, dt, A, B, C, self.D.float(), z=z, delta_bias=self.dt_proj.bias.float(),
+        y = selective_scan_ref(x, dt, A, B, C, _up(self.D), z=z, delta_bias=_up(self.dt_proj.bias),
                                delta_softplus=True, return_last_state=cache is not None)
         if cache is not None:
             y, last_state = y
@@ -434,9 +590,9 @@ class Mamba(nn.Module):
             x = x + self.conv1d.bias
         x = F.silu(x)
         x_db = self.x_proj(x)
-        dt, B, C = torch.split(x_db, [self.R, self.N, self.N], dim=-1)
+        dt, B, C = self._inner_norms(*torch.split(x_db, [self.R, self.N, self.N], dim=-1))
         dt = F.linear(dt, self.dt_proj.weight)
-        A = -torch.exp(self.A_log.float())
+        A = -torch.exp(_up(self.A_log))
         dt = F.softplus(dt + self.dt_proj.bias)
         dA = torch.exp(torch.einsum("bd,dn->bdn", dt, A))
         dB = torch.einsum("bd,bn->bdn", dt, B)
@@ -461,7 +617,7 @@ class Layer(nn.Module):
         if kind == "M":
             block = Mamba(cfg, n_layers) if cfg.mamba.version == 1 else Mamba2(cfg, n_layers)
         elif kind == "*":
-            block = Attention(cfg)
+            block = LatentAttention(cfg) if cfg.attention.kind == "mla" else Attention(cfg)
         elif kind == "-":
             block = MLP(cfg.d_model, cfg.mlp.hidden)
         elif kind == "E":

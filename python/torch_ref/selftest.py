@@ -47,6 +47,16 @@ def main():
             version=2, d_state=8, head_dim=8, chunk=4, ngroups=2)),
         "mamba1": ModelConfig(d_model=32, pattern="M-", mamba=MambaConfig(version=1, d_state=8)),
         "mha": ModelConfig(d_model=32, pattern="*", attention=AttentionConfig(heads=4)),
+        "gqa, partial llama3 rope": ModelConfig(d_model=32, pattern="*", attention=AttentionConfig(
+            heads=4, kv_heads=2, rope_dims=4, rope_type="llama3", rope_factor=8.0, rope_original_max_positions=16)),
+        "gqa without rope": ModelConfig(d_model=32, pattern="*", attention=AttentionConfig(heads=4, rope=False)),
+        "mla v3 (q_lora, interleaved rope)": ModelConfig(d_model=32, pattern="*-", attention=AttentionConfig(
+            heads=4, kind="mla", q_lora_rank=16, kv_lora_rank=24, qk_nope_head_dim=8, qk_rope_head_dim=4,
+            v_head_dim=6)),
+        "mla v2 (rotate_half rope)": ModelConfig(d_model=32, pattern="*", attention=AttentionConfig(
+            heads=4, kind="mla", rope_interleave=False)),
+        "mamba1 inner norms": ModelConfig(d_model=32, pattern="M", mamba=MambaConfig(version=1, d_state=8,
+                                                                                      inner_norms=True)),
     }
     for name, mc in cases.items():
         resolve(mc)
@@ -62,7 +72,7 @@ def main():
             got = torch.cat(out, 1)
         err = (got - full).abs().max().item()
         print(f"{name}: prefill {P} + steps vs forward: {err:.2e}")
-        ok &= err < 1e-6  # selective_scan_ref computes in fp32 whatever the input dtype
+        ok &= err < 1e-9  # everything in fp64
     print("selftest: " + ("OK" if ok else "FAILED"))
     return 0 if ok else 1
 
