@@ -1,6 +1,7 @@
 #pragma once
 // Runs Python oracles (tensorboard, h5py) from the test venv that scripts/python_env.sh builds.
-// Tests GTEST_SKIP with the reason when no venv can be had, so a skip is always visible.
+// Tests GTEST_SKIP with the reason when no venv can be had, so a skip is always visible; under CI
+// (CI=true) a missing venv is an error instead: CI must not pass by skipping its oracles.
 #include <sys/wait.h>
 
 #include <array>
@@ -52,6 +53,11 @@ inline std::string test_python(std::string* why) {
       cached_why = "scripts/python_env.sh printed '" + venv + "', which has no bin/python";
     } else {
       cached = venv + "/bin/python";
+    }
+    const char* ci = std::getenv("CI");
+    if (cached.empty() && ci && std::string(ci) == "true") {
+      std::fprintf(stderr, "CI=true and the Python oracle venv is unavailable: %s\n", cached_why.c_str());
+      std::exit(1);
     }
   }
   *why = cached_why;
