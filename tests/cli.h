@@ -25,8 +25,10 @@ inline std::string strata_bin() {
   return b ? b : "build/strata";
 }
 
-inline RunResult run(const std::string& args, const std::string& cwd) {
-  std::string cmd = "cd '" + cwd + "' && '" + strata_bin() + "' " + args + " 2>&1";
+// Runs a shell command line in cwd (stdout and stderr together). A command killed by a signal
+// gives code -1.
+inline RunResult run_raw(const std::string& command, const std::string& cwd) {
+  std::string cmd = "cd '" + cwd + "' && " + command + " 2>&1";
   RunResult r;
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return r;
@@ -37,6 +39,8 @@ inline RunResult run(const std::string& args, const std::string& cwd) {
   r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
   return r;
 }
+
+inline RunResult run(const std::string& args, const std::string& cwd) { return run_raw("'" + strata_bin() + "' " + args, cwd); }
 
 // A fresh scratch directory with a synthetic text corpus (data.txt): words from a small vocabulary
 // in a Markov-ish order, so a tiny model can learn something in a few steps.

@@ -2,6 +2,7 @@
 // saves (a kill mid-save never costs the previous checkpoint), pruning, and h5py as an outside reader.
 #include <hdf5.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -50,7 +51,8 @@ NamedArray make_array(const std::string& name, Shape shape, uint64_t seed) {
 }
 
 // Names with dots (HF style), odd shapes, a rank-0 scalar and an empty tensor; values that only a
-// bit-exact path preserves (NaN payloads, -0, denormals, infinities).
+// bit-exact path preserves (-0, denormals, the largest floats). Not NaN or infinity: a load refuses
+// those (a checkpoint that holds them would train into NaN).
 Checkpoint make_checkpoint(int64_t step = 1234, bool special_values = true) {
   Checkpoint ck;
   ck.config_yaml = "model:\n  d_model: 7\n  pattern: \"M-*E\"\n# unicode: αβγ ✓\ntrain: {steps: 10}\n";
@@ -68,18 +70,17 @@ Checkpoint make_checkpoint(int64_t step = 1234, bool special_values = true) {
   }
   if (special_values) {
     auto& w = ck.params[0].data;
-    uint32_t nan_payload = 0x7fc01234u, neg_nan = 0xffa00001u;
-    std::memcpy(&w[0], &nan_payload, 4);
-    std::memcpy(&w[1], &neg_nan, 4);
+    w[0] = std::numeric_limits<float>::max();
+    w[1] = -std::numeric_limits<float>::denorm_min();
     w[2] = -0.0f;
     w[3] = std::numeric_limits<float>::denorm_min();
-    w[4] = std::numeric_limits<float>::infinity();
+    w[4] = std::numeric_limits<float>::min();
     w[5] = -std::numeric_limits<float>::max();
   }
   ck.state.step = step;
   ck.state.rng_seed = ~uint64_t(0);
   ck.state.rng_counter = uint64_t(1) << 63;
-  ck.state.data_cursor = -5;
+  ck.state.data_cursor = 5;
   ck.state.tokens_seen = int64_t(1) << 40;
   return ck;
 }
@@ -593,4 +594,146 @@ TEST(Checkpoint, TokenizerAndHfConfigRoundTrip) {
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("tokenizer_json"), std::string::npos) << e.what();
   }
+}
+
+// A checkpoint whose checksums are all valid can still hold what no training run writes: a negative
+// step (the schedule would then run at a negative learning rate) or non-finite values. Refused by
+// name, by load and by verify (so a run directory falls back to an older good checkpoint).
+TEST(Checkpoint, NegativeCountersAndNonFiniteValuesAreRefused) {
+  TempDir d;
+  Checkpoint ck = make_checkpoint(-3, false);
+  save_checkpoint(d / "neg_step.h5", ck);
+  expect_refused(d / "neg_step.h5", {"'/state'", "step", "-3"});
+  ck = make_checkpoint(5, false);
+  ck.state.tokens_seen = -1;
+  save_checkpoint(d / "neg_tokens.h5", ck);
+  expect_refused(d / "neg_tokens.h5", {"'/state'", "tokens_seen", "-1"});
+  ck = make_checkpoint(5, false);
+  ck.params[1].data[4] = std::numeric_limits<float>::quiet_NaN();
+  save_checkpoint(d / "nan.h5", ck);
+  expect_refused(d / "nan.h5", {"'/params/layers.0.mixer.in_proj.weight'", "non-finite", "nan", "index 4"});
+  ck = make_checkpoint(5, false);
+  ck.adam_v[2].data[0] = -std::numeric_limits<float>::infinity();
+  save_checkpoint(d / "inf.h5", ck);
+  expect_refused(d / "inf.h5", {"'/optim/v/layers.0.norm.weight'", "non-finite", "-inf"});
+}
+
+namespace {
+
+// Runs f in a child process whose stderr goes to a file, then lets the child leave through exit()
+// (not _exit), so HDF5's atexit handler runs there: that is where an id left open by a failed
+// close used to crash (H5F__close_cb) or print "infinite loop closing library". Returns
+// {exit status text, child's stderr, child's stdout report}.
+struct ChildResult {
+  bool exited_zero = false;
+  std::string status, err, report;
+};
+template <class F> ChildResult run_in_child(const std::string& err_path, F f) {
+  int fds[2];
+  EXPECT_EQ(pipe(fds), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    if (!std::freopen(err_path.c_str(), "w", stderr)) _exit(3);
+    alarm(120);
+    std::string report = f();
+    if (write(fds[1], report.data(), report.size()) < 0) _exit(2);
+    close(fds[1]);
+    std::exit(0);  // atexit handlers run: HDF5 closes the library here
+  }
+  close(fds[1]);
+  ChildResult r;
+  char buf[512];
+  for (ssize_t n; (n = read(fds[0], buf, sizeof buf)) > 0;) r.report.append(buf, size_t(n));
+  close(fds[0]);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  r.exited_zero = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+  r.status = WIFSIGNALED(st) ? "killed by signal " + std::to_string(WTERMSIG(st)) : "exit " + std::to_string(WEXITSTATUS(st));
+  r.err = read_bytes(err_path);
+  return r;
+}
+
+std::string open_hdf5_ids() {
+  return std::to_string(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL));
+}
+
+}  // namespace
+
+// Disk full (here: a file-size limit, which fails the write the same way) in the middle of a save:
+// one clear error, no .tmp left, and the process exits without a crash or HDF5 noise.
+TEST(Checkpoint, DiskFullDuringSaveFailsCleanly) {
+  TempDir d;
+  Checkpoint big;
+  big.config_yaml = "model: {}\n";
+  for (int i = 0; i < 8; ++i) big.params.push_back(make_array("w" + std::to_string(i), {256, 256}, uint64_t(i)));
+  const std::string path = d / "ckpt.h5";
+  ChildResult r = run_in_child(d / "stderr.txt", [&] {
+    struct rlimit lim{200 * 1024, 200 * 1024};
+    signal(SIGXFSZ, SIG_IGN);  // the write then fails with EFBIG, as ENOSPC would, instead of killing
+    if (setrlimit(RLIMIT_FSIZE, &lim) != 0) return std::string("setrlimit failed");
+    std::string msg = "no error";
+    try {
+      save_checkpoint(path, big);
+    } catch (const Error& e) {
+      msg = e.what();
+    }
+    return msg + "\nopen ids: " + open_hdf5_ids();
+  });
+  std::printf("  child: %s\n  report: %s\n  stderr: '%s'\n", r.status.c_str(), r.report.c_str(), r.err.c_str());
+  EXPECT_TRUE(r.exited_zero) << r.status;
+  EXPECT_NE(r.report.find("saving checkpoint '" + path + "'"), std::string::npos) << r.report;
+  EXPECT_NE(r.report.find("File too large"), std::string::npos) << r.report;
+  // Not "open ids: 0": when H5Fclose itself fails (it must flush, and the disk is full), HDF5 1.10
+  // keeps a half-closed file id that no API call releases (closing it again is what crashed at exit).
+  // Every id of ours is released; that one is left to the process exit, which no longer touches it.
+  EXPECT_NE(r.report.find("open ids: "), std::string::npos) << r.report;
+  EXPECT_EQ(r.report.find("time ="), std::string::npos) << "HDF5's raw write diagnostics leaked into the message: " << r.report;
+  EXPECT_EQ(r.err, "") << "HDF5 printed at exit";
+  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  EXPECT_FALSE(fs::exists(path));
+}
+
+// Badly damaged files (random byte flips, truncations, zeroed blocks): each load fails with an
+// InputError, no HDF5 id stays open, and nothing is printed when the process exits.
+TEST(Checkpoint, DamagedFilesLeaveNoHdf5StateBehind) {
+  TempDir d;
+  std::string p = d / "c.h5";
+  save_checkpoint(p, make_checkpoint(7, false));
+  const std::string bytes = read_bytes(p);
+  ChildResult r = run_in_child(d / "stderr.txt", [&] {
+    Rng rng(5);
+    std::string t = d / "bad.h5";
+    int refused = 0, loaded = 0;
+    for (int i = 0; i < 400; ++i) {
+      std::string bad = bytes;
+      switch (i % 4) {
+        case 0:  // a burst of random bytes
+        case 1: {
+          size_t at = size_t(rng.below(bytes.size())), n = 1 + size_t(rng.below(64));
+          for (size_t k = at; k < std::min(bytes.size(), at + n); ++k) bad[k] = char(rng.below(256));
+          break;
+        }
+        case 2: bad.resize(size_t(rng.below(bytes.size()))); break;
+        case 3: {
+          size_t at = size_t(rng.below(bytes.size()));
+          std::fill(bad.begin() + long(at), bad.begin() + long(std::min(bytes.size(), at + 512)), '\0');
+          break;
+        }
+      }
+      write_bytes(t, bad);
+      try {
+        load_checkpoint(t);
+        ++loaded;
+      } catch (const InputError&) {
+        ++refused;
+      }
+    }
+    return fmt::format("{} refused, {} loaded, open ids: {}", refused, loaded, open_hdf5_ids());
+  });
+  std::printf("  child: %s\n  report: %s\n  stderr: '%s'\n", r.status.c_str(), r.report.c_str(),
+              r.err.substr(0, 400).c_str());
+  EXPECT_TRUE(r.exited_zero) << r.status;
+  EXPECT_NE(r.report.find("open ids: 0"), std::string::npos) << r.report;
+  EXPECT_EQ(r.err, "") << "HDF5 printed at exit";
 }

@@ -113,6 +113,83 @@ TEST(CliErrors, CheckpointOfAnotherConfigIsRefusedAndKept) {
   EXPECT_EQ(n, 1);
 }
 
+// A validation split too short for one sequence is refused before the first step, so a run with
+// train.eval_every=0 (evaluation only at the end) does not train to the end and then lose it all.
+TEST(CliErrors, ValidationSplitShorterThanASequenceIsRefusedBeforeTraining) {
+  std::string d = scratch_dir("err_valsplit");
+  write_text(d + "/a.yaml", tiny_config("", 5));
+  write_text(d + "/small.txt", std::string(400, 'a'));  // 10% = 40 bytes < seq + 1 = 101
+  auto r = run("train a.yaml train.run_dir=r train.eval_every=0 train.seq=100 data.path=small.txt --quiet", d);
+  expect_error(r, {"small.txt", "data.path", "validation", "40 bytes", "train.seq", "101", "data.val_fraction"});
+  EXPECT_FALSE(fs::exists(d + "/r/metrics.jsonl")) << "training started before the check";
+  auto t = run("train a.yaml train.run_dir=r2 train.seq=100 data.path=small.txt data.val_fraction=0.9 --quiet", d);
+  expect_error(t, {"small.txt", "data.path", "training split", "train.seq", "101"});
+}
+
+// generate / score / export with a run directory whose newest checkpoint is damaged: they use the
+// newest good one, and say which file they skipped and why, as train --resume does.
+TEST(CliErrors, SkippedCorruptCheckpointIsReported) {
+  std::string d = scratch_dir("err_skip");
+  write_text(d + "/a.yaml", tiny_config("", 10));
+  ASSERT_EQ(run("train a.yaml train.run_dir=r --quiet", d).code, 0);
+  std::string newest = d + "/r/ckpt-00000010.h5";
+  ASSERT_TRUE(fs::exists(newest));
+  fs::resize_file(newest, fs::file_size(newest) / 2);
+  auto g = run("generate --ckpt r --max-tokens 3", d);
+  EXPECT_EQ(g.code, 0) << g.out;
+  for (const char* n : {"warning", "ckpt-00000010.h5", "truncated", "ckpt-00000005.h5"})
+    EXPECT_NE(g.out.find(n), std::string::npos) << "missing '" << n << "' in:\n" << g.out;
+  write_text(d + "/t.txt", "the cat");
+  auto s = run("score --ckpt r --text-file t.txt --out o.npy", d);
+  EXPECT_EQ(s.code, 0) << s.out;
+  EXPECT_NE(s.out.find("warning"), std::string::npos) << s.out;
+  EXPECT_NE(s.out.find("ckpt-00000010.h5"), std::string::npos) << s.out;
+}
+
+// inspect takes a .h5 path as a checkpoint: an empty or non-HDF5 file is refused, not read as an
+// (empty) YAML config that prints the default model.
+TEST(CliErrors, InspectRefusesAnEmptyOrNonHdf5Checkpoint) {
+  std::string d = scratch_dir("err_inspect");
+  write_text(d + "/e.h5", "");
+  expect_error(run("inspect e.h5", d), {"e.h5", "not an HDF5 file"});
+  write_text(d + "/y.h5", "model: {d_model: 64}\n");
+  expect_error(run("inspect y.h5", d), {"y.h5", "not an HDF5 file"});
+  write_text(d + "/b.yaml", std::string("\x89HDF\0\0\0\0garbage", 15));
+  auto b = run("inspect b.yaml", d);
+  EXPECT_EQ(b.code, 2) << b.out;
+  EXPECT_EQ(b.out.find("parameters:"), std::string::npos) << b.out;
+}
+
+// CLI ranges read as words, not "0.000000 to 1797693..."; NaN is not a temperature or a top-p.
+TEST(CliErrors, CommandLineRangesAreReadableAndRefuseNan) {
+  std::string d = scratch_dir("err_ranges");
+  auto expect_cli = [&](const std::string& args, std::initializer_list<const char*> needles) {
+    auto r = run(args, d);
+    EXPECT_NE(r.code, 0) << args << "\n" << r.out;
+    EXPECT_EQ(r.out.find("179769"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("not found"), std::string::npos) << "the value was accepted: " << r.out;
+    for (const char* n : needles) EXPECT_NE(r.out.find(n), std::string::npos) << "missing '" << n << "' in:\n" << r.out;
+  };
+  expect_cli("generate --ckpt x.h5 --max-tokens 0", {"--max-tokens", ">= 1", "0"});
+  expect_cli("generate --ckpt x.h5 --temperature nan", {"--temperature", "finite"});
+  expect_cli("generate --ckpt x.h5 --temperature -1", {"--temperature", ">= 0"});
+  expect_cli("generate --ckpt x.h5 --top-p nan", {"--top-p", "finite"});
+  expect_cli("generate --ckpt x.h5 --top-p 1.5", {"--top-p", "[0, 1]"});
+  expect_cli("generate --ckpt x.h5 --top-k -2", {"--top-k", ">= 0"});
+  expect_cli("export hf x.h5 -o out --max-shard-gb inf", {"--max-shard-gb", "finite"});
+}
+
+// A directory where a file is expected says so.
+TEST(CliErrors, DirectoryInsteadOfAFileSaysSo) {
+  std::string d = scratch_dir("err_dir");
+  write_text(d + "/a.yaml", tiny_config("", 5));
+  fs::create_directories(d + "/adir");
+  expect_error(run("train a.yaml train.run_dir=r data.path=adir --quiet", d), {"adir", "is a directory", "data.path"});
+  ASSERT_EQ(run("train a.yaml train.run_dir=r --quiet", d).code, 0);
+  expect_error(run("score --ckpt r --text-file adir --out o.npy", d), {"adir", "is a directory", "--text-file"});
+  expect_error(run("score --ckpt r --ids-file adir --out o.npy", d), {"adir", "is a directory", "--ids-file"});
+}
+
 TEST(CliHelp, EverySubcommandHasHelp) {
   std::string d = scratch_dir("help");
   for (const char* sub : {"", "train ", "generate ", "score ", "inspect ", "import ", "import hf ", "export ", "export hf "}) {

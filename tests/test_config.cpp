@@ -609,3 +609,23 @@ TEST(ConfigExperiments, EveryExperimentLoadsAndRoundTrips) {
   }
   std::printf("  %d experiment configs loaded from %s\n", n, dir.string().c_str());
 }
+
+// Sizes have upper bounds: a config whose model or batch could never fit is refused while the config
+// is read, naming the key and the memory it would need, instead of hanging in the model build
+// (model.repeat=100000000) or ending in std::bad_alloc (batch or seq near 2^31).
+TEST(ConfigErrors, SizesThatCannotFitAreRefusedWithTheMemoryTheyNeed) {
+  expect_has(parse_error("model: {repeat: 100000000}\n"), {"cfg.yaml:1:", "model.repeat=100000000", "bytes", "at most"});
+  expect_has(parse_error("train: {batch: 2147483647}\n"), {"cfg.yaml:1:", "train.batch=2147483647", "bytes", "at most"});
+  expect_has(parse_error("train: {seq: 2000000000}\n"), {"cfg.yaml:1:", "train.seq=2000000000", "bytes", "at most"});
+  expect_has(parse_error("model: {d_model: 1048576, repeat: 64}\n"), {"model.d_model=1048576", "parameters", "bytes"});
+  // The experiments and the defaults are far below the bound.
+  EXPECT_NO_THROW(strata::parse_config("", "cfg.yaml"));
+  EXPECT_NO_THROW(strata::parse_config("model: {repeat: 48, d_model: 4096}\ntrain: {batch: 8, seq: 4096}\n", "cfg.yaml"));
+}
+
+TEST(Config, MaxNonfiniteStepsKey) {
+  EXPECT_EQ(strata::parse_config("", "cfg.yaml").train.max_nonfinite_steps, 10);
+  EXPECT_EQ(strata::parse_config("train: {max_nonfinite_steps: 3}\n", "cfg.yaml").train.max_nonfinite_steps, 3);
+  expect_has(parse_error("train: {max_nonfinite_steps: 0}\n"), {"train.max_nonfinite_steps", ">= 1"});
+  EXPECT_NE(strata::config_help().find("train.max_nonfinite_steps"), std::string::npos);
+}

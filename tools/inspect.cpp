@@ -2,11 +2,16 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
 #include <fstream>
 
 #include "interop/hf_import.h"
 #include "load/model_loader.h"
 #include "train/config_load.h"
+
+namespace fs = std::filesystem;
 
 namespace strata {
 
@@ -59,7 +64,11 @@ std::string inspect_report(const std::string& path, int64_t T) {
   char sig[8] = {};
   f.read(sig, 8);
   bool hdf5 = f.gcount() == 8 && std::string(sig, 8) == "\x89HDF\r\n\x1a\n";
-  if (hdf5) {
+  // A .h5 path is a checkpoint whatever it holds: an empty or damaged one is refused by the checkpoint
+  // reader, with its reason, rather than read as an (empty, hence default) YAML config.
+  std::string ext = fs::path(path).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  if (hdf5 || ext == ".h5" || ext == ".hdf5") {
     LoadedModel lm = load_model(path);
     return fmt::format("checkpoint {} (step {})\n", path, lm.step) +
            inspect_model(*lm.model, T > 0 ? T : lm.config.train.seq);

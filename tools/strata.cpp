@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <cctype>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -25,9 +26,12 @@
 namespace fs = std::filesystem;
 using namespace strata;
 
-static std::string read_file(const std::string& path) {
+// `what` is the option it came from, for the message.
+static std::string read_file(const std::string& path, const std::string& what) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) throw InputError(fmt::format("{}: '{}' is a directory, not a file", what, path));
   std::ifstream f(path, std::ios::binary);
-  if (!f) throw InputError(fmt::format("cannot read '{}'", path));
+  if (!f) throw InputError(fmt::format("{}: cannot read '{}'", what, path));
   std::stringstream ss;
   ss << f.rdbuf();
   return ss.str();
@@ -60,6 +64,32 @@ static std::vector<int32_t> parse_ids(const std::string& text, const std::string
 
 static void log_line(const std::string& s) { fmt::print(stderr, "{}\n", s); }
 
+// resolve_checkpoint, saying on stderr which newer checkpoints of a run directory were skipped and
+// why (as train --resume does), instead of silently using an older one.
+static std::string checkpoint_arg(const std::string& p) {
+  std::string skipped;
+  std::string path = resolve_checkpoint(p, &skipped);
+  if (!skipped.empty()) fmt::print(stderr, "warning: skipped unusable checkpoints in '{}': {}; using {}\n", p, skipped, path);
+  return path;
+}
+
+// Numeric option checks that read as words. CLI11's Range/PositiveNumber print their bounds with %f
+// ("0.000000 to 1797693...", 309 digits)
+// and let NaN through (every comparison with it is false).
+static CLI::Validator number_check(double lo, double hi, bool lo_open = false) {
+  std::string want = std::isinf(hi) ? fmt::format("{} {}", lo_open ? ">" : ">=", lo) : fmt::format("in [{}, {}]", lo, hi);
+  return CLI::Validator(
+      [=](std::string& s) -> std::string {
+        char* end = nullptr;
+        double v = std::strtod(s.c_str(), &end);
+        if (end == s.c_str() || *end != '\0') return fmt::format("'{}' is not a number", s);
+        if (!std::isfinite(v)) return fmt::format("must be a finite number {}, got {}", want, s);
+        if ((lo_open ? v <= lo : v < lo) || v > hi) return fmt::format("must be {}, got {}", want, s);
+        return "";
+      },
+      want);
+}
+
 int main(int argc, char** argv) {
   CLI::App app{"strata: compose, train and sample hybrid attention / Mamba / MoE models"};
   app.require_subcommand(1);
@@ -89,10 +119,10 @@ int main(int argc, char** argv) {
   gen->add_option("--prompt-ids", prompt_ids, "prompt as token ids ('1,2,3'), instead of --prompt");
   gen->add_flag("--print-ids", print_ids, "print the generated token ids instead of text");
   gen->add_flag("--ignore-eos", ignore_eos, "keep generating past the model's end-of-sequence token");
-  gen->add_option("--max-tokens", gopts.max_tokens, "tokens to generate")->capture_default_str()->check(CLI::PositiveNumber);
-  gen->add_option("--temperature", gopts.sampler.temperature, "0 = greedy")->capture_default_str()->check(CLI::NonNegativeNumber);
-  gen->add_option("--top-k", gopts.sampler.top_k, "keep the k most likely tokens (0 = off)")->capture_default_str()->check(CLI::NonNegativeNumber);
-  gen->add_option("--top-p", gopts.sampler.top_p, "nucleus sampling mass (1 = off)")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  gen->add_option("--max-tokens", gopts.max_tokens, "tokens to generate")->capture_default_str()->check(number_check(1, INFINITY));
+  gen->add_option("--temperature", gopts.sampler.temperature, "0 = greedy")->capture_default_str()->check(number_check(0, INFINITY));
+  gen->add_option("--top-k", gopts.sampler.top_k, "keep the k most likely tokens (0 = off)")->capture_default_str()->check(number_check(0, INFINITY));
+  gen->add_option("--top-p", gopts.sampler.top_p, "nucleus sampling mass (1 = off)")->capture_default_str()->check(number_check(0, 1));
   gen->add_option("--seed", gopts.seed, "sampling seed")->capture_default_str();
   std::string device = "cpu";
   bool no_graphs = false;
@@ -140,7 +170,7 @@ int main(int argc, char** argv) {
   exp_hf->add_option("--dtype", exp_dtype, "weights dtype")
       ->check(CLI::IsMember({"float32", "bfloat16", "float16"}))
       ->capture_default_str();
-  exp_hf->add_option("--max-shard-gb", shard_gb, "largest safetensors shard")->capture_default_str()->check(CLI::PositiveNumber);
+  exp_hf->add_option("--max-shard-gb", shard_gb, "largest safetensors shard")->capture_default_str()->check(number_check(0, INFINITY, true));
   exp_hf->add_flag("--quiet", quiet_io, "no progress lines");
 
   CLI11_PARSE(app, argc, argv);
@@ -171,7 +201,7 @@ int main(int argc, char** argv) {
     if (*gen || *sc) require_device(run_on, "--device");
     gopts.decoder.cuda_graphs = !no_graphs;
     if (*gen) {
-      LoadedModel lm = load_model(resolve_checkpoint(ckpt));
+      LoadedModel lm = load_model(checkpoint_arg(ckpt));
       lm.model->params().to_device(run_on);
       const bool as_ids = print_ids || (!lm.tokenizer && lm.config.model.vocab != "bytes");
       std::vector<int32_t> ids = prompt_ids.empty() ? encode_text(lm, prompt) : parse_ids(prompt_ids, "--prompt-ids", lm.model->vocab());
@@ -188,10 +218,10 @@ int main(int argc, char** argv) {
     }
     if (*sc) {
       if (text_file.empty() == ids_file.empty()) throw InputError("score: give --text-file or --ids-file");
-      LoadedModel lm = load_model(resolve_checkpoint(ckpt));
+      LoadedModel lm = load_model(checkpoint_arg(ckpt));
       lm.model->params().to_device(run_on);
-      std::vector<int32_t> ids = ids_file.empty() ? encode_text(lm, read_file(text_file))
-                                                  : parse_ids(read_file(ids_file), ids_file, lm.model->vocab());
+      std::vector<int32_t> ids = ids_file.empty() ? encode_text(lm, read_file(text_file, "--text-file"))
+                                                  : parse_ids(read_file(ids_file, "--ids-file"), ids_file, lm.model->vocab());
       if (ids.empty()) throw InputError(fmt::format("'{}' is empty", ids_file.empty() ? text_file : ids_file));
       auto logits = score(*lm.model, ids, mode == "forward" ? ScoreMode::forward : ScoreMode::decode, gopts.decoder);
       write_npy(out_path, logits, {int64_t(ids.size()), lm.model->vocab()});
@@ -208,7 +238,7 @@ int main(int argc, char** argv) {
     }
     if (*exp_hf) {
       HfLog log = quiet_io ? HfLog() : HfLog(log_line);
-      LoadedModel lm = load_model(resolve_checkpoint(exp_ckpt));
+      LoadedModel lm = load_model(checkpoint_arg(exp_ckpt));
       HfExportOptions o;
       o.dtype = exp_dtype;
       o.max_shard_bytes = uint64_t(shard_gb * 1e9);

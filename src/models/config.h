@@ -88,6 +88,7 @@ struct TrainConfig {
   int log_every = 10;
   std::string device = "cpu";
   std::string run_dir = "";  // "" -> runs/<config file stem>
+  int max_nonfinite_steps = 10;  // non-finite loss/grad-norm steps in a row (each skipped) that stop the run
 };
 
 struct OptimConfig {

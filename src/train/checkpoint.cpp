@@ -6,9 +6,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <set>
+#include <type_traits>
 
 #include "core/error.h"
 #include "core/fsync.h"
@@ -75,6 +77,15 @@ class QuietHdf5 {
   void* data_ = nullptr;
 };
 
+// When a file's close fails (a write error while flushing, a file too damaged to close), HDF5 1.10
+// keeps an id for it that is half torn down. Its atexit handler then closes that id again and
+// crashes in H5F__close_cb, or loops and prints "HDF5: infinite loop closing library" and a table of
+// ids. Every id of ours is released by H5Obj on every path; what is left is HDF5's own state, which
+// the process does not need at exit (our files are closed or abandoned .tmp files, already removed).
+// So the library is told not to tear itself down at exit. Must run before HDF5 initialises, hence a
+// static initialiser of the one file that uses HDF5.
+[[maybe_unused]] const herr_t g_hdf5_no_atexit = H5dont_atexit();
+
 // The most specific message on the current HDF5 error stack, as " (HDF5: ...)", or "".
 std::string hdf5_reason() {
   std::string msg;
@@ -85,6 +96,14 @@ std::string hdf5_reason() {
         return 0;
       },
       &msg);
+  // The POSIX driver's message is a multi-line dump ("file write failed: time = ..., filename = ...,
+  // errno = 28, error message = 'No space left on device', buf = 0x..., ..."): keep what it says.
+  const std::string key = "error message = '";
+  if (size_t at = msg.find(key); at != std::string::npos) {
+    size_t end = msg.find('\'', at + key.size());
+    std::string what = msg.substr(0, std::min(msg.find(':'), msg.find('\n')));
+    msg = what + ": " + msg.substr(at + key.size(), end == std::string::npos ? std::string::npos : end - at - key.size());
+  }
   return msg.empty() ? "" : " (HDF5: " + msg + ")";
 }
 
@@ -342,6 +361,14 @@ struct Loader {
     uint32_t actual = crc32c(buf.data(), n * sizeof(float));
     if (stored != actual)
       fail(fmt::format("checksum mismatch in dataset '{}' (stored {:#010x}, computed {:#010x}): the file is corrupt", where, stored, actual));
+    // Intact bytes can still be values no training step writes (the trainer skips non-finite steps):
+    // a model holding them computes NaN, and an optimizer resumed from them trains into NaN.
+    for (size_t i = 0; i < n; ++i)
+      if (!std::isfinite(buf[i])) {
+        size_t count = size_t(std::count_if(buf.begin(), buf.end(), [](float v) { return !std::isfinite(v); }));
+        fail(fmt::format("dataset '{}' holds a non-finite value ({} at index {}; {} of {} values): refusing it", where,
+                         buf[i], i, count, n));
+      }
     return a;
   }
 
@@ -391,7 +418,12 @@ struct Loader {
     if (H5Lexists(f, "/state", H5P_DEFAULT) <= 0) fail("missing group '/state'");
     H5Obj state(H5Gopen2(f, "/state", H5P_DEFAULT), H5Gclose);
     if (!state.ok()) fail("cannot open group '/state'" + hdf5_reason());
-    visit_fields(ck.state, [&](const char* name, auto& v) { v = int_attr<std::decay_t<decltype(v)>>(state.get(), name, "'/state'"); });
+    visit_fields(ck.state, [&](const char* name, auto& v) {
+      v = int_attr<std::decay_t<decltype(v)>>(state.get(), name, "'/state'");
+      // Counters only grow from 0; a negative step would run the schedule at a negative learning rate.
+      if constexpr (std::is_signed_v<std::decay_t<decltype(v)>>)
+        if (v < 0) fail(fmt::format("'/state' attribute '{}' is {}; the counters of a training run are never negative", name, v));
+    });
     if (file.close() < 0) fail("error closing the file" + hdf5_reason());
     return ck;
   }

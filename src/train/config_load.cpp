@@ -17,6 +17,8 @@
 #include <type_traits>
 
 #include "core/error.h"
+#include "core/params.h"
+#include "layers/block.h"
 
 namespace strata {
 namespace {
@@ -145,6 +147,8 @@ const Schema& schema() {
         F("train.log_every", "steps between log lines and metrics rows", {}, Tr, &TrainConfig::log_every),
         F("train.device", "where to train", {"cpu", "cuda"}, Tr, &TrainConfig::device),
         F("train.run_dir", "output directory (\"\" = runs/<config file stem>)", {}, Tr, &TrainConfig::run_dir),
+        F("train.max_nonfinite_steps", "a step with a non-finite loss or gradient norm is skipped (no update); this many "
+          "in a row stop the run (exit 1), keeping the last good checkpoint", {}, Tr, &TrainConfig::max_nonfinite_steps),
         F("optim.lr", "peak learning rate", {}, O, &OptimConfig::lr),
         F("optim.min_lr_ratio", "final / peak learning rate of the cosine schedule", {}, O, &OptimConfig::min_lr_ratio),
         F("optim.warmup", "linear warmup steps", {}, O, &OptimConfig::warmup),
@@ -386,6 +390,7 @@ class Loader {
     resolve(c.model);
     check_shapes(c, head_dim_derived);
     check_mla(c, written);
+    check_sizes(c);
     c.source_path = src_;
     return c;
   }
@@ -715,6 +720,7 @@ class Loader {
     range(c, "train.save_every", 0, true, INFINITY, true, " (0 = only at the end)");
     range(c, "train.keep_checkpoints", 1, true);
     range(c, "train.log_every", 1, true);
+    range(c, "train.max_nonfinite_steps", 1, true);
 
     range(c, "optim.lr", 0, false);
     range(c, "optim.min_lr_ratio", 0, true, 1, true);
@@ -797,6 +803,45 @@ class Loader {
                                      "rope key is its only positional part");
   }
 
+  // Upper bounds: a model or batch that could never fit is refused here, naming the keys and the
+  // memory, instead of hanging while millions of layers are built or ending in std::bad_alloc. The
+  // estimate is a lower bound (weights, gradients and AdamW moments; the residual stream and one
+  // normed copy per layer, logits and their gradient), compared with a fixed cap rather than this
+  // machine's memory: the same config is read back from checkpoints on other machines.
+  void check_sizes(const Config& c) const {
+    const ModelConfig& m = c.model;
+    double unit = 0;  // parameters of one pattern unit, from the blocks' own declarations
+    try {
+      ParamStore probe;  // add() only records shapes: nothing is allocated
+      for (size_t i = 0; i < m.pattern.size(); ++i) make_block(m.pattern[i], m, probe, "layers." + std::to_string(i));
+      for (auto& p : probe.infos()) unit += double(p.numel);
+    } catch (const std::exception&) {
+      return;  // the model build reports its own error
+    }
+    const double D = m.d_model, V = m.vocab_size, layers = double(m.pattern.size()) * m.repeat;
+    unit += double(m.pattern.size()) * D;  // the pre-norm of each layer
+    const double params = V * D * (m.tie_embeddings ? 1 : 2) + D + unit * m.repeat;
+    const double param_bytes = 16 * params;
+    const double tokens = double(c.train.batch) * c.train.seq;
+    const double act_bytes = 4 * tokens * (2 * D * layers + 2 * V);
+    auto bytes = [](double b) {
+      return b >= 0x1p40 ? fmt::format("{:.3g} bytes ({:.1f} TiB)", b, b / 0x1p40) : fmt::format("{:.3g} bytes ({:.1f} GiB)", b, b / 0x1p30);
+    };
+    const std::string cap = fmt::format("at most {} bytes (1 TiB)", int64_t(kMaxTrainBytes));
+    if (param_bytes > kMaxTrainBytes)
+      fail({"model.repeat", "model.d_model", "model.pattern", "model.vocab_size"},
+           fmt::format("{} x pattern '{}' ({} layers) at {} gives {:.3g} parameters; training them needs at least {} for "
+                       "weights, gradients and AdamW moments (16 bytes each), above the bound of {}",
+                       kv(c, "model.repeat"), m.pattern, int64_t(layers), kv(c, "model.d_model"), params, bytes(param_bytes), cap));
+    if (act_bytes > kMaxTrainBytes || param_bytes + act_bytes > kMaxTrainBytes)
+      fail({"train.batch", "train.seq"},
+           fmt::format("{} x {} = {:.3g} tokens per micro-batch need at least {} of activations over {} layers at "
+                       "d_model {} (plus {} for the parameters), above the bound of {}",
+                       kv(c, "train.batch"), kv(c, "train.seq"), tokens, bytes(act_bytes), int64_t(layers), m.d_model,
+                       bytes(param_bytes), cap));
+  }
+  static constexpr double kMaxTrainBytes = 0x1p40;
+
   std::string src_;
   std::map<std::string, Entry> entries_;
   std::map<std::string, std::string> section_where_;
@@ -820,7 +865,11 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   if (!f) throw InputError(fmt::format("config file '{}' cannot be read", path));
   std::stringstream ss;
   ss << f.rdbuf();
-  return parse_config(ss.str(), path, overrides);
+  const std::string text = ss.str();
+  // yaml-cpp reads binary junk as a plain scalar or as nothing at all; a NUL never occurs in a text config.
+  if (size_t nul = text.find('\0'); nul != std::string::npos)
+    throw InputError(fmt::format("config file '{}' is not a YAML text file (a NUL byte at offset {}: a binary file?)", path, nul));
+  return parse_config(text, path, overrides);
 }
 
 std::string to_yaml(const Config& c) {

@@ -1,5 +1,6 @@
 #include "train/data.h"
 
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 
@@ -7,13 +8,27 @@
 
 namespace strata {
 
-TextData::TextData(const std::string& path, float val_fraction) {
+TextData::TextData(const std::string& path, float val_fraction) : path_(path), val_fraction_(val_fraction) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    throw InputError(fmt::format("data file '{}' is a directory, not a text file (data.path)", path));
   std::ifstream f(path, std::ios::binary);
   if (!f) throw InputError(fmt::format("data file '{}' not found or not readable (data.path)", path));
   bytes_.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
   int64_t n = int64_t(bytes_.size());
   split_ = n - int64_t(double(n) * val_fraction);
   if (n < 64) throw InputError(fmt::format("data file '{}' has only {} bytes; need at least 64", path, n));
+}
+
+void TextData::require_windows(int64_t T) const {
+  auto need = [&](const char* split, const std::string& part, int64_t have, const char* fix) {
+    if (have >= T + 1) return;
+    throw InputError(fmt::format("data file '{}' (data.path): the {} ({} with data.val_fraction={}) has {} bytes, fewer "
+                                 "than train.seq + 1 = {}; {}",
+                                 path_, split, part, val_fraction_, have, T + 1, fix));
+  };
+  need("training split", "the start of the file", train_size(), "use a longer file, lower data.val_fraction or lower train.seq");
+  need("validation split", "the end of the file", val_size(), "raise data.val_fraction, lower train.seq or use a longer file");
 }
 
 static void window(const std::vector<uint8_t>& b, int64_t start, int32_t* ids, int32_t* targets, int64_t T) {

@@ -13,6 +13,10 @@ namespace strata {
 class TextData {
  public:
   TextData(const std::string& path, float val_fraction);
+  // Throws InputError (naming data.path, the split, its size and train.seq) unless both splits hold
+  // at least one window of T + 1 bytes: checked before training, so a short validation split does not
+  // surface only at the first evaluation, after the work.
+  void require_windows(int64_t T) const;
   // ids, targets[B, T] (targets = ids shifted by one) from the train split, random windows.
   void train_batch(int32_t* ids, int32_t* targets, int64_t B, int64_t T, Rng& rng) const;
   // The i-th fixed validation batch (deterministic windows spread over the val split).
@@ -21,6 +25,8 @@ class TextData {
   int64_t val_size() const { return int64_t(bytes_.size()) - split_; }
 
  private:
+  std::string path_;
+  float val_fraction_ = 0;
   std::vector<uint8_t> bytes_;
   int64_t split_ = 0;
 };

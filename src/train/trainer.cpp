@@ -17,6 +17,7 @@
 #include "train/data.h"
 #include "train/metrics.h"
 #include "train/progress.h"
+#include "train/run_lock.h"
 #include "train/schedule.h"
 #include "train/tensorboard.h"
 
@@ -93,6 +94,7 @@ TrainResult train(const Config& cfg, const std::string& config_yaml, const Train
   const Device device = tc.device == "cuda" ? Device::cuda : Device::cpu;
   require_device(device, "train.device");
   TextData data(cfg.data.path, cfg.data.val_fraction);
+  data.require_windows(tc.seq);  // both splits, before any work that a failed first eval would waste
   Model model(cfg.model, tc.seed);
   ParamStore& ps = model.params();
   const int64_t P = ps.numel();
@@ -104,6 +106,7 @@ TrainResult train(const Config& cfg, const std::string& config_yaml, const Train
   int64_t step = 0, tokens_seen = 0;
 
   fs::create_directories(res.run_dir);
+  RunDirLock lock(res.run_dir);  // before anything in the directory is read, pruned or written
   std::string why;
   auto existing = newest_good_checkpoint(res.run_dir, &why);
   if (opts.resume) {
@@ -186,6 +189,7 @@ TrainResult train(const Config& cfg, const std::string& config_yaml, const Train
   auto t_window = t_start;
   int64_t tokens_window = 0, steps_this_run = 0;
   float loss = 0;
+  int nonfinite_in_row = 0;
   while (step < tc.steps) {
     float lr = learning_rate(cfg.optim, step, tc.steps);
     ps.zero_grad();
@@ -198,8 +202,36 @@ TrainResult train(const Config& cfg, const std::string& config_yaml, const Train
       model.backward(ctx, 1.0f / float(tc.grad_accum));
     }
     loss = float(loss_sum / tc.grad_accum);
-    if (!std::isfinite(loss)) throw Error(fmt::format("loss became {} at step {}; lower optim.lr or check the data", loss, step));
     double gnorm = std::sqrt(STRATA_OP_VALUE(device, sum_squares, ps.flat_grad(), P));
+    // A non-finite loss or gradient norm (an overflow, a bad batch) would put NaN into every weight
+    // and both AdamW moments. The step is skipped instead: no update, so parameters, moments and the
+    // step count stay the last good ones (only the data stream moves on, to the next batch). Many in
+    // a row means the run has diverged: it stops, and the last good checkpoint is what remains.
+    if (!std::isfinite(loss) || !std::isfinite(gnorm)) {
+      ++nonfinite_in_row;
+      std::string note = fmt::format("step {}: non-finite loss {} / grad norm {}: skipped, no update ({} of "
+                                     "train.max_nonfinite_steps={} in a row)",
+                                     step + 1, loss, gnorm, nonfinite_in_row, tc.max_nonfinite_steps);
+      if (opts.quiet) fmt::print(stderr, "warning: {}\n", note);
+      else progress.message("warning: " + note);
+      metrics.write({{"step", step}, {"skipped_nonfinite", nonfinite_in_row}, {"loss", loss}, {"grad_norm", gnorm}});
+      if (nonfinite_in_row >= tc.max_nonfinite_steps) {
+        progress.finish();
+        std::string kept = !res.last_checkpoint.empty() ? res.last_checkpoint : existing ? *existing : "";
+        throw Error(fmt::format("training diverged: {} steps in a row had a non-finite loss or gradient norm after step {} "
+                                "(train.max_nonfinite_steps={}); stopping without saving. {}; lower optim.lr, check the "
+                                "data, or raise train.max_nonfinite_steps",
+                                nonfinite_in_row, step, tc.max_nonfinite_steps,
+                                kept.empty() ? "No checkpoint was saved in this run yet"
+                                             : fmt::format("The last good checkpoint is '{}' (resume with --resume)", kept)));
+      }
+      if (g_signal.load() == 0) continue;
+      // Interrupted while skipping: the state is still the last good one, saved as any interruption.
+      res.last_checkpoint = save_in_run_dir(res.run_dir, make_checkpoint(), tc.keep_checkpoints);
+      res.interrupted = true;
+      break;
+    }
+    nonfinite_in_row = 0;
     float scale = (cfg.optim.clip > 0 && gnorm > cfg.optim.clip) ? float(cfg.optim.clip / gnorm) : 1.0f;
     STRATA_OP(device, adamw_update, ps.flat(), ps.flat_grad(), opt_m.data(), opt_v.data(), opt_decay.data(), P, lr,
               cfg.optim.beta1, cfg.optim.beta2, cfg.optim.eps, cfg.optim.weight_decay, step + 1, scale);
