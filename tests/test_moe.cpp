@@ -166,6 +166,24 @@ TEST(MoeRoute, TiesPickLowerIndex) {
   for (int j = 0; j < 3; ++j) EXPECT_NEAR(gate[3 + j], 1.0 / 3.0, 1e-7);
 }
 
+TEST(MoeRoute, NonFiniteLogitsStillGiveDistinctValidExperts) {
+  // A NaN router logit makes every probability of its row NaN. The picks must still be k distinct
+  // experts in range (the permutation would otherwise refuse index -1 before any loss exists), and
+  // the gates NaN, so the loss is non-finite and the trainer's guard skips the step.
+  const int64_t E = 4, k = 2, N = 2;
+  std::vector<float> logits = {0.5f, NAN, 1.0f, 0.0f,  //
+                               1.0f, 2.0f, 0.0f, 3.0f};
+  std::vector<float> probs(N * E), gate(N * k);
+  std::vector<int32_t> idx(N * k, -7);
+  cpu::moe_route_forward(idx.data(), gate.data(), probs.data(), logits.data(), N, E, k, true);
+  EXPECT_EQ(idx[0], 0);
+  EXPECT_EQ(idx[1], 1);
+  EXPECT_TRUE(std::isnan(gate[0]) && std::isnan(gate[1]));
+  EXPECT_EQ(idx[2], 3);  // the finite row is untouched
+  EXPECT_EQ(idx[3], 1);
+  EXPECT_TRUE(std::isfinite(gate[2]) && std::isfinite(gate[3]));
+}
+
 TEST(MoeRoute, RejectsBadTopK) {
   std::vector<float> l(8), p(8), g(8);
   std::vector<int32_t> i(8);

@@ -2,6 +2,7 @@
 // load-balancing loss, and the permutation that groups tokens by expert so that every expert runs
 // one GEMM over contiguous rows. Every reduction runs in an order that does not depend on the
 // thread count (bit-exact resume, docs/kernels.md).
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -53,6 +54,13 @@ void moe_route_forward(int32_t* idx, float* gate, float* probs, const float* log
         const float pe = p[e];
         const bool after_prev = pe < prev_p || (pe == prev_p && e > prev_e);
         if (after_prev && pe > bp) bp = pe, best = e;  // strict '>' keeps the lower index on ties
+      }
+      if (best < 0) {
+        // Only NaN probabilities are left (non-finite router logits): route to the lowest expert not
+        // yet picked so the indices stay valid; the NaN gate carries on into the loss, which the
+        // trainer's non-finite guard then skips, instead of an out-of-range expert index here.
+        for (int64_t e = 0; e < E && best < 0; ++e)
+          if (std::find(ix, ix + j, int32_t(e)) == ix + j) best = e, bp = p[e];
       }
       ix[j] = int32_t(best);
       g[j] = bp;
