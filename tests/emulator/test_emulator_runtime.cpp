@@ -804,6 +804,51 @@ TEST(EmulatorCublasLt, MatmulIsQueuedAndCaptured) {
   cublasLtMatmulDescDestroy(op);
 }
 
+// Two host threads, two streams, one product each, over and over: with one workspace between them
+// the partial products overwrite each other (as on a GPU); with a workspace each, never.
+int corrupted_runs(bool shared_workspace, int max_iterations) {
+  Lt lt;
+  const int m = 96, n = 96, k = 256;
+  cublasLtMatmulDesc_t op;
+  cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+  cublasLtMatrixLayout_t la, lb, lc;
+  cublasLtMatrixLayoutCreate(&la, CUDA_R_32F, m, k, m);
+  cublasLtMatrixLayoutCreate(&lb, CUDA_R_32F, k, n, k);
+  cublasLtMatrixLayoutCreate(&lc, CUDA_R_32F, m, n, m);
+  const size_t wsb = 4 * size_t(m) * n * sizeof(float);
+  Dev ws0(wsb), ws1(wsb);
+  std::atomic<int> bad{0};
+  auto worker = [&](int t) {
+    cudaStream_t s = make_stream(cudaStreamNonBlocking);
+    Dev a(size_t(m) * k * 4), b(size_t(k) * n * 4), d(size_t(m) * n * 4);
+    std::vector<float> ha(size_t(m) * k, 0.5f + float(t)), hb(size_t(k) * n, 1.0f), hd(size_t(m) * n);
+    cudaMemcpy(a.p, ha.data(), ha.size() * 4, cudaMemcpyHostToDevice);
+    cudaMemcpy(b.p, hb.data(), hb.size() * 4, cudaMemcpyHostToDevice);
+    const float one = 1, zero = 0;
+    void* ws = shared_workspace || t == 0 ? ws0.p : ws1.p;
+    for (int it = 0; it < max_iterations && (!shared_workspace || bad == 0); ++it) {
+      cublasLtMatmul(lt.h, op, &one, a.p, la, b.p, lb, &zero, d.p, lc, d.p, lc, nullptr, ws, wsb, s);
+      cudaMemcpyAsync(hd.data(), d.p, hd.size() * 4, cudaMemcpyDeviceToHost, s);
+      for (float v : hd)
+        if (v != (0.5f + float(t)) * k) {
+          ++bad;
+          break;
+        }
+    }
+    cudaStreamDestroy(s);
+  };
+  std::thread t0(worker, 0), t1(worker, 1);
+  t0.join(), t1.join();
+  cublasLtMatrixLayoutDestroy(la), cublasLtMatrixLayoutDestroy(lb), cublasLtMatrixLayoutDestroy(lc);
+  cublasLtMatmulDescDestroy(op);
+  return bad;
+}
+
+TEST(EmulatorCublasLt, SharedWorkspaceBetweenThreadsCorruptsOwnWorkspacesDoNot) {
+  EXPECT_EQ(corrupted_runs(false, 20), 0);
+  EXPECT_GT(corrupted_runs(true, 300), 0) << "two products sharing a workspace on two threads must collide";
+}
+
 // ---- cub radix sort ----
 
 template <class K>
