@@ -20,9 +20,9 @@
 #include "bench_args.h"
 
 #ifdef STRATA_WITH_CUDA
+#include "core/device_cuda.h"
 #include "core/rng.h"
 #include "kernels/cuda/attention.h"
-#include "kernels/cuda/memory.h"
 #endif
 
 namespace {

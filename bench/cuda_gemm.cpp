@@ -23,9 +23,9 @@
 
 #ifdef STRATA_WITH_CUDA
 #include "core/device.h"
+#include "core/device_cuda.h"
 #include "core/dtype.h"
 #include "kernels/cuda/gemm.h"
-#include "kernels/cuda/memory.h"
 #endif
 
 namespace {

@@ -20,8 +20,8 @@
 #include "bench_args.h"
 
 #ifdef STRATA_WITH_CUDA
+#include "core/device_cuda.h"
 #include "core/rng.h"
-#include "kernels/cuda/memory.h"
 #include "kernels/cuda/scan.h"
 #include "kernels/cuda/ssd.h"
 #endif

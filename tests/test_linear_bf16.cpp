@@ -60,7 +60,7 @@ struct Layer {
     w = ps.add("w", {2 * oc, ic}, Init::normal(0.5f), true);
     b = ps.add("b", {oc}, Init::normal(0.5f), false);
     ps.allocate(seed);
-    ps.enable_bf16_shadow();
+    enable_bf16_shadow(ps);
   }
   const float* weight() const { return ps.data(w) + OC * IC; }
   float* dweight() { return ps.grad(w) + OC * IC; }
@@ -147,7 +147,7 @@ TEST(ParamStoreShadow, FollowsWritesAfterRefreshAndMapsSlices) {
   float* w = L.ps.data(L.w);
   w[0] = 3.0f;
   EXPECT_NE(L.ps.bf16_of(w)[0], f32_to_bf16(3.0f));
-  L.ps.refresh_bf16_shadow();
+  refresh_bf16_shadow(L.ps);
   EXPECT_EQ(L.ps.bf16_of(w)[0], f32_to_bf16(3.0f));
   // set_flat_from_host refreshes by itself.
   std::vector<float> host(size_t(L.ps.numel()), -2.5f);

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "layers/linear.h"
 #include "models/model.h"
 #include "model_testing.h"
 #include "testing.h"
@@ -76,7 +77,7 @@ TEST_P(ModelBf16, LossGradientsAndDecodeTrackFp32) {
   const float loss32 = train_step(g32);
   const auto logits32 = decode();
 
-  ps.enable_bf16_shadow();
+  enable_bf16_shadow(ps);
   ctx.precision = Precision::bf16;
   ctx.params = &ps;
   const float loss16 = train_step(g16);

@@ -5,7 +5,7 @@
 
 #include "core/error.h"
 #ifdef STRATA_WITH_CUDA
-#include "kernels/cuda/memory.h"
+#include "core/device_cuda.h"
 #endif
 
 namespace strata {

@@ -3,9 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/dtype.h"
 #include "core/error.h"
-#include "kernels/cpu/elementwise.h"
-#include "kernels/dispatch.h"
 
 namespace strata {
 
@@ -74,26 +73,25 @@ void ParamStore::to_device(Device d) {
   require_device(d, "parameters");
   data_ = data_.to(d);
   grad_ = grad_.to(d);
-  if (shadow_on_) {
-    shadow_ = DeviceArray<uint16_t>(size_t(total_), d);
-    refresh_bf16_shadow();
-  }
+  // The shadow is a function of the values, which move unchanged: its bits move with them.
+  if (shadow_on_) shadow_ = shadow_.to(d);
 }
 
 void ParamStore::set_flat_from_host(const float* src) {
   copy_bytes(data_.data(), data_.device(), src, Device::cpu, size_t(total_) * sizeof(float));
-  refresh_bf16_shadow();
+  if (!shadow_on_) return;
+  // The new values are on the host already: round them there (core/dtype.h's f32_to_bf16, the
+  // rounding the cast ops use) and copy the bf16 values over, so no op is needed here.
+  std::vector<uint16_t> b(static_cast<size_t>(total_));
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < total_; ++i) b[size_t(i)] = f32_to_bf16(src[i]);
+  copy_bytes(shadow_.data(), shadow_.device(), b.data(), Device::cpu, b.size() * sizeof(uint16_t));
 }
 
-void ParamStore::enable_bf16_shadow() {
-  STRATA_CHECK(allocated(), "ParamStore::enable_bf16_shadow before allocate");
+void ParamStore::allocate_bf16_shadow() {
+  STRATA_CHECK(allocated(), "ParamStore::allocate_bf16_shadow before allocate");
   if (!shadow_on_) shadow_ = DeviceArray<uint16_t>(size_t(total_), data_.device());
   shadow_on_ = true;
-  refresh_bf16_shadow();
-}
-
-void ParamStore::refresh_bf16_shadow() {
-  if (shadow_on_) STRATA_OP(data_.device(), cast_f32_to_bf16, shadow_.data(), data_.data(), total_);
 }
 
 const uint16_t* ParamStore::bf16_of(const float* w) const {

@@ -43,8 +43,8 @@ class ParamStore {
   // Allocates the buffers (params, grads) on the host and initialises every parameter from `seed`
   // (or leaves them zero when init is false: the caller is about to load every value).
   void allocate(uint64_t seed, bool init = true);
-  // Moves params and grads (and the bf16 shadow) to device d (values kept). Pointers taken before
-  // are invalidated.
+  // Moves params and grads (and the bf16 shadow, as it is) to device d (values kept). Pointers taken
+  // before are invalidated.
   void to_device(Device d);
   Device device() const { return data_.device(); }
   bool allocated() const { return !data_.empty() || infos_.empty(); }
@@ -68,13 +68,16 @@ class ParamStore {
 
   // bf16 mixed precision (train.precision: bf16): a bf16 copy of the whole flat buffer, same layout,
   // on the parameters' device, that the bf16 GEMMs read. The fp32 values stay the master copy (the
-  // optimizer updates them) and the shadow is derived from them, so it is never checkpointed. It is
-  // stale after a write to the fp32 values until refresh_bf16_shadow(): to_device and
-  // set_flat_from_host refresh it themselves; whoever writes through data()/flat() (the optimizer
-  // step, a checkpoint restore) calls refresh.
-  void enable_bf16_shadow();   // allocates it (once) and refreshes it
-  void refresh_bf16_shadow();  // one cast op over the flat buffer; no-op when not enabled
+  // optimizer updates them) and the shadow is derived from them, so it is never checkpointed.
+  // The store only holds the shadow's memory: casting into it is an op (a kernel), which core does
+  // not call, so enable_bf16_shadow / refresh_bf16_shadow live above the kernels, in layers/linear.h.
+  // The shadow is stale after a write to the fp32 values until that refresh: whoever writes through
+  // data()/flat() (the optimizer step, a checkpoint restore) refreshes. to_device moves the shadow
+  // with the values, and set_flat_from_host rounds the new host values into it, so both keep it
+  // current.
+  void allocate_bf16_shadow();  // once, on the parameters' device; contents undefined until refreshed
   bool has_bf16_shadow() const { return shadow_on_; }
+  uint16_t* bf16_shadow() { return shadow_.data(); }  // the flat shadow (numel() values); null without one
   // The shadow of a pointer into the flat fp32 buffer (a weight, or a slice of one): same offset.
   // Throws when the shadow is not enabled or w is not inside the buffer.
   const uint16_t* bf16_of(const float* w) const;

@@ -6,8 +6,8 @@
 
 #include "core/error.h"
 #ifdef STRATA_WITH_CUDA
+#include "core/device_cuda.h"
 #include "kernels/cuda/graph.h"
-#include "kernels/cuda/memory.h"
 #endif
 
 namespace strata {

@@ -12,6 +12,7 @@
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/rope.h"
 #include "kernels/dispatch.h"
+#include "layers/block_state.h"
 #include "layers/linear.h"
 #include "layers/rope_freq.h"
 
@@ -52,13 +53,9 @@ class Attention final : public Block {
   // post-RoPE keys and values of all T positions are written to it.
   void forward(Ctx& ctx, float* y, const float* x, int64_t B, int64_t T, BlockCache* cache) override {
     STRATA_CHECK(ctx.arena, "attention forward needs ctx.arena");
-    AttentionCache* ac = nullptr;
-    if (cache) {
-      ac = as_cache(cache, B);
-      STRATA_CHECK(ac->pos == 0, "attention prefill needs an empty cache (pos {})", ac->pos);
-      STRATA_CHECK(T <= ac->max_T, "attention prefill of {} tokens into a cache of {}", T, ac->max_T);
-    }
-    saved_.valid = false;
+    AttentionCache* ac = as_cache(cache, B, /*prefill=*/true);
+    if (ac) STRATA_CHECK(T <= ac->max_T, "attention prefill of {} tokens into a cache of {}", T, ac->max_T);
+    saved_.clear();
     const int64_t N = B * T, Cq = Hq_ * hd_, Ck = Hkv_ * hd_;
     Arena& ar = *ctx.arena;
     Acts a;
@@ -67,13 +64,7 @@ class Attention final : public Block {
     a.v = ar.alloc(N * Ck);
     a.att = ar.alloc(N * Cq);
     a.lse = ctx.training ? ar.alloc(B * Hq_ * T) : nullptr;
-    if (ctx.training) {
-      float* xs = ar.alloc(N * D_);
-      STRATA_OP(ctx.device, copy_f32, xs, x, N * D_);
-      a.x = xs;
-    } else {
-      a.x = x;
-    }
+    a.x = kept_input(ctx, x, N * D_);
     if (N > 0) {
       linear_forward(ctx, a.q, a.x, w(wq_), nullptr, N, D_, Cq);
       linear_forward(ctx, a.k, a.x, w(wk_), nullptr, N, D_, Ck);
@@ -91,21 +82,12 @@ class Attention final : public Block {
       }
       ac->pos = T;
     }
-    if (ctx.training) {
-      saved_ = a;
-      saved_.B = B;
-      saved_.T = T;
-      saved_.valid = true;
-    }
+    if (ctx.training) saved_.keep(a, B, T);
   }
 
   // dy[B, T, D] -> dx[B, T, D] (assigned); weight grads accumulated.
   void backward(Ctx& ctx, float* dx, const float* dy, int64_t B, int64_t T) override {
-    STRATA_CHECK(saved_.valid, "attention backward without a preceding training forward");
-    STRATA_CHECK(B == saved_.B && T == saved_.T, "attention backward for [{}, {}] after a forward of [{}, {}]", B, T,
-                 saved_.B, saved_.T);
-    saved_.valid = false;
-    const Acts& a = saved_;
+    const Acts& a = saved_.take("attention", B, T);
     const int64_t N = B * T, Cq = Hq_ * hd_, Ck = Hkv_ * hd_;
     if (N == 0) return;
     Arena& ar = *ctx.arena;
@@ -179,8 +161,6 @@ class Attention final : public Block {
     float *q = nullptr, *att = nullptr;  // [N, Hq*hd] (q after RoPE)
     float *k = nullptr, *v = nullptr;    // [N, Hkv*hd] (k after RoPE)
     float* lse = nullptr;                // [B, Hq, T]
-    int64_t B = 0, T = 0;
-    bool valid = false;
   };
 
   const float* w(ParamRef r) const { return store_.data(r); }
@@ -196,13 +176,11 @@ class Attention final : public Block {
   }
   float* g(ParamRef r) { return store_.grad(r); }
 
-  AttentionCache* as_cache(BlockCache* cache, int64_t B) const {
-    auto* ac = dynamic_cast<AttentionCache*>(cache);
-    STRATA_CHECK(ac, "attention given a cache of another block kind");
-    STRATA_CHECK(ac->batch == B, "attention cache for batch {} used with batch {}", ac->batch, B);
-    STRATA_CHECK(ac->k.device() == store_.device(), "attention cache on {} used with parameters on {}",
-                 device_name(ac->k.device()), device_name(store_.device()));
-    STRATA_CHECK(int64_t(ac->k.size()) == B * ac->max_T * Hkv_ * hd_, "attention cache of another shape");
+  // prefill: forward's cache (nullptr when there is none; else it must be empty).
+  AttentionCache* as_cache(BlockCache* cache, int64_t B, bool prefill = false) const {
+    AttentionCache* ac = prefill ? prefill_cache<AttentionCache>(cache, "attention", B, store_.device())
+                                 : cache_as<AttentionCache>(cache, "attention", B, store_.device());
+    if (ac) STRATA_CHECK(int64_t(ac->k.size()) == B * ac->max_T * Hkv_ * hd_, "attention cache of another shape");
     return ac;
   }
 
@@ -211,7 +189,7 @@ class Attention final : public Block {
   int64_t rot_;                 // channels RoPE rotates per head; 0 = no positional encoding
   std::vector<float> inv_freq_;  // [rot_ / 2], attention.rope_type's table
   ParamRef wq_, wk_, wv_, wo_;
-  Acts saved_;
+  SavedActs<Acts> saved_;
 };
 
 }  // namespace

@@ -20,6 +20,7 @@ struct AttentionCache final : BlockCache {
   int64_t batch = 0, max_T = 0;
   DeviceArray<float> k, v;  // [B, max_T, Hkv, hd] each, post-RoPE; positions >= pos are unused
   int64_t bytes() const override { return int64_t(sizeof(float) * (k.size() + v.size())); }
+  Device device() const { return k.device(); }
 };
 
 // Parameters under `prefix` ("layers.{i}.self_attn"), Hugging Face LlamaAttention names, with

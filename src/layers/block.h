@@ -14,7 +14,7 @@
 #include "core/device.h"
 #include "core/dtype.h"
 #include "core/params.h"
-#include "models/config.h"
+#include "layers/block_config.h"
 
 namespace strata {
 

@@ -14,6 +14,7 @@
 #include "kernels/cpu/norm.h"
 #include "kernels/cpu/rope.h"
 #include "kernels/dispatch.h"
+#include "layers/block_state.h"
 #include "layers/linear.h"
 #include "layers/rope_freq.h"
 
@@ -97,23 +98,13 @@ class LatentAttention final : public Block {
   // (prefill), the latent rows [c, rope(kr)] of all T positions are written to it.
   void forward(Ctx& ctx, float* y, const float* x, int64_t B, int64_t T, BlockCache* cache) override {
     STRATA_CHECK(ctx.arena, "mla forward needs ctx.arena");
-    LatentCache* lc = nullptr;
-    if (cache) {
-      lc = as_cache(cache, B);
-      STRATA_CHECK(lc->pos == 0, "mla prefill needs an empty cache (pos {})", lc->pos);
-      STRATA_CHECK(T <= lc->max_T, "mla prefill of {} tokens into a cache of {}", T, lc->max_T);
-    }
-    saved_.valid = false;
+    LatentCache* lc = as_cache(cache, B, /*prefill=*/true);
+    if (lc) STRATA_CHECK(T <= lc->max_T, "mla prefill of {} tokens into a cache of {}", T, lc->max_T);
+    saved_.clear();
     const int64_t N = B * T, Cq = H_ * dqk_, Co = H_ * dv_, Ckv = H_ * (dn_ + dv_);
     Arena& ar = *ctx.arena;
     Acts a;
-    if (ctx.training) {
-      float* xs = ar.alloc(N * D_);
-      STRATA_OP(ctx.device, copy_f32, xs, x, N * D_);
-      a.x = xs;
-    } else {
-      a.x = x;
-    }
+    a.x = kept_input(ctx, x, N * D_);
     if (rq_) a.qa = ar.alloc(N * rq_), a.qa_rstd = ar.alloc(N), a.qan = ar.alloc(N * rq_);
     a.q = ar.alloc(N * Cq);
     a.lat = ar.alloc(N * r_);
@@ -152,21 +143,12 @@ class LatentAttention final : public Block {
       }
       lc->pos = T;
     }
-    if (ctx.training) {
-      saved_ = a;
-      saved_.B = B;
-      saved_.T = T;
-      saved_.valid = true;
-    }
+    if (ctx.training) saved_.keep(a, B, T);
   }
 
   // dy[B, T, D] -> dx[B, T, D] (assigned); weight grads accumulated.
   void backward(Ctx& ctx, float* dx, const float* dy, int64_t B, int64_t T) override {
-    STRATA_CHECK(saved_.valid, "mla backward without a preceding training forward");
-    STRATA_CHECK(B == saved_.B && T == saved_.T, "mla backward for [{}, {}] after a forward of [{}, {}]", B, T,
-                 saved_.B, saved_.T);
-    saved_.valid = false;
-    const Acts& a = saved_;
+    const Acts& a = saved_.take("mla", B, T);
     const int64_t N = B * T, Cq = H_ * dqk_, Co = H_ * dv_, Ckv = H_ * (dn_ + dv_);
     if (N == 0) return;
     Arena& ar = *ctx.arena;
@@ -285,8 +267,6 @@ class LatentAttention final : public Block {
     float* kpe = nullptr;                                        // [N, dr] rotated shared key
     float *k = nullptr, *v = nullptr, *att = nullptr;            // [N, H, dqk], [N, H, dv], [N, H, dv]
     float* lse = nullptr;                                        // [B, H, T]
-    int64_t B = 0, T = 0;
-    bool valid = false;
   };
 
   const float* w(ParamRef r) const { return store_.data(r); }
@@ -320,13 +300,12 @@ class LatentAttention final : public Block {
     copy_rows(ctx.device, q + dn_, dqk_, pe, dr_, B * T * H_, dr_, Pairs::keep);
   }
 
-  LatentCache* as_cache(BlockCache* cache, int64_t B) const {
-    auto* lc = dynamic_cast<LatentCache*>(cache);
-    STRATA_CHECK(lc, "mla given a cache of another block kind");
-    STRATA_CHECK(lc->batch == B, "mla cache for batch {} used with batch {}", lc->batch, B);
-    STRATA_CHECK(lc->width == W_ && int64_t(lc->rows.size()) == B * lc->max_T * W_, "mla cache of another shape");
-    STRATA_CHECK(lc->rows.device() == store_.device(), "mla cache on {} used with parameters on {}",
-                 device_name(lc->rows.device()), device_name(store_.device()));
+  // prefill: forward's cache (nullptr when there is none; else it must be empty).
+  LatentCache* as_cache(BlockCache* cache, int64_t B, bool prefill = false) const {
+    LatentCache* lc = prefill ? prefill_cache<LatentCache>(cache, "mla", B, store_.device())
+                              : cache_as<LatentCache>(cache, "mla", B, store_.device());
+    if (lc)
+      STRATA_CHECK(lc->width == W_ && int64_t(lc->rows.size()) == B * lc->max_T * W_, "mla cache of another shape");
     return lc;
   }
 
@@ -336,7 +315,7 @@ class LatentAttention final : public Block {
   float theta_, scale_ = 0.0f;
   std::vector<float> inv_freq_;  // [dr / 2] RoPE frequencies
   ParamRef wq_, wqa_, q_norm_, wqb_, wkva_, kv_norm_, wkvb_, wo_;
-  Acts saved_;
+  SavedActs<Acts> saved_;
 };
 
 }  // namespace

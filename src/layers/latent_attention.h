@@ -33,6 +33,7 @@ struct LatentCache final : BlockCache {
   int64_t batch = 0, max_T = 0, width = 0;  // width = kv_lora_rank + qk_rope_head_dim
   DeviceArray<float> rows;                  // [B, max_T, width]; positions >= pos are unused
   int64_t bytes() const override { return int64_t(sizeof(float) * rows.size()); }
+  Device device() const { return rows.device(); }
 };
 
 // Parameters under `prefix` ("layers.{i}.self_attn"), Hugging Face DeepseekV3Attention names, with

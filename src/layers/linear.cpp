@@ -57,4 +57,13 @@ void linear_backward(const Ctx& ctx, float* dinp, float* dweight, float* dbias, 
   if (dbias) STRATA_OP(ctx.device, linear_backward, nullptr, nullptr, dbias, dout, inp, weight, N, IC, OC, false);
 }
 
+void enable_bf16_shadow(ParamStore& ps) {
+  ps.allocate_bf16_shadow();
+  refresh_bf16_shadow(ps);
+}
+
+void refresh_bf16_shadow(ParamStore& ps) {
+  if (ps.has_bf16_shadow()) STRATA_OP(ps.device(), cast_f32_to_bf16, ps.bf16_shadow(), ps.flat(), ps.numel());
+}
+
 }  // namespace strata

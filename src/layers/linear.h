@@ -22,4 +22,11 @@ void linear_forward(const Ctx& ctx, float* out, const float* inp, const float* w
 void linear_backward(const Ctx& ctx, float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int64_t N, int64_t IC, int64_t OC, bool accumulate_dinp = false);
 
+// The bf16 shadow that bf16 mode reads (ParamStore holds its memory; the cast is an op, so it lives
+// here, above the kernels). enable: allocates it (once) on the parameters' device and refreshes it.
+// refresh: one cast op over the flat buffer, after every write through data()/flat() (the
+// optimizer step, a restore); a no-op when the store has no shadow.
+void enable_bf16_shadow(ParamStore& ps);
+void refresh_bf16_shadow(ParamStore& ps);
+
 }  // namespace strata

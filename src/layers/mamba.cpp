@@ -15,6 +15,7 @@
 #include "kernels/cpu/norm.h"
 #include "kernels/cpu/scan.h"
 #include "kernels/dispatch.h"
+#include "layers/block_state.h"
 #include "layers/linear.h"
 
 namespace strata {
@@ -93,12 +94,8 @@ class Mamba final : public Block {
   // norms also x_proj's raw dt|B|C and the norms' rstd.
   void forward(Ctx& ctx, float* y, const float* x, int64_t B, int64_t T, BlockCache* cache) override {
     STRATA_CHECK(ctx.arena, "mamba forward needs ctx.arena");
-    MambaCache* mc = nullptr;
-    if (cache) {
-      mc = as_cache(cache, B);
-      STRATA_CHECK(mc->pos == 0, "mamba prefill needs an empty cache (pos {})", mc->pos);
-    }
-    saved_.valid = false;
+    MambaCache* mc = prefill_cache<MambaCache>(cache, "mamba", B, store_.device());
+    saved_.clear();
     const int64_t N = B * T;
     Arena& ar = *ctx.arena;
     Acts a;
@@ -115,13 +112,7 @@ class Mamba final : public Block {
       a.rstd = ar.alloc(3 * N);
     }
     float* A = neg_exp_a_log(ar);
-    if (ctx.training) {
-      float* xs = ar.alloc(N * D_);
-      STRATA_OP(ctx.device, copy_f32, xs, x, N * D_);
-      a.x = xs;
-    } else {
-      a.x = x;
-    }
+    a.x = kept_input(ctx, x, N * D_);
     if (N > 0) {
       const float* win = w(in_w_);
       const float* bin = in_b_.valid() ? w(in_b_) : nullptr;
@@ -138,21 +129,12 @@ class Mamba final : public Block {
       if (T > 0) STRATA_OP(ctx.device, conv1d_state_from_sequence, mc->conv.data(), a.xin, B, T, Di_, K_);
       mc->pos = T;
     }
-    if (ctx.training) {
-      saved_ = a;
-      saved_.B = B;
-      saved_.T = T;
-      saved_.valid = true;
-    }
+    if (ctx.training) saved_.keep(a, B, T);
   }
 
   // dy[B, T, D] -> dx[B, T, D] (assigned); parameter grads accumulated.
   void backward(Ctx& ctx, float* dx, const float* dy, int64_t B, int64_t T) override {
-    STRATA_CHECK(saved_.valid, "mamba backward without a preceding training forward");
-    STRATA_CHECK(B == saved_.B && T == saved_.T, "mamba backward for [{}, {}] after a forward of [{}, {}]", B, T,
-                 saved_.B, saved_.T);
-    saved_.valid = false;
-    const Acts& a = saved_;
+    const Acts& a = saved_.take("mamba", B, T);
     const int64_t N = B * T;
     if (N == 0) return;
     Arena& ar = *ctx.arena;
@@ -214,7 +196,7 @@ class Mamba final : public Block {
   void step(Ctx& ctx, float* y, const float* x, int64_t B, BlockCache* cache) override {
     STRATA_CHECK(ctx.arena, "mamba step needs ctx.arena");
     STRATA_CHECK(cache, "mamba step needs a cache (allocate_cache)");
-    MambaCache* mc = as_cache(cache, B);
+    MambaCache* mc = cache_as<MambaCache>(cache, "mamba", B, store_.device());
     Arena& ar = *ctx.arena;
     float* xin = ar.alloc(B * Di_);
     float* z = ar.alloc(B * Di_);
@@ -257,22 +239,11 @@ class Mamba final : public Block {
     float *Bm = nullptr, *Cm = nullptr;                                                  // [N, S]
     float* raw = nullptr;   // inner norms: x_proj's raw outputs, dt [N, R] then B, C [N, S] each
     float* rstd = nullptr;  // inner norms: [3, N] (dt, B, C)
-    int64_t B = 0, T = 0;
-    bool valid = false;
   };
 
   const float* w(ParamRef r) const { return store_.data(r); }
   float* g(ParamRef r) { return store_.grad(r); }
   const float* conv_bias() const { return conv_b_.valid() ? w(conv_b_) : nullptr; }
-
-  MambaCache* as_cache(BlockCache* cache, int64_t B) const {
-    auto* mc = dynamic_cast<MambaCache*>(cache);
-    STRATA_CHECK(mc, "mamba given a cache of another block kind");
-    STRATA_CHECK(mc->batch == B, "mamba cache for batch {} used with batch {}", mc->batch, B);
-    STRATA_CHECK(mc->ssm.device() == store_.device(), "mamba cache on {} used with parameters on {}",
-                 device_name(mc->ssm.device()), device_name(store_.device()));
-    return mc;
-  }
 
   // A = -exp(A_log) [d_inner, S], from the current parameters.
   float* neg_exp_a_log(Arena& ar) const {
@@ -308,7 +279,7 @@ class Mamba final : public Block {
   float eps_;
   ParamRef in_w_, in_b_, conv_w_, conv_b_, x_w_, dt_w_, dt_b_, a_log_, d_, out_w_, out_b_;
   ParamRef dt_norm_, b_norm_, c_norm_;  // inner norms only
-  Acts saved_;
+  SavedActs<Acts> saved_;
 };
 
 }  // namespace

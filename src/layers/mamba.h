@@ -20,6 +20,7 @@ struct MambaCache final : BlockCache {
   DeviceArray<float> conv;  // [B, d_inner, d_conv-1]: the last d_conv-1 conv inputs, oldest first
   DeviceArray<float> ssm;   // [B, d_inner, d_state]
   int64_t bytes() const override { return int64_t(sizeof(float) * (conv.size() + ssm.size())); }
+  Device device() const { return ssm.device(); }
 };
 
 // Parameters under `prefix` ("layers.{i}.mixer"), Hugging Face MambaMixer names, d_inner = expand * D,

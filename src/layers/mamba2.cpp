@@ -16,6 +16,7 @@
 #include "kernels/cpu/norm.h"
 #include "kernels/cpu/ssd.h"
 #include "kernels/dispatch.h"
+#include "layers/block_state.h"
 #include "layers/linear.h"
 
 namespace strata {
@@ -108,12 +109,8 @@ class Mamba2 final : public Block {
   // SSD output, the norm's rstd and output: what the GEMM, norm, SSD and conv backwards read.
   void forward(Ctx& ctx, float* y, const float* x, int64_t B, int64_t T, BlockCache* cache) override {
     STRATA_CHECK(ctx.arena, "mamba2 forward needs ctx.arena");
-    Mamba2Cache* mc = nullptr;
-    if (cache) {
-      mc = as_cache(cache, B);
-      STRATA_CHECK(mc->pos == 0, "mamba2 prefill needs an empty cache (pos {})", mc->pos);
-    }
-    saved_.valid = false;
+    Mamba2Cache* mc = prefill_cache<Mamba2Cache>(cache, "mamba2", B, store_.device());
+    saved_.clear();
     const int64_t N = B * T, GN = G_ * N_;
     Arena& ar = *ctx.arena;
     Acts a;
@@ -128,13 +125,7 @@ class Mamba2 final : public Block {
     a.rstd = ar.alloc(N * G_);
     float* xc = ar.alloc(N * Cd_);
     float* A = neg_exp_a_log(ar);
-    if (ctx.training) {
-      float* xs = ar.alloc(N * D_);
-      STRATA_OP(ctx.device, copy_f32, xs, x, N * D_);
-      a.x = xs;
-    } else {
-      a.x = x;
-    }
+    a.x = kept_input(ctx, x, N * D_);
     if (N > 0) {
       in_proj(ctx, a.z, a.xbc, a.dtr, a.x, N);
       STRATA_OP(ctx.device, conv1d_causal_forward, xc, a.xbc, w(conv_w_), conv_bias(), B, T, Cd_, K_, true);
@@ -149,21 +140,12 @@ class Mamba2 final : public Block {
       if (T > 0) STRATA_OP(ctx.device, conv1d_state_from_sequence, mc->conv.data(), a.xbc, B, T, Cd_, K_);
       mc->pos = T;
     }
-    if (ctx.training) {
-      saved_ = a;
-      saved_.B = B;
-      saved_.T = T;
-      saved_.valid = true;
-    }
+    if (ctx.training) saved_.keep(a, B, T);
   }
 
   // dy[B, T, D] -> dx[B, T, D] (assigned); parameter grads accumulated.
   void backward(Ctx& ctx, float* dx, const float* dy, int64_t B, int64_t T) override {
-    STRATA_CHECK(saved_.valid, "mamba2 backward without a preceding training forward");
-    STRATA_CHECK(B == saved_.B && T == saved_.T, "mamba2 backward for [{}, {}] after a forward of [{}, {}]", B, T,
-                 saved_.B, saved_.T);
-    saved_.valid = false;
-    const Acts& a = saved_;
+    const Acts& a = saved_.take("mamba2", B, T);
     const int64_t N = B * T, GN = G_ * N_;
     if (N == 0) return;
     Arena& ar = *ctx.arena;
@@ -213,7 +195,7 @@ class Mamba2 final : public Block {
   void step(Ctx& ctx, float* y, const float* x, int64_t B, BlockCache* cache) override {
     STRATA_CHECK(ctx.arena, "mamba2 step needs ctx.arena");
     STRATA_CHECK(cache, "mamba2 step needs a cache (allocate_cache)");
-    Mamba2Cache* mc = as_cache(cache, B);
+    Mamba2Cache* mc = cache_as<Mamba2Cache>(cache, "mamba2", B, store_.device());
     const int64_t GN = G_ * N_;
     Arena& ar = *ctx.arena;
     float* z = ar.alloc(B * Di_);
@@ -257,22 +239,11 @@ class Mamba2 final : public Block {
     float *Bm = nullptr, *Cm = nullptr;                                  // [N, G N]
     float *dtr = nullptr;                                                // [N, H]
     float *rstd = nullptr;                                               // [N, G]
-    int64_t B = 0, T = 0;
-    bool valid = false;
   };
 
   const float* w(ParamRef r) const { return store_.data(r); }
   float* g(ParamRef r) { return store_.grad(r); }
   const float* conv_bias() const { return conv_b_.valid() ? w(conv_b_) : nullptr; }
-
-  Mamba2Cache* as_cache(BlockCache* cache, int64_t B) const {
-    auto* mc = dynamic_cast<Mamba2Cache*>(cache);
-    STRATA_CHECK(mc, "mamba2 given a cache of another block kind");
-    STRATA_CHECK(mc->batch == B, "mamba2 cache for batch {} used with batch {}", mc->batch, B);
-    STRATA_CHECK(mc->ssm.device() == store_.device(), "mamba2 cache on {} used with parameters on {}",
-                 device_name(mc->ssm.device()), device_name(store_.device()));
-    return mc;
-  }
 
   // A = -exp(A_log) [H], from the current parameters.
   float* neg_exp_a_log(Arena& ar) const {
@@ -294,7 +265,7 @@ class Mamba2 final : public Block {
   int64_t D_, Di_, P_, G_, N_, K_, Q_, H_ = 0, Cd_ = 0;
   float eps_;
   ParamRef in_w_, in_b_, conv_w_, conv_b_, dt_b_, a_log_, d_, norm_w_, out_w_, out_b_;
-  Acts saved_;
+  SavedActs<Acts> saved_;
 };
 
 }  // namespace

@@ -21,6 +21,7 @@ struct Mamba2Cache final : BlockCache {
   DeviceArray<float> conv;  // [B, conv_dim, K-1]: the last K-1 conv inputs (x|B|C), oldest first
   DeviceArray<float> ssm;   // [B, H, P, N]
   int64_t bytes() const override { return int64_t(sizeof(float) * (conv.size() + ssm.size())); }
+  Device device() const { return ssm.device(); }
 };
 
 // Parameters under `prefix` ("layers.{i}.mixer"), Hugging Face Mamba2Mixer names:

@@ -8,6 +8,7 @@
 #include "kernels/cpu/activation.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/dispatch.h"
+#include "layers/block_state.h"
 #include "layers/linear.h"
 
 namespace strata {
@@ -62,30 +63,26 @@ class Mlp final : public Block {
     STRATA_CHECK(ctx.arena, "mlp forward needs ctx.arena");
     const int64_t N = B * T;
     Arena& A = *ctx.arena;
-    saved_.valid = false;
+    saved_.clear();
     float* hg = A.alloc(N * H_);
     float* hu = A.alloc(N * H_);
     if (!ctx.training) {
       swiglu_mlp_forward(ctx, y, hg, hu, hg, x, w(wg_), w(wu_), w(wd_), N, D_, H_);
       return;
     }
-    float* xs = A.alloc(N * D_);
-    STRATA_OP(ctx.device, copy_f32, xs, x, N * D_);
+    const float* xs = kept_input(ctx, x, N * D_);
     float* act = A.alloc(N * H_);
     swiglu_mlp_forward(ctx, y, hg, hu, act, xs, w(wg_), w(wu_), w(wd_), N, D_, H_);
-    saved_ = {xs, hg, hu, B, T, true};
+    saved_.keep({xs, hg, hu}, B, T);
   }
 
   // dy[B, T, D] -> dx[B, T, D] (assigned); weight grads accumulated.
   void backward(Ctx& ctx, float* dx, const float* dy, int64_t B, int64_t T) override {
-    STRATA_CHECK(saved_.valid, "mlp backward without a preceding training forward");
-    STRATA_CHECK(B == saved_.B && T == saved_.T, "mlp backward for [{}, {}] after a forward of [{}, {}]", B, T,
-                 saved_.B, saved_.T);
-    saved_.valid = false;
+    const Saved& s = saved_.take("mlp", B, T);
     const int64_t N = B * T;
     float* scratch = ctx.arena->alloc(3 * N * H_);
-    swiglu_mlp_backward(ctx, dx, store_.grad(wg_), store_.grad(wu_), store_.grad(wd_), dy, saved_.x, saved_.hg,
-                        saved_.hu, w(wg_), w(wu_), w(wd_), N, D_, H_, scratch, false);
+    swiglu_mlp_backward(ctx, dx, store_.grad(wg_), store_.grad(wu_), store_.grad(wd_), dy, s.x, s.hg, s.hu, w(wg_),
+                        w(wu_), w(wd_), N, D_, H_, scratch, false);
   }
 
   std::unique_ptr<BlockCache> allocate_cache(int64_t, int64_t) const override { return nullptr; }
@@ -107,14 +104,12 @@ class Mlp final : public Block {
     const float* x = nullptr;
     const float* hg = nullptr;
     const float* hu = nullptr;
-    int64_t B = 0, T = 0;
-    bool valid = false;
   };
 
   ParamStore& store_;
   int64_t D_, H_;
   ParamRef wg_, wu_, wd_;
-  Saved saved_;
+  SavedActs<Saved> saved_;
 };
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/moe.h"
 #include "kernels/dispatch.h"
+#include "layers/block_state.h"
 #include "layers/mlp.h"
 
 namespace strata {
@@ -61,25 +62,17 @@ class Moe final : public Block {
   // x[B, T, D] -> y[B, T, D]. When training, keeps x, the routing, the permuted rows, the expert
   // pre-activations and outputs for backward, and computes the aux loss.
   void forward(Ctx& ctx, float* y, const float* x, int64_t B, int64_t T, BlockCache*) override {
-    saved_.valid = false;
+    saved_.clear();
     run(ctx, y, x, B * T, ctx.training);
-    if (ctx.training) {
-      saved_.B = B;
-      saved_.T = T;
-      saved_.valid = true;
-    }
+    if (ctx.training) saved_.keep(B, T);
   }
 
   // dy[B, T, D] -> dx[B, T, D] (assigned); router, expert and shared-expert grads accumulated, the
   // aux-loss gradient included.
   void backward(Ctx& ctx, float* dx, const float* dy, int64_t B, int64_t T) override {
-    STRATA_CHECK(saved_.valid, "moe backward without a preceding training forward");
-    STRATA_CHECK(B == saved_.B && T == saved_.T, "moe backward for [{}, {}] after a forward of [{}, {}]", B, T,
-                 saved_.B, saved_.T);
-    saved_.valid = false;
+    const Saved& s = saved_.take("moe", B, T);
     const Device dev = ctx.device;
     Arena& A = *ctx.arena;
-    const Saved& s = saved_;
     const int64_t N = B * T, rows = N * K_;
 
     float* dyp = A.alloc(rows * D_);
@@ -137,12 +130,7 @@ class Moe final : public Block {
     const Device dev = ctx.device;
     Arena& A = *ctx.arena;
     const int64_t rows = N * K_;
-    const float* xs = x;
-    if (save) {
-      float* keep = A.alloc(N * D_);
-      STRATA_OP(dev, copy_f32, keep, x, N * D_);
-      xs = keep;
-    }
+    const float* xs = save ? kept_input(ctx, x, N * D_) : x;
     float* logits = A.alloc(N * E_);
     float* probs = A.alloc(N * E_);
     float* gate = A.alloc(N * K_);
@@ -187,20 +175,21 @@ class Moe final : public Block {
 
     if (!save) return;
     aux_ = double(coef_) * double(STRATA_OP_VALUE(dev, moe_aux_loss_forward, probs, idx, N, E_, K_));
-    saved_.x = xs;
-    saved_.probs = probs;
-    saved_.gate = gate;
-    saved_.idx = idx;
-    saved_.offsets = offsets;
-    saved_.row_token = row_token;
-    saved_.row_of = row_of;
-    saved_.xp = xp;
-    saved_.yp = yp;
-    saved_.hg = hg;
-    saved_.hu = hu;
-    saved_.act = act;
-    saved_.shg = shg;
-    saved_.shu = shu;
+    Saved& sv = saved_.acts();
+    sv.x = xs;
+    sv.probs = probs;
+    sv.gate = gate;
+    sv.idx = idx;
+    sv.offsets = offsets;
+    sv.row_token = row_token;
+    sv.row_of = row_of;
+    sv.xp = xp;
+    sv.yp = yp;
+    sv.hg = hg;
+    sv.hu = hu;
+    sv.act = act;
+    sv.shg = shg;
+    sv.shu = shu;
   }
 
   // Floats between consecutive experts' matrices, as the grouped ops take them: experts are added
@@ -225,8 +214,6 @@ class Moe final : public Block {
     const float *xp = nullptr, *yp = nullptr, *hg = nullptr, *hu = nullptr;  // permuted rows [N k, .]
     float* act = nullptr;  // swiglu(hg, hu) [N k, H]; backward reuses it as scratch
     const float *shg = nullptr, *shu = nullptr;  // shared expert [N, Hs]
-    int64_t B = 0, T = 0;
-    bool valid = false;
   };
 
   ParamStore& store_;
@@ -236,7 +223,7 @@ class Moe final : public Block {
   ParamRef router_;
   std::vector<ExpertRefs> experts_;
   ExpertRefs shared_;
-  Saved saved_;
+  SavedActs<Saved> saved_;
   int64_t stride_ = -1;  // expert_stride(), once known
   double aux_ = 0.0;
 };

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "models/config.h"
+#include "layers/block_config.h"
 
 namespace strata {
 

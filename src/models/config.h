@@ -1,78 +1,14 @@
 #pragma once
 // The resolved experiment config. src/train/config_load.* fills these from YAML (strict: unknown keys,
 // wrong types and impossible shapes are errors naming file, line, key and the allowed values).
-// 0 in a size field means "derive the default" (see resolve()).
+// 0 in a size field means "derive the default" (see resolve()). The model's part (ModelConfig, the
+// blocks' configs and resolve()) is in layers/block_config.h, where the blocks that read it live.
 #include <cstdint>
 #include <string>
 
+#include "layers/block_config.h"
+
 namespace strata {
-
-struct AttentionConfig {
-  int heads = 4;
-  int kv_heads = 0;   // 0 -> heads (MHA); fewer -> GQA; 1 -> MQA
-  int head_dim = 0;   // 0 -> d_model / heads
-  float rope_theta = 10000.0f;
-  // RoPE of kind gqa as transformers' rope_parameters (layers/rope_freq.h builds the frequencies).
-  bool rope = true;      // gqa: false = no positional encoding at all (Jamba's attention)
-  int rope_dims = 0;     // gqa: channels rotated per head, even; the rest pass through (partial rotary); 0 -> head_dim
-  std::string rope_type = "default";  // default | linear | llama3
-  float rope_factor = 1.0f;           // linear, llama3: "factor"
-  float rope_low_freq_factor = 1.0f;  // llama3: "low_freq_factor"
-  float rope_high_freq_factor = 4.0f;  // llama3: "high_freq_factor"
-  int rope_original_max_positions = 8192;  // llama3: "original_max_position_embeddings"
-  std::string kind = "gqa";  // gqa (covers mha/mqa) | mla (DeepSeek-V2/V3 multi-head latent attention)
-  // kind == mla only (heads and rope_theta as above; kv_heads unused; 0 -> derived from head_dim hd):
-  int q_lora_rank = 0;         // 0: plain q_proj; > 0: q_a_proj -> RMSNorm -> q_b_proj (not derived)
-  int kv_lora_rank = 0;        // width of the cached latent c_kv; 0 -> 4 * hd
-  int qk_nope_head_dim = 0;    // query/key channels without RoPE; 0 -> hd
-  int qk_rope_head_dim = 0;    // query/key channels with RoPE (even; the key part shared by all heads); 0 -> hd / 2
-  int v_head_dim = 0;          // 0 -> hd
-  bool rope_interleave = true;  // RoPE pairs (2i, 2i+1) as DeepSeek-V3 stores them; false: rotate_half halves
-  float softmax_scale = 0.0f;  // 0 -> 1 / sqrt(qk_nope_head_dim + qk_rope_head_dim)
-};
-
-struct MambaConfig {
-  int version = 2;    // 1: Mamba (selective scan), 2: Mamba-2 (SSD)
-  int d_state = 16;
-  int d_conv = 4;
-  int expand = 2;
-  int head_dim = 32;  // Mamba-2 only
-  int ngroups = 1;    // Mamba-2 only
-  int chunk = 64;     // Mamba-2 only
-  int dt_rank = 0;    // Mamba-1 only; 0 -> ceil(d_model / 16)
-  float dt_min = 0.001f, dt_max = 0.1f, dt_init_floor = 1e-4f;
-  bool conv_bias = true;
-  bool bias = false;  // in_proj / out_proj bias
-  bool inner_norms = false;  // Mamba-1 only: RMSNorm (eps = norm_eps) on dt, B and C after x_proj (Jamba)
-};
-
-struct MlpConfig {
-  int hidden = 0;  // 0 -> 4 * d_model * 2/3 rounded up to a multiple of 64 (SwiGLU)
-};
-
-struct MoeConfig {
-  int experts = 8;
-  int top_k = 2;
-  int shared_experts = 0;
-  int hidden = 0;          // per expert; 0 -> like mlp.hidden
-  float aux_loss = 0.01f;  // coefficient of the load-balancing loss
-  bool renorm = true;      // renormalise the top-k gates to sum to 1 (Mixtral)
-};
-
-struct ModelConfig {
-  std::string vocab = "bytes";
-  int vocab_size = 256;
-  int d_model = 128;
-  std::string pattern = "M*";
-  int repeat = 1;
-  bool tie_embeddings = true;
-  float norm_eps = 1e-5f;
-  float init_std = 0.02f;
-  AttentionConfig attention;
-  MambaConfig mamba;
-  MlpConfig mlp;
-  MoeConfig moe;
-};
 
 struct TrainConfig {
   int64_t steps = 1000;
@@ -114,8 +50,5 @@ struct Config {
   DataConfig data;
   std::string source_path;  // the YAML file it came from
 };
-
-// Fills derived defaults (kv_heads, head_dim, hidden sizes, dt_rank). Idempotent.
-void resolve(ModelConfig& m);
 
 }  // namespace strata

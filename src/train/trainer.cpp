@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "kernels/cpu/optim.h"
 #include "kernels/dispatch.h"
+#include "layers/linear.h"
 #include "models/model.h"
 #include "train/checkpoint.h"
 #include "train/config_load.h"
@@ -137,7 +138,7 @@ TrainResult train(const Config& cfg, const std::string& config_yaml, const Train
   // bf16: the linear layers read a bf16 shadow of the (restored) fp32 weights, refreshed after every
   // optimizer step. Checkpoints hold only the fp32 values, so resume is bit-exact in both modes.
   const Precision precision = tc.precision == "bf16" ? Precision::bf16 : Precision::fp32;
-  if (precision == Precision::bf16) ps.enable_bf16_shadow();
+  if (precision == Precision::bf16) enable_bf16_shadow(ps);
   DeviceArray<float> opt_m = DeviceArray<float>::from_host(adam_m.data(), adam_m.size(), device);
   DeviceArray<float> opt_v = DeviceArray<float>::from_host(adam_v.data(), adam_v.size(), device);
   DeviceArray<uint8_t> opt_decay = DeviceArray<uint8_t>::from_host(decay.data(), decay.size(), device);
@@ -235,7 +236,7 @@ TrainResult train(const Config& cfg, const std::string& config_yaml, const Train
     float scale = (cfg.optim.clip > 0 && gnorm > cfg.optim.clip) ? float(cfg.optim.clip / gnorm) : 1.0f;
     STRATA_OP(device, adamw_update, ps.flat(), ps.flat_grad(), opt_m.data(), opt_v.data(), opt_decay.data(), P, lr,
               cfg.optim.beta1, cfg.optim.beta2, cfg.optim.eps, cfg.optim.weight_decay, step + 1, scale);
-    ps.refresh_bf16_shadow();
+    refresh_bf16_shadow(ps);
     ++step;
     ++steps_this_run;
     tokens_seen += B * T * tc.grad_accum;

@@ -5,7 +5,7 @@
 
 #include <vector>
 
-#include "kernels/cuda/memory.h"
+#include "core/device_cuda.h"
 
 namespace strata::testing {
 

@@ -12,12 +12,12 @@
 #include <numeric>
 #include <vector>
 
+#include "core/device_cuda.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cuda/attention.h"
-#include "kernels/cuda/memory.h"
 #include "testing.h"
 
 using namespace strata;

@@ -49,8 +49,8 @@ struct Layer {
     w = ps.add("w", {OC, IC}, Init::normal(0.5f), true);
     b = ps.add("b", {OC}, Init::normal(0.5f), false);
     ps.allocate(7);
-    ps.enable_bf16_shadow();
-    ps.to_device(d);  // moves the shadow too and rebuilds it there
+    enable_bf16_shadow(ps);
+    ps.to_device(d);  // moves the shadow too (a function of the values, which move unchanged)
   }
 };
 
@@ -124,9 +124,9 @@ TEST(CudaBf16, ModelTrainingStepMatchesCpu) {
   c.mlp.hidden = 128;
   c.init_std = 0.1f;
   Model mc(c, 5), mg(c, 5);
-  mc.params().enable_bf16_shadow();
-  mg.params().enable_bf16_shadow();
+  enable_bf16_shadow(mc.params());
   mg.params().to_device(Device::cuda);
+  enable_bf16_shadow(mg.params());  // cast on the device
   const int64_t B = 2, T = 32;
   std::vector<int32_t> ids(size_t(B * T)), tgt(size_t(B * T));
   Rng r(9);

@@ -11,10 +11,10 @@
 #include <numeric>
 #include <vector>
 
+#include "core/device_cuda.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "kernels/cpu/moe.h"
-#include "kernels/cuda/memory.h"
 #include "kernels/cuda/moe.h"
 #include "testing.h"
 

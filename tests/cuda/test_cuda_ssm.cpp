@@ -15,11 +15,11 @@
 #include <string>
 #include <vector>
 
+#include "core/device_cuda.h"
 #include "kernels/cpu/conv1d.h"
 #include "kernels/cpu/scan.h"
 #include "kernels/cpu/ssd.h"
 #include "kernels/cuda/conv1d.h"
-#include "kernels/cuda/memory.h"
 #include "kernels/cuda/scan.h"
 #include "kernels/cuda/ssd.h"
 #include "testing.h"

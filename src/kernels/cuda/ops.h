@@ -1,6 +1,7 @@
 #pragma once
 // Every CUDA op family (the twins of kernels/cpu/*.h), for the dispatcher. Plain C++ headers: no
 // CUDA types, so any translation unit of the library may include this.
+#include "core/device_cuda.h"
 #include "kernels/cuda/activation.h"
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/conv1d.h"
@@ -8,7 +9,6 @@
 #include "kernels/cuda/embedding.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/loss.h"
-#include "kernels/cuda/memory.h"
 #include "kernels/cuda/moe.h"
 #include "kernels/cuda/norm.h"
 #include "kernels/cuda/optim.h"

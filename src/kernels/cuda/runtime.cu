@@ -1,4 +1,5 @@
-// CUDA runtime plumbing: errors, stream, cuBLASLt handle, device memory (runtime.h, memory.h).
+// CUDA runtime plumbing for the kernels: errors, cuBLASLt handle, stream-ordered scratch (runtime.h).
+// Device memory, availability and the current stream are core's (core/device_cuda.cpp).
 #include "kernels/cuda/runtime.h"
 
 #include <algorithm>
@@ -17,31 +18,6 @@ void fail_cublas(const char* file, int line, const char* expr, cublasStatus_t st
 }
 
 namespace {
-thread_local cudaStream_t g_stream = nullptr;
-
-struct Availability {
-  bool ok = false;
-  std::string reason;
-};
-
-const Availability& availability() {
-  static const Availability a = [] {
-    Availability r;
-    int n = 0;
-    cudaError_t err = cudaGetDeviceCount(&n);
-    if (err != cudaSuccess) {
-      r.reason = fmt::format("no CUDA device: {}", cudaGetErrorString(err));
-      cudaGetLastError();  // reset the (non-sticky) last error so that later checks do not report it
-    } else if (n == 0) {
-      r.reason = "no CUDA device: cudaGetDeviceCount found none";
-    } else {
-      r.ok = true;
-    }
-    return r;
-  }();
-  return a;
-}
-
 struct Blas {
   cublasLtHandle_t handle = nullptr;
   void* workspace = nullptr;
@@ -58,67 +34,8 @@ Blas& blas() {
 }
 }  // namespace
 
-cudaStream_t current_stream() { return g_stream; }
-void set_current_stream(cudaStream_t s) { g_stream = s; }
-
 cublasLtHandle_t cublaslt_handle() { return blas().handle; }
 void* cublaslt_workspace() { return blas().workspace; }
-
-bool device_available() { return availability().ok; }
-std::string unavailable_reason() { return availability().reason; }
-
-DeviceInfo device_info() {
-  int dev = 0, clock_khz = 0, bus_bits = 0;
-  CUDA_CHECK(cudaGetDevice(&dev));
-  cudaDeviceProp prop{};
-  CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
-  // Attributes rather than cudaDeviceProp fields: CUDA 13 dropped cudaDeviceProp::memoryClockRate.
-  CUDA_CHECK(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrMemoryClockRate, dev));
-  CUDA_CHECK(cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, dev));
-  DeviceInfo d;
-  d.name = prop.name;
-  d.peak_gbs = 2.0 * clock_khz * 1e3 * (bus_bits / 8.0) / 1e9;
-  return d;
-}
-
-void* alloc(size_t bytes) {
-  if (bytes == 0) return nullptr;
-  void* p = nullptr;
-  cudaError_t err = cudaMalloc(&p, bytes);
-  if (err != cudaSuccess)
-    fail_at(__FILE__, __LINE__, fmt::format("cudaMalloc of {} bytes: {}", bytes, cudaGetErrorString(err)));
-  return p;
-}
-
-// Called from destructors (DeviceArray, Storage, Arena), so it never throws: at process exit the
-// runtime may already be unloaded (cudaErrorCudartUnloading), which is harmless; anything else is
-// reported on stderr (a sticky error will surface at the next checked call anyway).
-void free(void* p) {
-  if (!p) return;
-  const cudaError_t err = cudaFree(p);
-  if (err != cudaSuccess && err != cudaErrorCudartUnloading)
-    fmt::print(stderr, "warning: cudaFree: {}\n", cudaGetErrorString(err));
-}
-
-void memset_zero(void* p, size_t bytes) {
-  if (bytes) CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, current_stream()));
-}
-
-void copy_to_device(void* dst, const void* src, size_t bytes) {
-  if (!bytes) return;
-  CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, current_stream()));
-  CUDA_CHECK(cudaStreamSynchronize(current_stream()));
-}
-
-void copy_to_host(void* dst, const void* src, size_t bytes) {
-  if (!bytes) return;
-  CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, current_stream()));
-  CUDA_CHECK(cudaStreamSynchronize(current_stream()));
-}
-
-void copy_on_device(void* dst, const void* src, size_t bytes) {
-  if (bytes) CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, current_stream()));
-}
 
 namespace {
 thread_local ScratchPool* g_pool = nullptr;
@@ -169,7 +86,5 @@ DeviceBuffer::DeviceBuffer(size_t bytes, cudaStream_t stream) : bytes_(bytes), s
 DeviceBuffer::~DeviceBuffer() {
   if (ptr_ && !pooled_) cudaFreeAsync(ptr_, stream_);
 }
-
-void synchronize() { CUDA_CHECK(cudaStreamSynchronize(current_stream())); }
 
 }  // namespace strata::cuda

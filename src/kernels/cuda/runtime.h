@@ -1,24 +1,23 @@
 #pragma once
 // The CUDA backend's shared plumbing, for .cu files: error checks that throw strata::Error with
-// file:line, the stream every op queues on, the cuBLASLt handle and its workspace, and small launch
-// helpers. Host-only code uses kernels/cuda/memory.h instead (no CUDA types there).
+// file:line, the cuBLASLt handle and its workspace, stream-ordered scratch, and small launch helpers.
+// Device memory and the stream every op queues on (current_stream) are core's (core/device_cuda.h);
+// host-only code uses that header directly (no CUDA types there).
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
+#include "core/device_cuda.h"
 #include "core/error.h"
 #include "kernels/cuda/launch.cuh"
-#include "kernels/cuda/memory.h"
 
 namespace strata::cuda {
 
 [[noreturn]] void fail_cuda(const char* file, int line, const char* expr, cudaError_t err);
 [[noreturn]] void fail_cublas(const char* file, int line, const char* expr, cublasStatus_t st);
 
-// The stream every op is queued on (the legacy default stream unless set; per host thread).
-cudaStream_t current_stream();
-void set_current_stream(cudaStream_t s);
+// current_stream() / set_current_stream(): core/device_cuda.h (cudaStream_t is CUstream_st*).
 
 // One cuBLASLt handle per process (created on first use for the current device) and a workspace
 // for its algorithms (cuBLAS recommends 32 MiB on Hopper; enough for Ampere too).

@@ -1,4 +1,5 @@
-#include "models/config.h"
+// The derived defaults of the model config (block_config.h).
+#include "layers/block_config.h"
 
 namespace strata {
 

@@ -1,9 +1,16 @@
 #pragma once
-// Device memory and availability for the CUDA backend, as a plain C++ header (no CUDA types), so
-// that host code (core/device.cpp, tests) can move data without including the CUDA headers.
+// The CUDA runtime as core uses it: device memory, availability and the current stream, as a plain
+// C++ header (no CUDA headers), so that host code (core/device.cpp, tests, tools) can move data
+// without them. Implemented in core/device_cuda.cpp with the CUDA runtime API; only a build with
+// CUDA (STRATA_WITH_CUDA) has it. The kernels (kernels/cuda) queue their work on current_stream()
+// and allocate through these too; stream-ordered scratch stays with them (kernels/cuda/runtime.h).
 // Every call but free() throws strata::Error (file:line and cudaGetErrorString) on failure.
 #include <cstddef>
 #include <string>
+
+// The CUDA runtime's stream type, declared here so that no CUDA header is needed: cudaStream_t is
+// `CUstream_st*` (nullptr: the legacy default stream).
+struct CUstream_st;
 
 namespace strata::cuda {
 
@@ -21,11 +28,15 @@ struct DeviceInfo {
 };
 DeviceInfo device_info();
 
+// The stream every op and copy is queued on: per host thread, the legacy default stream unless set.
+CUstream_st* current_stream();
+void set_current_stream(CUstream_st* s);
+
 void* alloc(size_t bytes);            // cudaMalloc; 256-byte aligned; bytes == 0 gives nullptr
 void free(void* p);                   // nullptr is a no-op; never throws (used by destructors)
 void memset_zero(void* p, size_t bytes);  // queued on the current stream
-// Copies are ordered on the current stream and return once the data has arrived (the host buffer
-// may be reused immediately).
+// Copies are ordered on the current stream. Those that touch the host return once the data has
+// arrived (the host buffer may be reused immediately); device-to-device is only queued.
 void copy_to_device(void* dst, const void* src, size_t bytes);
 void copy_to_host(void* dst, const void* src, size_t bytes);
 void copy_on_device(void* dst, const void* src, size_t bytes);
