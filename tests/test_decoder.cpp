@@ -1,5 +1,6 @@
 // The Decoder (infer/decoder.h) on the CPU: the same logits as Model::step, prefill then steps as
-// forward, bad ids refused before any state changes. (Its CUDA-graph path: tests/cuda/test_cuda_model.cpp.)
+// forward, bad ids refused before any state changes. (Its CUDA-graph path: tests/cuda/test_cuda_model.cpp and
+// tests/cuda/test_cuda_decode_streams.cpp.)
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -47,6 +48,7 @@ TEST(Decoder, StepsEqualForwardAndPrefill) {
   }
   EXPECT_EQ(dec.pos(), T);
   EXPECT_EQ(dec.graph_steps(), 0);
+  EXPECT_EQ(dec.graph_instantiations() + dec.graph_updates(), 0);  // graphs are CUDA's
 
   // Prefill the first T1 tokens, then step: the last-position logits match the forward's.
   Decoder pd(m, B, T);

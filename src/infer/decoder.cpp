@@ -6,7 +6,6 @@
 
 #include "core/error.h"
 #ifdef STRATA_WITH_CUDA
-#include "core/device_cuda.h"
 #include "kernels/cuda/graph.h"
 #endif
 
@@ -40,6 +39,14 @@ Decoder::Decoder(Model& model, int64_t batch, int64_t max_T, DecoderOptions opts
 
 Decoder::~Decoder() = default;
 
+#ifdef STRATA_WITH_CUDA
+int64_t Decoder::graph_instantiations() const { return graph_ ? graph_->g.instantiations() : 0; }
+int64_t Decoder::graph_updates() const { return graph_ ? graph_->g.updates() : 0; }
+#else
+int64_t Decoder::graph_instantiations() const { return 0; }
+int64_t Decoder::graph_updates() const { return 0; }
+#endif
+
 void Decoder::prefill(const int32_t* ids, int64_t T, float* logits) {
   arena_.reset();
   Ctx ctx{device_, &arena_, false};
@@ -54,8 +61,9 @@ void Decoder::step(const int32_t* ids, float* logits) {
     ++steps_;
     return;
   }
-  // The embedding checks ids itself, except inside a graph recording (it cannot synchronise there):
-  // for a recorded step they are checked here, on the host, before anything runs.
+  // The embedding checks ids itself, but inside a graph recording it cannot stop to: a bad id would
+  // be reported only after the step ran (StepGraph::synchronize). For a recorded step they are
+  // checked here, on the host, before anything runs.
   if (use_graphs_)
     for (int64_t b = 0; b < B_; ++b)
       STRATA_CHECK(ids[b] >= 0 && ids[b] < V_, "decode: token id {} outside the vocabulary [0, {})", ids[b], V_);
@@ -90,7 +98,8 @@ bool Decoder::step_graph(float* logits_dev, const int32_t* ids_dev) {
   const int64_t model_pos = cache_.pos;
   arena_.reset();
   Ctx ctx{device_, &arena_, false};
-  cuda::synchronize();  // work queued on the default stream (prefill) comes first
+  // No synchronisation here: the graph's stream waits for the caller's (prefill, the cache's
+  // initialisation, the staged ids) through an event (StepGraph::run).
   auto restore_positions = [&] {
     for (size_t l = 0; l < cache_.blocks.size(); ++l)
       if (cache_.blocks[l]) cache_.blocks[l]->pos = pos[l];

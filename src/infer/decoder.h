@@ -3,10 +3,18 @@
 // and, on CUDA, the per-step graph (kernels/cuda/graph.h). generate() and score(decode) run on it.
 //
 // On cpu a step is Model::step. On cuda the ids are staged once per step into a fixed device
-// buffer (checked on the host first when graphs are on: the embedding cannot check them inside a
-// recording), and the step (Model::step_on_device) is recorded into a CUDA graph and replayed; the first step runs directly (the arena and scratch pool grow to their working size),
-// and a step the graph cannot hold runs directly too; after two such steps in a row graphs are off
-// for this decoder, with a one-line notice on stderr.
+// buffer (checked on the host first when graphs are on: inside a recording the embedding reports a
+// bad id only once the step has run), and the step (Model::step_on_device) is recorded into a CUDA
+// graph and replayed, every block kind included (MoE routing checks its expert indices on the
+// device: kernels/cuda/index_check.cuh). The first step runs directly (the arena and scratch pool
+// grow to their working size), and a step the graph cannot hold runs directly too; after two such
+// steps in a row graphs are off for this decoder, with a one-line notice on stderr.
+//
+// Streams: prefill and the cache's initialisation run on the caller's current stream (per host
+// thread: kernels/cuda/stream.h gives a thread its own); the steps run on the graph's private
+// stream, ordered after the caller's earlier work and before its later work by events
+// (kernels/cuda/graph.h). Decoders on different threads decode concurrently: each step graph has its
+// own stream, scratch pool and cuBLASLt workspace. One Decoder is used by one thread at a time.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -38,6 +46,10 @@ class Decoder {
   int64_t pos() const { return cache_.pos; }
   // Steps run through a CUDA graph so far (0 on cpu, or when graphs are off).
   int64_t graph_steps() const { return graph_steps_; }
+  // Of those, the steps whose graph was instantiated anew, and those that updated the previous one
+  // in place (cudaGraphExecUpdate); they add up to graph_steps().
+  int64_t graph_instantiations() const;
+  int64_t graph_updates() const;
   bool graphs_on() const { return use_graphs_; }
 
  private:

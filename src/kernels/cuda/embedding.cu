@@ -10,6 +10,7 @@
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/embedding.h"
+#include "kernels/cuda/index_check.cuh"
 
 namespace strata::cuda {
 namespace {
@@ -18,15 +19,15 @@ constexpr int kThreads = 128;
 
 unsigned row_grid(int64_t rows) { return unsigned(rows < 65535 * 16 ? (rows < 1 ? 1 : rows) : 65535 * 16); }
 
-// out[n, :] = table[ids[n], :]; an id outside [0, V) writes zeros and records the lowest such n.
+// out[n, :] = table[ids[n], :]; an id outside [0, V) writes zeros and is reported into `bad`.
 __global__ void embedding_forward_kernel(float* __restrict__ out, const float* __restrict__ table,
                                          const int32_t* __restrict__ ids, int64_t N, int64_t V, int64_t D,
-                                         unsigned long long* bad_pos) {
+                                         BadIndexSlot* bad) {
   for (int64_t n = blockIdx.x; n < N; n += gridDim.x) {
     const int32_t id = ids[n];
     float* o = out + n * D;
     if (id < 0 || id >= V) {
-      if (threadIdx.x == 0 && bad_pos) atomicMin(bad_pos, (unsigned long long)n);
+      if (threadIdx.x == 0) report_bad_index(bad, n, id, V);
       for (int64_t d = threadIdx.x; d < D; d += blockDim.x) o[d] = 0.0f;
       continue;
     }
@@ -65,29 +66,13 @@ void embedding_forward(float* out, const float* table, const int32_t* ids, int64
   STRATA_CHECK(N >= 0 && V >= 0 && D >= 0, "cuda::embedding_forward: negative size N={} V={} D={}", N, V, D);
   if (N == 0) return;
   cudaStream_t stream = current_stream();
-  // Work recorded into a CUDA graph cannot synchronise: there the ids go unchecked here (zeros for a
-  // bad id), and the recorder (infer/decoder.cpp) checks them on the host before staging them.
-  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-  CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
-  if (capture != cudaStreamCaptureStatusNone) {
-    STRATA_LAUNCH((row_grid(N), kThreads, 0, stream), embedding_forward_kernel)(out, table, ids, N, V, D, nullptr);
-    CUDA_CHECK_LAUNCH();
-    return;
-  }
-  DeviceBuffer flag(sizeof(unsigned long long), stream);
-  auto* bad = static_cast<unsigned long long*>(flag.data());
-  CUDA_CHECK(cudaMemsetAsync(bad, 0xff, sizeof(unsigned long long), stream));
-  STRATA_LAUNCH((row_grid(N), kThreads, 0, stream), embedding_forward_kernel)(out, table, ids, N, V, D, bad);
+  // The id check of the CPU twin costs one synchronisation here (the ids live on the device), except
+  // inside a CUDA graph recording, which cannot synchronise: there a bad id (zeros) is reported when
+  // the step's stream is synchronised (index_check.cuh).
+  IndexCheck check(BadIndex::token, "embedding", stream);
+  STRATA_LAUNCH((row_grid(N), kThreads, 0, stream), embedding_forward_kernel)(out, table, ids, N, V, D, check.slot());
   CUDA_CHECK_LAUNCH();
-  // The id check of the CPU twin costs one synchronisation here (the ids live on the device).
-  unsigned long long first_bad = 0;
-  CUDA_CHECK(cudaMemcpyAsync(&first_bad, bad, sizeof(first_bad), cudaMemcpyDeviceToHost, stream));
-  CUDA_CHECK(cudaStreamSynchronize(stream));
-  if (first_bad != ~0ull) {
-    int32_t id = 0;
-    CUDA_CHECK(cudaMemcpy(&id, ids + first_bad, sizeof(id), cudaMemcpyDeviceToHost));
-    STRATA_CHECK(false, "embedding: token id {} at position {} outside the vocabulary [0, {})", id, first_bad, V);
-  }
+  check.finish();
 }
 
 void embedding_backward(float* dtable, const float* dout, const int32_t* ids, int64_t N, int64_t D) {

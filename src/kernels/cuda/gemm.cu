@@ -142,7 +142,7 @@ bool lt_matmul(bool transa, bool transb, int64_t m, int64_t n, int64_t k, float 
     algo_cache().algos.emplace(p, algo);
   }
   CUBLAS_CHECK(cublasLtMatmul(cublaslt_handle(), d.op, &alpha, A, d.a, B, d.b, &beta, C, d.c, C, d.c, &algo,
-                              cublaslt_workspace(), kCublasLtWorkspaceBytes, current_stream()));
+                              cublaslt_workspace(current_stream()), kCublasLtWorkspaceBytes, current_stream()));
   return true;
 }
 

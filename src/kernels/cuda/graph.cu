@@ -9,6 +9,22 @@ struct StepGraph::Impl {
   cudaStream_t stream = nullptr;
   cudaGraphExec_t exec = nullptr;
   ScratchPool pool;
+  // The caller's stream -> ours before a step, ours -> the caller's after it (see follow / lead).
+  cudaEvent_t before = nullptr, after = nullptr;
+
+  // The step waits for what the caller queued on its stream so far: the cache's initialisation, a
+  // prefill, the staged ids. Queued on our stream ahead of the step (not recorded: a recording
+  // cannot wait on an event from outside it), so a graph launched after it waits too.
+  void follow(cudaStream_t caller) {
+    CUDA_CHECK(cudaEventRecord(before, caller));
+    CUDA_CHECK(cudaStreamWaitEvent(stream, before, 0));
+  }
+  // Whatever the caller queues next on its stream (reading the logits, another prefill into the
+  // cache) waits for the step.
+  void lead(cudaStream_t caller) {
+    CUDA_CHECK(cudaEventRecord(after, stream));
+    CUDA_CHECK(cudaStreamWaitEvent(caller, after, 0));
+  }
 };
 
 namespace {
@@ -30,31 +46,48 @@ class OnStream {
 }  // namespace
 
 StepGraph::StepGraph() : impl_(std::make_unique<Impl>()) {
-  CUDA_CHECK(cudaStreamCreateWithFlags(&impl_->stream, cudaStreamNonBlocking));
+  Impl& m = *impl_;
+  CUDA_CHECK(cudaStreamCreateWithFlags(&m.stream, cudaStreamNonBlocking));
+  CUDA_CHECK(cudaEventCreateWithFlags(&m.before, cudaEventDisableTiming));
+  CUDA_CHECK(cudaEventCreateWithFlags(&m.after, cudaEventDisableTiming));
+  // Its cuBLASLt workspace and device error record exist before the first recording (which could
+  // not allocate them); the recorded GEMMs use this stream's workspace, no other stream's.
+  prepare_stream(m.stream);
 }
 
 StepGraph::~StepGraph() {
-  if (impl_->exec) cudaGraphExecDestroy(impl_->exec);
-  if (impl_->stream) {
-    cudaStreamSynchronize(impl_->stream);
-    cudaStreamDestroy(impl_->stream);
+  Impl& m = *impl_;
+  if (m.exec) cudaGraphExecDestroy(m.exec);
+  if (m.stream) {
+    release_stream(m.stream);  // waits for the stream first
+    cudaStreamDestroy(m.stream);
   }
+  if (m.before) cudaEventDestroy(m.before);
+  if (m.after) cudaEventDestroy(m.after);
 }
 
 void StepGraph::run_direct(const std::function<void()>& work) {
+  Impl& m = *impl_;
   // The pool's memory is reused from its start: the previous step's work must be done with it.
-  CUDA_CHECK(cudaStreamSynchronize(impl_->stream));
-  impl_->pool.grow();
-  impl_->pool.reset();
-  OnStream on(impl_->stream, &impl_->pool);
-  work();
+  synchronize_checked(m.stream);
+  m.pool.grow(m.stream);
+  m.pool.reset();
+  const cudaStream_t caller = current_stream();
+  m.follow(caller);
+  {
+    OnStream on(m.stream, &m.pool);
+    work();
+  }
+  m.lead(caller);
 }
 
 bool StepGraph::run(const std::function<void()>& work, std::string* why) {
   Impl& m = *impl_;
-  CUDA_CHECK(cudaStreamSynchronize(m.stream));  // as in run_direct: the pool is reused from its start
-  m.pool.grow();
+  synchronize_checked(m.stream);  // as in run_direct: the pool is reused from its start
+  m.pool.grow(m.stream);
   m.pool.reset();
+  const cudaStream_t caller = current_stream();
+  m.follow(caller);  // before the recording starts, so the launch below is ordered after it
   cudaGraph_t graph = nullptr;
   {
     OnStream on(m.stream, &m.pool);
@@ -114,9 +147,10 @@ bool StepGraph::run(const std::function<void()>& work, std::string* why) {
   }
   cudaGraphDestroy(graph);
   CUDA_CHECK(cudaGraphLaunch(m.exec, m.stream));
+  m.lead(caller);
   return true;
 }
 
-void StepGraph::synchronize() { CUDA_CHECK(cudaStreamSynchronize(impl_->stream)); }
+void StepGraph::synchronize() { synchronize_checked(impl_->stream); }
 
 }  // namespace strata::cuda

@@ -9,6 +9,13 @@
 // the work changes (e.g. attention starts splitting the keys) is the graph re-instantiated. This is
 // the scheme llama.cpp's CUDA backend uses. Scratch memory comes from a pool whose addresses repeat
 // (runtime.h ScratchPool), so the recorded pointers stay valid when the graph is replayed.
+//
+// Streams: the step runs on a private non-blocking stream, which has its own cuBLASLt workspace and
+// device error record (runtime.h), so steps of two StepGraphs (two decoders, two host threads) run
+// at once without sharing either. The step is ordered against the caller's current stream by
+// events, not by host synchronisation: it waits for everything queued there before run() / run_direct()
+// (the cache's initialisation, a prefill, the staged ids), and work the caller queues there
+// afterwards waits for the step.
 #include <functional>
 #include <memory>
 #include <string>
@@ -33,6 +40,9 @@ class StepGraph {
   bool run(const std::function<void()>& work, std::string* why);
   // The same work without a graph, on the same stream and scratch pool (warm-up, fallback).
   void run_direct(const std::function<void()>& work);
+  // Waits for the step. Throws strata::Error when a recorded kernel reported a bad index (a token id
+  // outside the vocabulary, an expert index outside the experts): a recording cannot stop to check,
+  // so the check surfaces here (kernels/cuda/index_check.cuh).
   void synchronize();
   int instantiations() const { return instantiations_; }
   int updates() const { return updates_; }

@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/index_check.cuh"
 #include "kernels/cuda/runtime.h"
 #include "kernels/cuda/scratch.cuh"
 
@@ -106,12 +107,13 @@ __global__ void route_bwd_kernel(float* dlogits, const float* dgate, const float
   }
 }
 
-// cnt[e] = number of assignments to e (integer atomics: exact). Out-of-range indices raise *bad.
-__global__ void count_kernel(int32_t* cnt, int32_t* bad, const int32_t* idx, int64_t n, int64_t E) {
+// cnt[e] = number of assignments to e (integer atomics: exact). Out-of-range indices are reported
+// into `bad` (index_check.cuh).
+__global__ void count_kernel(int32_t* cnt, BadIndexSlot* bad, const int32_t* idx, int64_t n, int64_t E) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const int32_t e = idx[i];
     if (e < 0 || e >= E)
-      atomicExch(bad, 1);
+      report_bad_index(bad, i, e, E);
     else
       atomicAdd(cnt + e, 1);
   }
@@ -262,13 +264,6 @@ void sort_pairs(int32_t* keys_out, int32_t* vals_out, const int32_t* keys_in, co
                                              end_bit, current_stream()));
 }
 
-// Throws when the device flag is set (copying it synchronises the stream).
-void check_flag(const int32_t* flag, const char* op, int64_t E) {
-  int32_t bad = 0;
-  copy_to_host(&bad, flag, sizeof(bad));
-  STRATA_CHECK(bad == 0, "{}: expert index outside [0, {})", op, E);
-}
-
 }  // namespace
 
 void moe_route_forward(int32_t* idx, float* gate, float* probs, const float* logits, int64_t N, int64_t E,
@@ -290,34 +285,34 @@ void moe_route_backward(float* dlogits, const float* dgate, const float* probs, 
 float moe_aux_loss_forward(const float* probs, const int32_t* idx, int64_t N, int64_t E, int64_t k) {
   if (N == 0) return 0.0f;
   const int64_t nchunks = (N + kProbRows - 1) / kProbRows;
-  Scratch<int32_t> ints(E + 1);  // counts, then the bad-index flag
+  Scratch<int32_t> cnt(E);
   Scratch<double> part(nchunks * E);
   Scratch<float> loss(1);
-  memset_zero(ints.get(), sizeof(int32_t) * size_t(E + 1));
-  STRATA_LAUNCH((std::min<unsigned>(blocks_for(N * k), 1024), kThreads, 0, current_stream()), count_kernel)(ints.get(),
-                                                                                               ints.get() + E, idx,
-                                                                                               N * k, E);
+  IndexCheck check(BadIndex::expert, "moe_aux_loss_forward", current_stream());
+  memset_zero(cnt.get(), sizeof(int32_t) * size_t(E));
+  STRATA_LAUNCH((std::min<unsigned>(blocks_for(N * k), 1024), kThreads, 0, current_stream()), count_kernel)(
+      cnt.get(), check.slot(), idx, N * k, E);
   CUDA_CHECK_LAUNCH();
   STRATA_LAUNCH((dim3(blocks_for(E), unsigned(nchunks)), kThreads, 0, current_stream()), prob_sum_kernel)(part.get(), probs, N, E);
   CUDA_CHECK_LAUNCH();
-  STRATA_LAUNCH((1, 1, 0, current_stream()), aux_loss_kernel)(loss.get(), part.get(), ints.get(), nchunks, N, E, k);
+  STRATA_LAUNCH((1, 1, 0, current_stream()), aux_loss_kernel)(loss.get(), part.get(), cnt.get(), nchunks, N, E, k);
   CUDA_CHECK_LAUNCH();
-  check_flag(ints.get() + E, "moe_aux_loss_forward", E);
+  check.finish();  // the loss is read back next anyway (a training forward; never recorded)
   float out = 0.0f;
   copy_to_host(&out, loss.get(), sizeof(out));
   return out;
 }
 
 // The indices were validated by moe_aux_loss_forward on the same routing; here an out-of-range one is
-// only left uncounted (checking would cost a synchronisation per step).
+// only left uncounted (reported into a slot nobody reads: checking would cost a synchronisation).
 void moe_aux_loss_backward(float* dlogits, const float* probs, const int32_t* idx, float coef, int64_t N,
                            int64_t E, int64_t k) {
   if (N == 0 || coef == 0.0f) return;
-  Scratch<int32_t> ints(E + 1);
-  memset_zero(ints.get(), sizeof(int32_t) * size_t(E + 1));
-  STRATA_LAUNCH((std::min<unsigned>(blocks_for(N * k), 1024), kThreads, 0, current_stream()), count_kernel)(ints.get(),
-                                                                                               ints.get() + E, idx,
-                                                                                               N * k, E);
+  Scratch<int32_t> ints(E);
+  Scratch<BadIndexSlot> ignored(1);
+  memset_zero(ints.get(), sizeof(int32_t) * size_t(E));
+  STRATA_LAUNCH((std::min<unsigned>(blocks_for(N * k), 1024), kThreads, 0, current_stream()), count_kernel)(
+      ints.get(), ignored.get(), idx, N * k, E);
   CUDA_CHECK_LAUNCH();
   // count_e / (N k) * E / N, folded with coef (the CPU twin's expression, in float).
   const float scale = coef * float(E) / (float(N) * float(N) * float(k));
@@ -333,11 +328,14 @@ void moe_permute_indices(int32_t* offsets, int32_t* row_token, int32_t* row_of, 
     memset_zero(offsets, sizeof(int32_t) * size_t(E + 1));
     return;
   }
-  Scratch<int32_t> buf(3 * n + E + 1);
+  Scratch<int32_t> buf(3 * n + E);
   int32_t *assign = buf.get(), *sorted_expert = assign + n, *sorted_assign = sorted_expert + n,
-          *ints = sorted_assign + n;
-  memset_zero(ints, sizeof(int32_t) * size_t(E + 1));
-  STRATA_LAUNCH((std::min<unsigned>(blocks_for(n), 1024), kThreads, 0, current_stream()), count_kernel)(ints, ints + E, idx, n, E);
+          *cnt = sorted_assign + n;
+  // The counts only feed the index check (the offsets come from the sorted experts).
+  IndexCheck check(BadIndex::expert, "moe_permute_indices", current_stream());
+  memset_zero(cnt, sizeof(int32_t) * size_t(E));
+  STRATA_LAUNCH((std::min<unsigned>(blocks_for(n), 1024), kThreads, 0, current_stream()), count_kernel)(
+      cnt, check.slot(), idx, n, E);
   CUDA_CHECK_LAUNCH();
   STRATA_LAUNCH((blocks_for(n), kThreads, 0, current_stream()), iota_kernel)(assign, n);
   CUDA_CHECK_LAUNCH();
@@ -346,7 +344,9 @@ void moe_permute_indices(int32_t* offsets, int32_t* row_token, int32_t* row_of, 
   CUDA_CHECK_LAUNCH();
   STRATA_LAUNCH((blocks_for(E + 1), kThreads, 0, current_stream()), offsets_kernel)(offsets, sorted_expert, n, E);
   CUDA_CHECK_LAUNCH();
-  check_flag(ints + E, "moe_permute_indices", E);  // the caller reads offsets on the host next anyway
+  // A direct call waits here and throws like the CPU twin; inside a recorded decode step nothing
+  // waits, and a bad index surfaces when the step's stream is synchronised (index_check.cuh).
+  check.finish();
 }
 
 void moe_gather_rows(float* xp, const float* x, const int32_t* row_token, int64_t rows, int64_t D) {

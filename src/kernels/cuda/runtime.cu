@@ -18,24 +18,16 @@ void fail_cublas(const char* file, int line, const char* expr, cublasStatus_t st
 }
 
 namespace {
-struct Blas {
-  cublasLtHandle_t handle = nullptr;
-  void* workspace = nullptr;
-};
-
-Blas& blas() {
-  static Blas b;
+// The workspaces are per stream (stream_state.cu); the handle is shared.
+cublasLtHandle_t blas_handle() {
+  static cublasLtHandle_t h = nullptr;
   static std::once_flag once;
-  std::call_once(once, [] {
-    CUBLAS_CHECK(cublasLtCreate(&b.handle));
-    CUDA_CHECK(cudaMalloc(&b.workspace, kCublasLtWorkspaceBytes));
-  });
-  return b;
+  std::call_once(once, [] { CUBLAS_CHECK(cublasLtCreate(&h)); });
+  return h;
 }
 }  // namespace
 
-cublasLtHandle_t cublaslt_handle() { return blas().handle; }
-void* cublaslt_workspace() { return blas().workspace; }
+cublasLtHandle_t cublaslt_handle() { return blas_handle(); }
 
 namespace {
 thread_local ScratchPool* g_pool = nullptr;
@@ -51,9 +43,11 @@ void set_scratch_pool(ScratchPool* pool) { g_pool = pool; }
 
 ScratchPool::~ScratchPool() { free(base_); }
 
-void ScratchPool::grow() {
+void ScratchPool::grow(cudaStream_t user) {
   if (high_water_ <= capacity_) return;
-  CUDA_CHECK(cudaDeviceSynchronize());  // the old block may still be in use by queued work
+  // The old block may still be in use by queued work, all of it on `user` (not the whole device:
+  // other threads' streams are none of this pool's business).
+  CUDA_CHECK(cudaStreamSynchronize(user));
   free(base_);
   base_ = nullptr;
   capacity_ = 0;

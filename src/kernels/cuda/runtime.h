@@ -19,11 +19,28 @@ namespace strata::cuda {
 
 // current_stream() / set_current_stream(): core/device_cuda.h (cudaStream_t is CUstream_st*).
 
-// One cuBLASLt handle per process (created on first use for the current device) and a workspace
-// for its algorithms (cuBLAS recommends 32 MiB on Hopper; enough for Ampere too).
+// One cuBLASLt handle per process (created on first use for the current device; cuBLASLt calls may
+// share it from several threads).
 cublasLtHandle_t cublaslt_handle();
-void* cublaslt_workspace();
+
+// What each stream owns (kernels/cuda/stream_state.cu), created on the stream's first use and freed
+// by release_stream() or at exit:
+// - a cuBLASLt workspace (cuBLAS recommends 32 MiB on Hopper; enough for Ampere too). An algorithm
+//   uses its workspace for the whole product, so two streams running GEMMs at once must not share
+//   one; a graph recorded on a stream holds that stream's workspace and keeps it for its replays.
+// - a device error record: where kernels recorded into a CUDA graph report a bad index (see
+//   IndexCheck in kernels/cuda/index_check.cuh), read back by synchronize_checked().
+void* cublaslt_workspace(cudaStream_t stream);
 constexpr size_t kCublasLtWorkspaceBytes = size_t(32) << 20;
+// Creates `stream`'s resources now. A stream that will be recorded into a graph must be prepared
+// first: memory cannot be allocated while the stream is being recorded.
+void prepare_stream(cudaStream_t stream);
+// Waits for `stream`, then frees its resources (before cudaStreamDestroy: a later stream may reuse
+// the handle). A no-op for a stream that has none.
+void release_stream(cudaStream_t stream);
+// Waits for `stream`; throws strata::Error naming the first bad index a recorded kernel reported on
+// it since the last check (the record is then cleared, so the stream stays usable).
+void synchronize_checked(cudaStream_t stream);
 
 // Scratch memory for one op, stream-ordered (cudaMallocAsync / cudaFreeAsync from the device's
 // memory pool): allocated and released on `stream`, so it is reused without synchronising and is
@@ -60,7 +77,9 @@ class ScratchPool {
   ScratchPool& operator=(const ScratchPool&) = delete;
   void reset() { used_ = 0, exhausted_ = false; }
   bool exhausted() const { return exhausted_; }  // a request was refused while recording
-  void grow();  // to the high-water mark (synchronises the device when it reallocates)
+  // To the high-water mark; `user` is the stream whose work used the pool (waited for when the
+  // block is replaced). Never while recording.
+  void grow(cudaStream_t user);
   void* take(size_t bytes, bool recording);  // nullptr: not in the pool (only when not recording)
   size_t capacity() const { return capacity_; }
 
