@@ -1,0 +1,122 @@
+// scripts/collect_metaworld.py end to end: 2 short expert episodes of one Meta-World task, written in
+// robomimic's layout, accepted by the C++ reader as a checkpoint would require it (state obs of 39,
+// action dim 4), and the same bytes again for the same --seed. Needs the robot venv
+// (python/requirements-robot.txt: metaworld, mujoco); skips visibly where it cannot be made, except
+// under CI=true, where that is a failure.
+#include <unistd.h>
+
+#include <filesystem>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "python_oracle.h"
+#include "train/episodes.h"
+
+namespace fs = std::filesystem;
+using namespace strata;
+namespace st = strata::testing;
+
+namespace {
+
+// The robot venv's python, or "" with *why set. Built by scripts/python_env.sh, which holds a lock
+// per venv: test processes that ask at once wait for the one that builds it.
+std::string robot_python(std::string* why) {
+  static std::string cached, cached_why;
+  static bool done = false;
+  if (!done) {
+    done = true;
+    std::string src = st::source_dir(), out;
+    int rc = st::run_command(st::shell_quote(src + "/scripts/python_env.sh") + " " + st::shell_quote(src + "/python/requirements-robot.txt"),
+                             &out, true);
+    while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+    std::string venv = out.substr(out.rfind('\n') == std::string::npos ? 0 : out.rfind('\n') + 1);
+    if (rc != 0)
+      cached_why = "scripts/python_env.sh python/requirements-robot.txt failed (rc " + std::to_string(rc) +
+                   "): " + out.substr(out.size() > 600 ? out.size() - 600 : 0);
+    else if (!fs::exists(venv + "/bin/python"))
+      cached_why = "scripts/python_env.sh printed '" + venv + "', which has no bin/python";
+    else
+      cached = venv + "/bin/python";
+  }
+  *why = cached_why;
+  return cached;
+}
+
+bool under_ci() {
+  const char* ci = std::getenv("CI");
+  return ci && std::string(ci) == "true";
+}
+
+struct TempDir {
+  fs::path path = fs::temp_directory_path() / ("strata_metaworld_" + std::to_string(getpid()));
+  TempDir() {
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+}  // namespace
+
+TEST(MetaWorldEpisodes, CollectScriptWritesWhatTheReaderAccepts) {
+  std::string why;
+  std::string py = robot_python(&why);
+  if (py.empty()) {
+    if (under_ci()) FAIL() << "CI=true and the robot venv is unavailable: " << why;
+    GTEST_SKIP() << "no robot venv (metaworld): " << why;
+  }
+  TempDir d;
+  auto collect = [&](const std::string& out_dir) {
+    std::string out;
+    int rc = st::run_command(st::shell_quote(py) + " " + st::shell_quote(st::source_dir() + "/scripts/collect_metaworld.py") +
+                                 " --tasks reach-v3 --episodes 2 --seed 3 --max-steps 150 --quiet --out " +
+                                 st::shell_quote((d.path / out_dir).string()),
+                             &out, true);
+    EXPECT_EQ(rc, 0) << out;
+    std::printf("%s", out.c_str());
+    return (d.path / out_dir / "reach-v3.h5").string();
+  };
+  std::string a = collect("a"), b = collect("b");
+
+  // What a checkpoint of a Meta-World state policy will demand of its episodes.
+  EpisodeSet s = read_episodes(a, {{"state"}, {{"state", 39}}, 4});
+  ASSERT_EQ(s.episodes.size(), 2u);
+  for (auto& ep : s.episodes) {
+    EXPECT_GT(ep.length, 1);
+    EXPECT_LE(ep.length, 150);
+    ASSERT_TRUE(ep.success.has_value()) << ep.name;
+    EXPECT_EQ(ep.dones.back(), 1);
+    for (float v : ep.actions.data) {
+      EXPECT_GE(v, -1.f);
+      EXPECT_LE(v, 1.f);
+    }
+  }
+  auto env = nlohmann::json::parse(s.env_args);
+  EXPECT_EQ(env["env_name"], "reach-v3");
+  EXPECT_EQ(env["episodes"], 2);
+  EXPECT_TRUE(env["expert_success_rate"].is_number());
+
+  // Deterministic given --seed.
+  EpisodeSet s2 = read_episodes(b);
+  ASSERT_EQ(s2.episodes.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(s2.episodes[i].actions.data, s.episodes[i].actions.data);
+    EXPECT_EQ(s2.episodes[i].obs.at("state").data, s.episodes[i].obs.at("state").data);
+  }
+
+  // The rest of the pipeline runs on it: statistics, split, a window batch.
+  EpisodeSplit split = split_episodes(2, 0.5f, 1);
+  NormStats stats = compute_norm_stats(s, split.train);
+  EpisodeSampler sampler(s, split.train, {2, 8}, &stats);
+  WindowBatch w;
+  Rng rng(1);
+  sampler.sample(4, rng, w);
+  for (float v : w.obs) ASSERT_TRUE(std::isfinite(v));
+  EXPECT_EQ(int64_t(w.actions.size()), 4 * 8 * 4);
+}
