@@ -1,0 +1,91 @@
+#include "infer/realtime/rt_thread.h"
+
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+
+#include <fmt/format.h>
+
+namespace strata::rt {
+
+namespace {
+std::string errno_text(const char* call, int err) {
+  return fmt::format("{} failed: {} ({})", call, std::strerror(err), err == EPERM ? "EPERM" : std::to_string(err));
+}
+}  // namespace
+
+int64_t mono_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+void sleep_until_ns(int64_t mono) {
+  timespec ts{time_t(mono / 1000000000), long(mono % 1000000000)};
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
+  }
+}
+
+std::string lock_memory() {
+  if (mlockall(MCL_CURRENT | MCL_FUTURE) == 0) return "";
+  const int err = errno;
+  rlimit lim{};
+  getrlimit(RLIMIT_MEMLOCK, &lim);
+  return fmt::format("{} (RLIMIT_MEMLOCK {} bytes; needs CAP_IPC_LOCK or a higher limit)",
+                     errno_text("mlockall(MCL_CURRENT|MCL_FUTURE)", err),
+                     lim.rlim_cur == RLIM_INFINITY ? std::string("unlimited") : std::to_string(lim.rlim_cur));
+}
+
+void unlock_memory() { munlockall(); }
+
+std::string set_fifo(pthread_t thread, int priority) {
+  sched_param p{};
+  p.sched_priority = priority;
+  const int err = pthread_setschedparam(thread, SCHED_FIFO, &p);
+  if (err == 0) return "";
+  return errno_text(fmt::format("pthread_setschedparam(SCHED_FIFO, {})", priority).c_str(), err) +
+         (err == EPERM ? " (needs CAP_SYS_NICE, RLIMIT_RTPRIO, and real-time bandwidth in the cgroup)" : "");
+}
+
+std::string pin_cpu(pthread_t thread, int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  const int err = pthread_setaffinity_np(thread, sizeof(set), &set);
+  return err == 0 ? "" : errno_text(fmt::format("pthread_setaffinity_np(cpu {})", cpu).c_str(), err);
+}
+
+std::string set_thread_nice(int nice) {
+  const pid_t tid = pid_t(syscall(SYS_gettid));
+  errno = 0;
+  const int now = getpriority(PRIO_PROCESS, id_t(tid));
+  if (errno != 0 || now >= nice) return "";
+  return setpriority(PRIO_PROCESS, id_t(tid), nice) == 0 ? "" : errno_text("setpriority", errno);
+}
+
+void tight_timer_slack() { prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL); }
+
+__attribute__((noinline)) void prefault_stack(size_t bytes) {
+  // Recurse in 4 KiB frames, touching each page; volatile so the writes stay, and the last write
+  // after the call so the recursion is not turned into a loop that reuses one frame.
+  constexpr size_t kFrame = 4096;
+  [[maybe_unused]] volatile char frame[kFrame];
+  for (size_t i = 0; i < kFrame; i += 64) frame[i] = 0;
+  if (bytes > kFrame) prefault_stack(bytes - kFrame);
+  frame[kFrame - 1] = 1;
+}
+
+FaultCount thread_faults() {
+  rusage u{};
+  getrusage(RUSAGE_THREAD, &u);
+  return {int64_t(u.ru_minflt), int64_t(u.ru_majflt)};
+}
+
+}  // namespace strata::rt
