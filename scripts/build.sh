@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Configures and builds one flavour: scripts/build.sh [release|asan]  -> build/ or build-asan/
+# Configures and builds one flavour: scripts/build.sh [release|asan|emu]  -> build/, build-asan/ or build-emu/
+# emu: the CUDA twins compiled as C++ on the CPU emulator (tests/emulator), with gcov instrumentation
+# of src/kernels/cuda (scripts/cuda_coverage.sh reports it after the tests ran).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 flavour="${1:-release}"
@@ -9,5 +11,8 @@ case "$flavour" in
            cmake --build build -j "$jobs" ;;
   asan)    cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSTRATA_SANITIZE=ON -DSTRATA_BUILD_BENCH=OFF >/dev/null
            cmake --build build-asan -j "$jobs" ;;
-  *) echo "usage: scripts/build.sh [release|asan]" >&2; exit 2 ;;
+  emu)     cmake -S . -B build-emu -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTRATA_CUDA_EMULATOR=ON -DSTRATA_CUDA_COVERAGE=ON \
+             -DSTRATA_BUILD_BENCH=OFF >/dev/null
+           cmake --build build-emu -j "$jobs" ;;
+  *) echo "usage: scripts/build.sh [release|asan|emu]" >&2; exit 2 ;;
 esac

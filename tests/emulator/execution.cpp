@@ -32,6 +32,8 @@
 
 // void strata_emu_switch(void** save_sp, void* load_sp): saves the callee-saved registers on the
 // current stack, stores the stack pointer in *save_sp, switches to load_sp and restores from there.
+// The floating-point control words (MXCSR, x87) are not switched: no kernel changes them, and
+// fldcw alone made up three quarters of a switch.
 asm(R"(
   .text
   .globl strata_emu_switch
@@ -43,14 +45,8 @@ strata_emu_switch:
   pushq %r13
   pushq %r14
   pushq %r15
-  subq $8, %rsp
-  stmxcsr (%rsp)
-  fnstcw 4(%rsp)
   movq %rsp, (%rdi)
   movq %rsi, %rsp
-  ldmxcsr (%rsp)
-  fldcw 4(%rsp)
-  addq $8, %rsp
   popq %r15
   popq %r14
   popq %r13
@@ -237,15 +233,11 @@ void make_runnable(Grid& g, Fiber* f) {
 void start_fiber(Fiber* f) {
   if (!f->stack) f->stack = take_stack();
   auto* top = reinterpret_cast<uint64_t*>(f->stack + kStackBytes);  // 16-byte aligned
-  // Frame strata_emu_switch pops: mxcsr/fpcw word, r15..r12, rbx, rbp, then the return address.
+  // Frame strata_emu_switch pops: r15..r12, rbx, rbp, then the return address.
   top[-1] = 0;  // fiber_entry's (never used) return address: rsp = 8 mod 16 at its entry
   top[-2] = reinterpret_cast<uint64_t>(&fiber_entry);
   for (int i = 3; i <= 8; ++i) top[-i] = 0;
-  uint32_t csr[2];
-  asm volatile("stmxcsr %0" : "=m"(csr[0]));
-  asm volatile("fnstcw %0" : "=m"(csr[1]));
-  std::memcpy(&top[-9], csr, 8);
-  f->sp = &top[-9];
+  f->sp = &top[-8];
 }
 
 void free_smem(Block* b) {

@@ -30,16 +30,16 @@
 // FA-2 adds dQ with atomicAdd instead; the separate pass costs 3 more tile products per tile pair
 // (7 instead of 5) but gives bitwise-reproducible gradients, which the CPU twin also guarantees.
 //
-// This header holds only device code and pure host planning (no CUDA runtime calls), so that
-// tests/test_cuda_attention_emulated.cpp can run these very kernels on the CPU through
-// tests/cuda_emulation.h where no GPU exists. Everything sits in an anonymous namespace: the
-// header is included by exactly one translation unit of a binary (attention.cu, or that test).
+// This header holds only device code and pure host planning (no CUDA runtime calls). Everything
+// sits in an anonymous namespace: the header is included by exactly one translation unit of a binary
+// (attention.cu). Without a GPU, tests/cuda/test_cuda_attention.cpp runs these very kernels on the
+// CPU emulator (tests/emulator, the STRATA_CUDA_EMULATOR build).
 #pragma once
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#ifdef __CUDACC__
+#if defined(__CUDACC__) || defined(STRATA_CUDA_EMULATOR)
 #include <cuda_bf16.h>
 #include <mma.h>
 #endif

@@ -13,7 +13,7 @@
 #define STRATA_LAUNCH(cfg, ...) ::strata_emu::Launch(#__VA_ARGS__, __VA_ARGS__, STRATA_UNPAREN cfg)
 #define STRATA_SHARED(T, name, dims)                \
   static const char name##_strata_shared_tag = 0; \
-  T(&name) dims = ::strata_emu::shared_static<T dims>(&name##_strata_shared_tag)
+  ::strata_emu::ref_t<T dims> name = ::strata_emu::shared_static<T dims>(&name##_strata_shared_tag)
 #define STRATA_DYNAMIC_SMEM(T, name) T* name = ::strata_emu::shared_dynamic<T>()
 #else
 #define STRATA_LAUNCH(cfg, ...) __VA_ARGS__<<<STRATA_UNPAREN cfg>>>

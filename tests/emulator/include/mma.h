@@ -1,11 +1,13 @@
 #pragma once
 // WMMA (nvcuda::wmma) for the CPU emulator: bf16 16x16x16 tiles with fp32 accumulators, the subset
-// the attention kernels use. A fragment holds its whole tile in every lane (the GPU spreads it over
-// the warp in an unspecified layout, so kernels may not index fragment elements). Every operation is
-// a warp collective (all 32 lanes must take part, with the same operation), and the GPU's alignment
+// the attention kernels use. Fragments are spread over the warp as on the GPU (whose layout is
+// unspecified, so kernels may not index fragment elements): lane l owns accumulator elements
+// l, l + 32, ... of the row-major 16x16 tile (row l / 16 + 2j, column l % 16) and holds the rows of
+// a and the column of b that those need; only those are loaded, computed and stored. Every operation is a warp collective (all 32 lanes must take part, with the same operation), and the GPU's alignment
 // rules are checked: pointers 32-byte aligned, ldm a multiple of 16 bytes (8 bf16 / 4 floats).
-//   load:  each lane reads the whole tile at its own time, then meets the others;
-//   mma:   the lanes meet, then each computes the product (fp32 sums of exact bf16 products);
+//   load:  each lane reads its part at its own time, then meets the others;
+//   mma:   the lanes meet, then each computes its share of the product (fp32 sums of exact bf16
+//          products, in k order);
 //   store: the lanes meet, then each writes its share of the tile (elements lane, lane + 32, ...),
 //          so a lane reading another lane's share needs a __syncwarp, as on the GPU.
 #include <cstdint>
@@ -42,16 +44,21 @@ inline void load_matrix_sync(fragment<Use, 16, 16, 16, __nv_bfloat16, Layout>& f
                              unsigned ldm) {
   static_assert(!std::is_same_v<Layout, void>, "matrix_a / matrix_b fragments need a layout");
   detail::check_pointer("load_matrix_sync", p, ldm, sizeof(__nv_bfloat16));
-  for (int r = 0; r < 16; ++r)
-    for (int c = 0; c < 16; ++c)
+  // Only what this lane's share of an accumulator needs (rows lane / 16 + 2j of a, column lane % 16 of b).
+  const int lane = int(strata_emu::lane_id());
+  const bool is_a = std::is_same_v<Use, matrix_a>;
+  for (int r = is_a ? lane / 16 : 0; r < 16; r += is_a ? 2 : 1)
+    for (int c = is_a ? 0 : lane % 16; c < 16; c += is_a ? 1 : 16)
       f.v[r][c] = __bfloat162float(std::is_same_v<Layout, row_major> ? p[r * ldm + c] : p[c * ldm + r]);
   detail::meet("load_matrix_sync");
 }
 inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, float>& f, const float* p, unsigned ldm,
                              layout_t layout) {
   detail::check_pointer("load_matrix_sync", p, ldm, sizeof(float));
-  for (int r = 0; r < 16; ++r)
-    for (int c = 0; c < 16; ++c) f.v[r][c] = layout == mem_row_major ? p[r * ldm + c] : p[c * ldm + r];
+  for (int e = int(strata_emu::lane_id()); e < 256; e += 32) {
+    const int r = e / 16, c = e % 16;
+    f.v[r][c] = layout == mem_row_major ? p[r * ldm + c] : p[c * ldm + r];
+  }
   detail::meet("load_matrix_sync");
 }
 inline void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, 16, float>& f, unsigned ldm,
@@ -75,14 +82,11 @@ inline void mma_sync(fragment<accumulator, 16, 16, 16, float>& d,
                      const fragment<matrix_b, 16, 16, 16, __nv_bfloat16, LB>& b,
                      const fragment<accumulator, 16, 16, 16, float>& c) {
   detail::meet("mma_sync");
-  float out[16][16];
-  for (int r = 0; r < 16; ++r) {
-    for (int n = 0; n < 16; ++n) out[r][n] = c.v[r][n];
-    for (int k = 0; k < 16; ++k) {
-      const float ar = a.v[r][k];
-      for (int n = 0; n < 16; ++n) out[r][n] = fmaf(ar, b.v[k][n], out[r][n]);
-    }
+  for (int e = int(strata_emu::lane_id()); e < 256; e += 32) {  // d may be c: each element reads only itself
+    const int r = e / 16, n = e % 16;
+    float acc = c.v[r][n];
+    for (int k = 0; k < 16; ++k) acc = fmaf(a.v[r][k], b.v[k][n], acc);
+    d.v[r][n] = acc;
   }
-  std::memcpy(d.v, out, sizeof(out));
 }
 }  // namespace nvcuda::wmma

@@ -33,6 +33,8 @@ void run_grid(const LaunchConfig& cfg, void (*thread_main)(void*), void* ctx);
 void* shared_static_raw(const void* tag, size_t bytes, size_t align);
 void* shared_dynamic_raw();
 template <class A>
+using ref_t = A&;  // STRATA_SHARED's reference type, for arrays and scalars alike
+template <class A>
 A& shared_static(const void* tag) {
   return *static_cast<A*>(shared_static_raw(tag, sizeof(A), alignof(A) < 16 ? 16 : alignof(A)));
 }
