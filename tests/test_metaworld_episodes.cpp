@@ -1,6 +1,7 @@
 // scripts/collect_metaworld.py end to end: 2 short expert episodes of one Meta-World task, written in
 // robomimic's layout, accepted by the C++ reader as a checkpoint would require it (state obs of 39,
-// action dim 4), and the same bytes again for the same --seed. Needs the robot venv
+// action dim 4), the same bytes again for the same --seed, and the same episodes after a trip through
+// LeRobot's dataset layout (scripts/lerobot_to_robomimic.py). Needs the robot venv
 // (python/requirements-robot.txt: metaworld, mujoco); skips visibly where it cannot be made, except
 // under CI=true, where that is a failure.
 #include <unistd.h>
@@ -108,6 +109,22 @@ TEST(MetaWorldEpisodes, CollectScriptWritesWhatTheReaderAccepts) {
   for (size_t i = 0; i < 2; ++i) {
     EXPECT_EQ(s2.episodes[i].actions.data, s.episodes[i].actions.data);
     EXPECT_EQ(s2.episodes[i].obs.at("state").data, s.episodes[i].obs.at("state").data);
+  }
+
+  // Through LeRobot's layout and back (scripts/lerobot_to_robomimic.py): the same episodes.
+  {
+    std::string out, conv = st::shell_quote(py) + " " + st::shell_quote(st::source_dir() + "/scripts/lerobot_to_robomimic.py");
+    std::string lr = (d.path / "lerobot").string(), back = (d.path / "back.h5").string();
+    ASSERT_EQ(st::run_command(conv + " --reverse " + st::shell_quote(a) + " " + st::shell_quote(lr), &out, true), 0) << out;
+    ASSERT_EQ(st::run_command(conv + " " + st::shell_quote(lr) + " " + st::shell_quote(back), &out, true), 0) << out;
+    EpisodeSet r = read_episodes(back, {{"state"}, {{"state", 39}}, 4});
+    ASSERT_EQ(r.episodes.size(), 2u);
+    for (size_t i = 0; i < 2; ++i) {
+      EXPECT_EQ(r.episodes[i].actions.data, s.episodes[i].actions.data);
+      EXPECT_EQ(r.episodes[i].obs.at("state").data, s.episodes[i].obs.at("state").data);
+      EXPECT_EQ(r.episodes[i].rewards, s.episodes[i].rewards);
+      EXPECT_EQ(r.episodes[i].dones, s.episodes[i].dones);
+    }
   }
 
   // The rest of the pipeline runs on it: statistics, split, a window batch.
