@@ -40,6 +40,24 @@ TEST(Emulator, BarrierOrdersSharedMemoryAndStaticSharedIsPerBlock) {
     for (int t = 0; t < threads; ++t) ASSERT_EQ(out[b * threads + t], (t + rounds) % threads + 1000 * b) << b << " " << t;
 }
 
+// rotate_kernel without its barriers: threads read their neighbour's slot before it is written.
+__global__ void racy_rotate_kernel(int* out) {
+  STRATA_SHARED(int, buf, [256]);
+  const int t = int(threadIdx.x);
+  buf[t] = t;
+  atomicAdd(out + 256, 0);  // a switch point now and then, as a real kernel has
+  out[t] = buf[(t + 1) % 256];
+}
+
+TEST(Emulator, MissingBarrierShows) {
+  std::vector<int> out(257, 0);
+  STRATA_LAUNCH((1, 256, 0, nullptr), racy_rotate_kernel)(out.data());
+  sync();
+  int wrong = 0;
+  for (int t = 0; t < 256; ++t) wrong += out[size_t(t)] != (t + 1) % 256;
+  EXPECT_GT(wrong, 0) << "threads ran in an order that hid the race";
+}
+
 __global__ void exit_early_kernel(int* out) {
   STRATA_SHARED(int, s, [1]);
   if (threadIdx.x % 3 == 0) return;  // exited threads drop out of the barrier (sm_70+)
