@@ -102,6 +102,33 @@ TEST(CudaMoe, RouteForwardBackwardMatchCpu) {
   }
 }
 
+TEST(CudaMoe, RouteWithNonFiniteLogitsPicksValidExpertsAsCpu) {
+  SKIP_WITHOUT_DEVICE();
+  // Rows with a NaN or infinite logit have only NaN probabilities: both twins pick experts 0..k-1
+  // with NaN gates (the trainer's non-finite guard then skips the step), finite rows as usual.
+  const int64_t N = 4, E = 6, k = 3;
+  std::vector<float> logits = st::randn(static_cast<size_t>(N * E), 905);
+  logits[1 * E + 2] = NAN;
+  logits[3 * E + 5] = INFINITY;
+  const size_t ne = static_cast<size_t>(N * E), nk = static_cast<size_t>(N * k);
+  std::vector<float> probs(ne), gate(nk);
+  std::vector<int32_t> idx(nk);
+  cpu::moe_route_forward(idx.data(), gate.data(), probs.data(), logits.data(), N, E, k, true);
+  DevVec<float> gl(logits), gp(ne), gg(nk);
+  DevVec<int32_t> gi(nk);
+  cuda::moe_route_forward(gi.p, gg.p, gp.p, gl.p, N, E, k, true);
+  EXPECT_EQ(gi.host(), idx);
+  const auto g = gg.host();
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t j = 0; j < k; ++j) {
+      const size_t i = static_cast<size_t>(n * k + j);
+      const bool bad_row = n == 1 || n == 3;
+      EXPECT_EQ(std::isnan(g[i]), bad_row) << "row " << n << " pick " << j;
+      EXPECT_EQ(std::isnan(gate[i]), bad_row) << "cpu row " << n << " pick " << j;
+      if (bad_row) EXPECT_EQ(idx[i], j);
+    }
+}
+
 TEST(CudaMoe, AuxLossMatchesCpu) {
   SKIP_WITHOUT_DEVICE();
   for (const RouteCase c : {RouteCase{300, 8, 2, true}, RouteCase{1000, 40, 3, true}, RouteCase{7, 5, 1, true}}) {

@@ -60,6 +60,10 @@ __global__ void route_fwd_kernel(int32_t* idx, float* gate, float* probs, const 
       const int64_t oe = __shfl_xor_sync(kFull, best, o);
       if (op > bp || (op == bp && oe >= 0 && (best < 0 || oe < best))) bp = op, best = oe;
     }
+    // Nothing picked: the row's probabilities are all NaN (a NaN or infinite logit makes every one
+    // NaN). As the CPU twin, take the lowest expert not yet picked (j: the earlier picks were 0..j-1)
+    // with a NaN gate, so the indices stay valid and the non-finite loss is what reports it.
+    if (best < 0) best = j, bp = NAN;
     if (lane == 0) {
       idx[n * k + j] = int32_t(best);
       gate[n * k + j] = bp;
