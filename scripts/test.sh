@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The README's second command: the whole test suite. Release build: every test; ASan+UBSan build:
-# the fast tests. The Python oracle venv is created first, outside the clone; under CI (CI=true) a
+# The README's second command: the whole test suite. Release build: every test (the CUDA device
+# tests report SKIPPED without a GPU); ASan+UBSan build: the fast tests; emulated CUDA build: the
+# device tests on the CPU emulator, with line coverage of src/kernels/cuda. The Python oracle venv is created first, outside the clone; under CI (CI=true) a
 # venv that cannot be made fails the run instead of skipping the oracle tests. The last line counts
 # test cases over all runs: "strata: N passed, N failed, N skipped" (scripts/test_summary.py).
 set -euo pipefail
@@ -30,5 +31,11 @@ scripts/build.sh release
 run_ctest build
 scripts/build.sh asan
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 run_ctest build-asan -L fast
+# The CUDA twins on the CPU emulator of the CUDA execution model (tests/emulator): every device test
+# in tests/cuda runs for real, and gcov reports how many lines of src/kernels/cuda they executed.
+scripts/build.sh emu
+scripts/cuda_coverage.sh build-emu --reset >/dev/null
+run_ctest build-emu -L cuda
+scripts/cuda_coverage.sh build-emu --min 90 || status=1
 scripts/test_summary.py "${results[@]}" || status=1
 exit "$status"
