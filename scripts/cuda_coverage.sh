@@ -37,9 +37,15 @@ fi
 src="$(pwd)/src/kernels/cuda"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
+# A translation unit gcov cannot read must not silently leave the total (that would raise the figure).
 for g in "${gcdas[@]}"; do
-  (cd "$tmp" && gcov --json-format --stdout -o "$objdir" "$objdir/$(basename "$g" .gcda).o" \
-     > "$(basename "$g" .gcda).json" 2>/dev/null) || true
+  unit="$(basename "$g" .gcda)"
+  if ! (cd "$tmp" && gcov --json-format --stdout -o "$objdir" "$objdir/$unit.o" > "$unit.json" 2>"$unit.err") \
+     || [ ! -s "$tmp/$unit.json" ]; then
+    echo "cuda_coverage: gcov could not read $unit: $(head -c 300 "$tmp/$unit.err")" >&2
+    exit 1
+  fi
+  rm -f "$tmp/$unit.err"
 done
 python3 - "$tmp" "$src" "$min" <<'PY'
 import json, os, sys
