@@ -114,13 +114,17 @@ void synchronize_checked(cudaStream_t stream) {
   if (st.errors) CUDA_CHECK(cudaMemcpyAsync(&h, st.errors, sizeof(h), cudaMemcpyDeviceToHost, stream));
   CUDA_CHECK(cudaStreamSynchronize(stream));
   if (!st.errors) return;
+  // Every kind that went wrong goes into the one message (a step may have both a bad token id and,
+  // downstream, a bad expert index); the record is then cleared so it is reported once.
+  std::string what;
   for (int k = 0; k < kBadIndexKinds; ++k) {
     if (h.slot[k].first == ~0ull) continue;
-    CUDA_CHECK(cudaMemsetAsync(st.errors, 0xff, sizeof(DeviceErrorRecord), stream));  // reported once
     const BadIndex kind = static_cast<BadIndex>(k);
-    STRATA_CHECK(false, "{} (found on the device by a recorded CUDA graph step)",
-                 bad_index_message(kind, recorded_op(kind), h.slot[k]));
+    what += (what.empty() ? "" : "; ") + bad_index_message(kind, recorded_op(kind), h.slot[k]);
   }
+  if (what.empty()) return;
+  CUDA_CHECK(cudaMemsetAsync(st.errors, 0xff, sizeof(DeviceErrorRecord), stream));
+  STRATA_CHECK(false, "{} (found on the device by a recorded CUDA graph step)", what);
 }
 
 std::string bad_index_message(BadIndex kind, const char* op, const BadIndexSlot& slot) {
