@@ -43,8 +43,41 @@ struct DataConfig {
   float val_fraction = 0.05f;
 };
 
+// The robot policy (models/multirate.h): a planner at planner_hz and a controller at control_hz,
+// trained together on robomimic episodes (train/robot_trainer.h). Their blocks take their settings
+// (heads, Mamba state, MLP width) from the model section; each half has its own pattern and width.
+// An empty planner.pattern means "no robot section": the config is a language model's.
+struct RobotNetConfig {
+  std::string pattern = "";  // planner: "" = no robot policy; controller: e.g. "M" or "-"
+  int d_model = 64;
+  int repeat = 1;
+};
+
+struct RobotDataConfig {
+  std::string path = "";      // robomimic HDF5 episodes (train/episodes.h)
+  std::string obs_keys = "";  // space-separated observation keys; "" = every key of the file
+  float val_fraction = 0.1f;  // episodes held out for validation
+};
+
+struct RobotConfig {
+  RobotNetConfig planner;
+  RobotNetConfig controller{"-", 32, 1};
+  int planner_hz = 10;
+  int control_hz = 100;  // a multiple of planner_hz: the ratio is planner ticks per control tick
+  std::string handoff = "hold";  // hold | ensemble | rtc (infer/realtime/handoff.h)
+  int chunk = 16;   // K: actions per planner chunk (0 = the planner outputs only the latent)
+  int latent = 32;  // P: plan latent width (0 = the planner outputs only the chunk)
+  int planner_delay_ticks = 0;  // control ticks between a plan's observation and its use, in training
+  std::string loss = "l1";      // l1 | mse
+  int window = 64;  // control ticks per training segment
+  RobotDataConfig data;
+  bool enabled() const { return !planner.pattern.empty(); }
+  int ratio() const { return planner_hz > 0 ? control_hz / planner_hz : 1; }
+};
+
 struct Config {
   ModelConfig model;
+  RobotConfig robot;
   TrainConfig train;
   OptimConfig optim;
   DataConfig data;

@@ -1,6 +1,7 @@
 #pragma once
-// Model = embedding -> layers (each: RMSNorm -> block -> residual add) -> final RMSNorm -> head.
-// The layer list is the config's pattern string repeated `repeat` times.
+// Model = embedding -> trunk (layers, each RMSNorm -> block -> residual add; final RMSNorm) -> head.
+// The layer list is the config's pattern string repeated `repeat` times. The trunk (models/trunk.h)
+// is the piece shared with the models of continuous inputs (models/continuous_model.h).
 #include <memory>
 #include <string>
 #include <vector>
@@ -9,14 +10,9 @@
 #include "core/params.h"
 #include "layers/block.h"
 #include "models/config.h"
+#include "models/trunk.h"
 
 namespace strata {
-
-struct ModelCache {
-  std::vector<std::unique_ptr<BlockCache>> blocks;  // one per layer (null for stateless blocks)
-  int64_t batch = 0, max_T = 0, pos = 0;
-  int64_t bytes() const;
-};
 
 class Model {
  public:
@@ -27,16 +23,12 @@ class Model {
   struct Uninitialised {};
   Model(const ModelConfig& cfg, Uninitialised);
 
-  struct Layer {
-    char kind;
-    ParamRef norm;
-    std::unique_ptr<Block> block;
-  };
+  using Layer = Trunk::Layer;
 
   const ModelConfig& config() const { return cfg_; }
   ParamStore& params() { return params_; }
   const ParamStore& params() const { return params_; }
-  const std::vector<Layer>& layers() const { return layers_; }
+  const std::vector<Layer>& layers() const { return trunk_.layers(); }
   std::string layer_pattern() const;  // the expanded pattern, one char per layer
 
   // ids, targets and logits are host arrays on every device (ctx.device says where the work runs;
@@ -71,23 +63,20 @@ class Model {
 
  private:
   void add_parameters();  // the layers and their parameter entries (before allocation)
-  void run_trunk(Ctx& ctx, float* x, int64_t B, int64_t T, ModelCache* cache, bool save);
   void logits_on_device(Ctx& ctx, float* logits_dev, const int32_t* ids_dev, int64_t B, int64_t T, ModelCache* cache);
   void head_forward(const Ctx& ctx, float* logits, const float* hn, int64_t N) const;
 
   ModelConfig cfg_;
   ParamStore params_;
-  ParamRef embed_, final_norm_, head_;  // head_ invalid when tied to the embedding
-  std::vector<Layer> layers_;
+  ParamRef embed_, head_;  // head_ invalid when tied to the embedding
+  Trunk trunk_;
 
-  // Saved by forward_loss for backward.
+  // Saved by forward_loss for backward (the trunk keeps its own).
   struct Saved {
     bool valid = false;
     int64_t B = 0, T = 0;
     const int32_t* ids = nullptr;
-    std::vector<float*> resid;  // input of each layer [B*T*D], plus the trunk output at the end
-    std::vector<float*> normed, rstd;
-    float *final_normed = nullptr, *final_rstd = nullptr, *dlogits = nullptr;
+    float *final_normed = nullptr, *dlogits = nullptr;
   } saved_;
   double aux_loss_ = 0.0;
 };

@@ -82,6 +82,10 @@ const Schema& schema() {
     constexpr auto Ma = &ModelConfig::mamba;
     constexpr auto Ml = &ModelConfig::mlp;
     constexpr auto Mo = &ModelConfig::moe;
+    constexpr auto R = &Config::robot;
+    constexpr auto Rp = &RobotConfig::planner;
+    constexpr auto Rc = &RobotConfig::controller;
+    constexpr auto Rd = &RobotConfig::data;
     Schema sc;
     sc.fields = {
         F("model.vocab", "tokenizer: bytes = byte-level, 256 ids; tokenizer = the tokenizer.json stored in the checkpoint "
@@ -161,6 +165,24 @@ const Schema& schema() {
         F("data.kind", "dataset format (text = byte-level text file)", {"text"}, D, &DataConfig::kind),
         F("data.path", "training text file, relative to the working directory", {}, D, &DataConfig::path),
         F("data.val_fraction", "fraction at the end of the file held out for validation", {}, D, &DataConfig::val_fraction),
+        // The robot policy (models/multirate.h, docs/robotics.md); its blocks take their settings from model.*.
+        F("robot.planner.pattern", "planner layers, one character per sublayer as model.pattern (\"\" = no robot policy: a language model)", {}, R, Rp, &RobotNetConfig::pattern),
+        F("robot.planner.d_model", "planner width", {}, R, Rp, &RobotNetConfig::d_model),
+        F("robot.planner.repeat", "how many times the planner pattern is stacked", {}, R, Rp, &RobotNetConfig::repeat),
+        F("robot.controller.pattern", "controller layers (small: M or -)", {}, R, Rc, &RobotNetConfig::pattern),
+        F("robot.controller.d_model", "controller width", {}, R, Rc, &RobotNetConfig::d_model),
+        F("robot.controller.repeat", "how many times the controller pattern is stacked", {}, R, Rc, &RobotNetConfig::repeat),
+        F("robot.planner_hz", "planner ticks per second", {}, R, &RobotConfig::planner_hz),
+        F("robot.control_hz", "controller ticks per second (a multiple of planner_hz; one episode step per control tick)", {}, R, &RobotConfig::control_hz),
+        F("robot.handoff", "how the controller's executor uses a plan's chunk: newest plan, ACT temporal ensembling, real-time chunking", {"hold", "ensemble", "rtc"}, R, &RobotConfig::handoff),
+        F("robot.chunk", "K: actions per planner chunk (0 = latent only)", {}, R, &RobotConfig::chunk),
+        F("robot.latent", "P: plan latent width (0 = chunk only)", {}, R, &RobotConfig::latent),
+        F("robot.planner_delay_ticks", "simulated planner latency in training, in control ticks", {}, R, &RobotConfig::planner_delay_ticks),
+        F("robot.loss", "action loss over the masked actions", {"l1", "mse"}, R, &RobotConfig::loss),
+        F("robot.window", "control ticks per training segment", {}, R, &RobotConfig::window),
+        F("robot.data.path", "robomimic HDF5 episodes file", {}, R, Rd, &RobotDataConfig::path),
+        F("robot.data.obs_keys", "space-separated observation keys (\"\" = every key of the file)", {}, R, Rd, &RobotDataConfig::obs_keys),
+        F("robot.data.val_fraction", "fraction of the episodes held out for validation", {}, R, Rd, &RobotDataConfig::val_fraction),
     };
     sc.sections.insert("");
     for (size_t i = 0; i < sc.fields.size(); ++i) {
@@ -391,6 +413,7 @@ class Loader {
     check_shapes(c, head_dim_derived);
     check_mla(c, written);
     check_sizes(c);
+    check_robot(c);
     c.source_path = src_;
     return c;
   }
@@ -734,6 +757,45 @@ class Loader {
     range(c, "data.val_fraction", 0, false, 1, false);
   }
 
+  // The robot section, when the planner has a pattern (else it is unused and left alone).
+  void check_robot(const Config& c) const {
+    const RobotConfig& r = c.robot;
+    if (!r.enabled()) return;
+    for (const char* half : {"planner", "controller"}) {
+      const RobotNetConfig& n = std::string(half) == "planner" ? r.planner : r.controller;
+      const std::string pk = fmt::format("robot.{}.pattern", half), dk = fmt::format("robot.{}.d_model", half);
+      if (n.pattern.empty()) fail({pk}, fmt::format("'{}' is empty; give one character per sublayer: M, *, - or E", pk));
+      for (size_t i = 0; i < n.pattern.size(); ++i)
+        if (std::string("M*-E").find(n.pattern[i]) == std::string::npos)
+          fail({pk}, fmt::format("{} has '{}' at position {}; allowed characters: M (Mamba), * (attention), - (MLP), E (MoE)",
+                                 kv(c, pk), n.pattern[i], i + 1));
+      range(c, dk, 1, true, 1 << 16);
+      range(c, fmt::format("robot.{}.repeat", half), 1, true);
+      const ModelConfig& m = c.model;
+      if (n.pattern.find('*') != std::string::npos && n.d_model % m.attention.heads != 0)
+        fail({"model.attention.heads", dk}, fmt::format("{} does not divide {} (the {}'s attention heads)",
+                                                        kv(c, "model.attention.heads"), kv(c, dk), half));
+      if (n.pattern.find('M') != std::string::npos && m.mamba.version == 2 &&
+          (int64_t(m.mamba.expand) * n.d_model) % m.mamba.head_dim != 0)
+        fail({"model.mamba.head_dim", dk}, fmt::format("Mamba-2 inner width model.mamba.expand * {} is not divisible by {}",
+                                                       kv(c, dk), kv(c, "model.mamba.head_dim")));
+    }
+    range(c, "robot.planner_hz", 1, true);
+    range(c, "robot.control_hz", 1, true);
+    if (r.control_hz % r.planner_hz != 0)
+      fail({"robot.control_hz", "robot.planner_hz"},
+           fmt::format("{} is not a multiple of {}: the planner runs every control_hz / planner_hz control ticks",
+                       kv(c, "robot.control_hz"), kv(c, "robot.planner_hz")));
+    range(c, "robot.chunk", 0, true);
+    range(c, "robot.latent", 0, true);
+    if (r.chunk == 0 && r.latent == 0)
+      fail({"robot.chunk", "robot.latent"}, "robot.chunk and robot.latent are both 0: the planner would output nothing");
+    range(c, "robot.planner_delay_ticks", 0, true);
+    range(c, "robot.window", 1, true);
+    if (r.data.path.empty()) fail({"robot.data.path"}, "'robot.data.path' is empty: the robot policy trains on an episodes file");
+    range(c, "robot.data.val_fraction", 0, true, 1, false);
+  }
+
   // Checks that tie sizes together, on resolved values. Those involving d_model apply only to the
   // blocks the pattern uses: a transformer's unused mamba defaults must not reject its d_model.
   void check_shapes(const Config& c, bool head_dim_derived) const {
@@ -876,6 +938,10 @@ std::string to_yaml(const Config& c) {
   std::string out;
   std::vector<std::string> open;  // the sections currently open, outermost first
   for (const Field& f : schema().fields) {
+    // A language model's dump stays as it was before the robot section existed (checkpoints, run
+    // directories and the PyTorch peer's reader see no new section); parsing it back gives the
+    // same defaults.
+    if (!c.robot.enabled() && f.key.rfind("robot.", 0) == 0) continue;
     std::vector<std::string> path;
     for (size_t s = 0, d; (d = f.key.find('.', s)) != std::string::npos; s = d + 1) path.push_back(f.key.substr(s, d - s));
     size_t k = 0;
@@ -912,7 +978,7 @@ std::vector<ConfigKey> config_schema() {
 
 std::string config_help() {
   std::string out =
-      "Config keys (YAML sections model, model.attention, model.mamba, model.mlp, model.moe, train, optim, data).\n"
+      "Config keys (YAML sections model, model.attention, model.mamba, model.mlp, model.moe, train, optim, data, robot).\n"
       "Override on the command line: key=value sets, +key=value adds a key the file lacks, ++key=value sets or adds,\n"
       "~key removes a key from the file (back to its default). 0 in a size means \"derive it\".\n\n";
   std::string section;
