@@ -122,6 +122,11 @@ struct Saver {
       H5Obj state = check(H5Gcreate2(root, "state", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, "creating group 'state'");
       visit_fields(ck.state, [&](const char* name, auto v) { int_attr(state.get(), name, v); });
     }
+    if (ck.norm_stats) {
+      H5Obj ns = check(H5Gcreate2(root, "norm_stats", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose,
+                       "creating group 'norm_stats'");
+      save_norm_stats(ns.get(), *ck.norm_stats);
+    }
     check(H5Fflush(root, H5F_SCOPE_GLOBAL), "H5Fflush");
     // Closing writes the final superblock/EOF; an error here means the file is incomplete.
     check(file.close(), fmt::format("closing '{}'", tmp));
@@ -318,6 +323,11 @@ struct Loader {
       if constexpr (std::is_signed_v<std::decay_t<decltype(v)>>)
         if (v < 0) fail(fmt::format("'/state' attribute '{}' is {}; the counters of a training run are never negative", name, v));
     });
+    if (H5Lexists(f, "/norm_stats", H5P_DEFAULT) > 0) {
+      H5Obj ns(H5Gopen2(f, "/norm_stats", H5P_DEFAULT), H5Gclose);
+      if (!ns.ok()) fail("cannot open group '/norm_stats'" + hdf5_reason());
+      ck.norm_stats = load_norm_stats(ns.get(), fmt::format("checkpoint '{}' /norm_stats", path));
+    }
     if (file.close() < 0) fail("error closing the file" + hdf5_reason());
     return ck;
   }
@@ -355,7 +365,8 @@ CheckpointView view_of(const Checkpoint& ck) {
     }
     return out;
   };
-  return {ck.config_yaml, views(ck.params), views(ck.adam_m), views(ck.adam_v), ck.state, ck.tokenizer_json, ck.hf_config_json};
+  return {ck.config_yaml,    views(ck.params),  views(ck.adam_m),  views(ck.adam_v),
+          ck.state,          ck.tokenizer_json, ck.hf_config_json, ck.norm_stats};
 }
 
 void save_checkpoint(const std::string& path, const CheckpointView& ck) {

@@ -8,6 +8,8 @@
 //   /optim/m/<name>   same names and shapes as /params (or empty: a weights-only checkpoint)
 //   /optim/v/<name>
 //   /state            group; one int64/uint64 attribute per TrainState field
+//   /norm_stats       optional group (robot policies): the episodes' normalisation statistics, as
+//                     train/episodes.h save_norm_stats writes them
 //
 // Saves are atomic: written to "<path>.tmp", fsynced, renamed over <path>, directory fsynced, so a
 // kill at any point leaves either the old file or the new one. Loads verify everything (format
@@ -19,6 +21,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "train/episodes.h"  // NormStats
 
 namespace strata {
 
@@ -66,6 +69,7 @@ struct Checkpoint {
   std::string strata_version, git_commit;  // filled by load; a save always writes this build's
   std::string tokenizer_json;  // the model's tokenizer.json (model.vocab: tokenizer); "" when none
   std::string hf_config_json;  // the Hugging Face config.json it was imported from; "" when none
+  std::optional<NormStats> norm_stats;  // robot policies: the statistics their inputs were normalised with
 };
 
 struct CheckpointView {
@@ -73,6 +77,7 @@ struct CheckpointView {
   std::vector<ArrayView> params, adam_m, adam_v;
   TrainState state;
   std::string tokenizer_json, hf_config_json;
+  std::optional<NormStats> norm_stats;
 };
 CheckpointView view_of(const Checkpoint& ck);
 

@@ -20,56 +20,15 @@
 #include "train/progress.h"
 #include "train/run_lock.h"
 #include "train/schedule.h"
+#include "train/robot_trainer.h"
 #include "train/tensorboard.h"
+#include "train/train_common.h"
 
 namespace fs = std::filesystem;
 
 namespace strata {
 
 namespace {
-
-std::atomic<int> g_signal{0};
-extern "C" void on_signal(int sig) { g_signal.store(sig); }
-
-struct SignalGuard {
-  struct sigaction old_int{}, old_term{};
-  SignalGuard() {
-    g_signal.store(0);
-    struct sigaction sa{};
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
-  }
-  ~SignalGuard() {
-    sigaction(SIGINT, &old_int, nullptr);
-    sigaction(SIGTERM, &old_term, nullptr);
-  }
-};
-
-std::vector<NamedArray> views_of(const ParamStore& ps, const float* flat) {
-  std::vector<NamedArray> out;
-  out.reserve(ps.infos().size());
-  for (auto& p : ps.infos()) out.push_back({p.name, p.shape, std::vector<float>(flat + p.offset, flat + p.offset + p.numel)});
-  return out;
-}
-
-// Copies named arrays into the flat buffer, refusing any mismatch with the model by name and shape.
-void restore_into(const ParamStore& ps, float* flat, const std::vector<NamedArray>& arrays, const std::string& what,
-                  const std::string& path) {
-  if (arrays.size() != ps.infos().size())
-    throw InputError(fmt::format("checkpoint '{}' has {} {} tensors, the model has {}: it was written for a different config",
-                                 path, arrays.size(), what, ps.infos().size()));
-  for (auto& a : arrays) {
-    int i = ps.find(a.name);
-    if (i < 0) throw InputError(fmt::format("checkpoint '{}': {} tensor '{}' does not exist in this model (different config)", path, what, a.name));
-    auto& info = ps.infos()[size_t(i)];
-    if (info.shape != a.shape)
-      throw InputError(fmt::format("checkpoint '{}': {} tensor '{}' has shape {}, the model expects {} (different config)", path,
-                                   what, a.name, shape_str(a.shape), shape_str(info.shape)));
-    std::copy(a.data.begin(), a.data.end(), flat + info.offset);
-  }
-}
 
 // The model section alone, as YAML: two checkpoints are compatible when these are equal.
 std::string model_yaml(const Config& c) {
@@ -87,6 +46,7 @@ std::string run_dir_for(const Config& cfg) {
 }
 
 TrainResult train(const Config& cfg, const std::string& config_yaml, const TrainOptions& opts) {
+  if (cfg.robot.enabled()) return train_robot(cfg, config_yaml, opts);  // episodes, not text
   TrainResult res;
   res.run_dir = run_dir_for(cfg);
   const TrainConfig& tc = cfg.train;
@@ -226,7 +186,7 @@ TrainResult train(const Config& cfg, const std::string& config_yaml, const Train
                                 kept.empty() ? "No checkpoint was saved in this run yet"
                                              : fmt::format("The last good checkpoint is '{}' (resume with --resume)", kept)));
       }
-      if (g_signal.load() == 0) continue;
+      if (pending_signal() == 0) continue;
       // Interrupted while skipping: the state is still the last good one, saved as any interruption.
       res.last_checkpoint = save_in_run_dir(res.run_dir, make_checkpoint(), tc.keep_checkpoints);
       res.interrupted = true;
@@ -264,12 +224,12 @@ TrainResult train(const Config& cfg, const std::string& config_yaml, const Train
       tb.flush();
       if (!opts.quiet) progress.message(fmt::format("step {} val_loss {:.4f} (train {:.4f})", step, res.val_loss, loss));
     }
-    bool stop_now = g_signal.load() != 0 || (opts.stop_after >= 0 && steps_this_run >= opts.stop_after);
+    bool stop_now = pending_signal() != 0 || (opts.stop_after >= 0 && steps_this_run >= opts.stop_after);
     if ((tc.save_every > 0 && step % tc.save_every == 0) || step == tc.steps || stop_now) {
       res.last_checkpoint = save_in_run_dir(res.run_dir, make_checkpoint(), tc.keep_checkpoints);
     }
     if (stop_now) {
-      res.interrupted = g_signal.load() != 0;
+      res.interrupted = pending_signal() != 0;
       if (!opts.quiet)
         progress.message(fmt::format("{} at step {}: saved {}", res.interrupted ? "interrupted" : "stopping", step,
                                      res.last_checkpoint));

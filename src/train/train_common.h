@@ -1,0 +1,35 @@
+#pragma once
+// Pieces of the training loop that the language trainer (train/trainer.cpp) and the robot trainer
+// (train/robot_trainer.cpp) share: SIGINT/SIGTERM turned into "save and stop", and the parameter /
+// optimizer arrays to and from checkpoints, matched by name and shape.
+#include <string>
+#include <vector>
+
+#include "core/params.h"
+#include "train/checkpoint.h"
+
+namespace strata {
+
+// While alive, SIGINT and SIGTERM only set a flag (pending_signal() != 0); the previous handlers
+// come back on destruction.
+class SignalGuard {
+ public:
+  SignalGuard();
+  ~SignalGuard();
+  SignalGuard(const SignalGuard&) = delete;
+  SignalGuard& operator=(const SignalGuard&) = delete;
+
+ private:
+  struct Saved;
+  Saved* old_;
+};
+int pending_signal();
+
+// Copies of each parameter's slice of `flat` (a buffer laid out as ps), for a checkpoint.
+std::vector<NamedArray> views_of(const ParamStore& ps, const float* flat);
+// Copies named arrays into `flat`, refusing any mismatch with the model by name and shape
+// (InputError naming the checkpoint and the tensor).
+void restore_into(const ParamStore& ps, float* flat, const std::vector<NamedArray>& arrays, const std::string& what,
+                  const std::string& path);
+
+}  // namespace strata
