@@ -17,8 +17,11 @@ ModelConfig half(ModelConfig m, const RobotNetConfig& n) {
   m.d_model = n.d_model;
   m.pattern = n.pattern;
   m.repeat = n.repeat;
-  // Derived sizes (head_dim, mlp.hidden, ...) follow this half's width, not the model section's.
+  // Sizes that scale with the width follow this half's d_model, not the model section's (whose
+  // config arrives resolved: these hold the model section's derived values).
   m.attention.head_dim = 0;
+  m.attention.rope_dims = 0;
+  m.attention.qk_nope_head_dim = m.attention.qk_rope_head_dim = m.attention.v_head_dim = m.attention.kv_lora_rank = 0;
   m.mlp.hidden = 0;
   m.moe.hidden = 0;
   m.mamba.dt_rank = 0;
