@@ -30,7 +30,8 @@ run_ctest() {
 scripts/build.sh release
 run_ctest build
 scripts/build.sh asan
-ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 run_ctest build-asan -L fast
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0" run_ctest build-asan -L fast
 # The CUDA twins on the CPU emulator of the CUDA execution model (tests/emulator): every device test
 # in tests/cuda runs for real, and gcov reports how many lines of src/kernels/cuda they executed.
 scripts/build.sh emu
