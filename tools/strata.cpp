@@ -1,4 +1,4 @@
-// strata — the command-line interface: train | generate | score | inspect | import hf | export hf.
+// strata — the command-line interface: train | generate | score | inspect | import hf | export hf | control bench.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
@@ -10,6 +10,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "control.h"
 #include "core/device.h"
 #include "core/error.h"
 #include "infer/generate.h"
@@ -173,6 +174,9 @@ int main(int argc, char** argv) {
   exp_hf->add_option("--max-shard-gb", shard_gb, "largest safetensors shard")->capture_default_str()->check(number_check(0, INFINITY, true));
   exp_hf->add_flag("--quiet", quiet_io, "no progress lines");
 
+  ControlBenchOptions ctl_opts;
+  auto* ctl_bench = add_control_command(app, ctl_opts);
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (*tr) {
@@ -246,6 +250,7 @@ int main(int argc, char** argv) {
       if (!quiet_io) log_line(fmt::format("wrote {} ({}, {} tensors)", exp_dir, hf_arch_info(r.arch).class_name, r.tensors));
       return 0;
     }
+    if (*ctl_bench) return run_control_bench(ctl_opts);
     if (*ins) {
       std::cout << inspect_report(what, ctx_len);
       return 0;
