@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "robot_testing.h"
 #include "cli.h"
-#include "core/rng.h"
 #include "train/episodes.h"
 
 namespace fs = std::filesystem;
@@ -20,36 +20,6 @@ namespace strata {
 namespace {
 
 using testing::run;
-
-// A point moving toward a per-episode goal (obs: pos, goal; action: the step).
-void write_reach_episodes(const std::string& path, int n, int T) {
-  EpisodeSet s;
-  s.env_args = R"({"env_name": "toy-reach"})";
-  Rng rng(5);
-  for (int e = 0; e < n; ++e) {
-    Episode ep;
-    ep.name = "demo_" + std::to_string(e);
-    ep.length = T;
-    float pos[2] = {rng.normal(), rng.normal()}, goal[2] = {rng.normal(), rng.normal()};
-    EpisodeArray p{2, {}}, g{2, {}}, a{2, {}};
-    for (int t = 0; t < T; ++t) {
-      for (int d = 0; d < 2; ++d) {
-        const float act = 0.3f * (goal[d] - pos[d]);
-        p.data.push_back(pos[d]);
-        g.data.push_back(goal[d]);
-        a.data.push_back(act);
-        pos[d] += act;
-      }
-      ep.rewards.push_back(0.0f);
-      ep.dones.push_back(t == T - 1);
-    }
-    ep.obs["pos"] = p;
-    ep.obs["goal"] = g;
-    ep.actions = a;
-    s.episodes.push_back(std::move(ep));
-  }
-  write_episodes(path, s);
-}
 
 const char* kRobotYaml = R"(model:
   pattern: "-"
@@ -76,7 +46,7 @@ class CliControl : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new std::string(testing::scratch_dir("control"));
-    write_reach_episodes(*dir_ + "/eps.h5", 6, 40);
+    testing::write_reach_episodes(*dir_ + "/eps.h5", 6, 40);
     testing::write_text(*dir_ + "/robot.yaml", kRobotYaml);
     auto r = run("train robot.yaml --quiet", *dir_);
     trained_ = new testing::RunResult(r);

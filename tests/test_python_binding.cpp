@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "robot_testing.h"
 #include "core/rng.h"
 #include "python_oracle.h"
 #include "train/config_load.h"
@@ -46,31 +47,6 @@ std::string module_dir(std::string* why) {
   *why = "the Python module was not built (no " + dir.string() +
          "/strata*.so: STRATA_PYTHON off or pybind11-dev missing; apt-get install pybind11-dev)";
   return "";
-}
-
-void write_episodes_file(const std::string& path, int n, int T) {
-  EpisodeSet s;
-  s.env_args = R"({"env_name": "toy-reach"})";
-  Rng rng(7);
-  for (int e = 0; e < n; ++e) {
-    Episode ep;
-    ep.name = "demo_" + std::to_string(e);
-    ep.length = T;
-    float pos[2] = {rng.normal(), rng.normal()}, goal[2] = {rng.normal(), rng.normal()};
-    EpisodeArray p{2, {}}, g{2, {}}, a{2, {}};
-    for (int t = 0; t < T; ++t) {
-      for (int d = 0; d < 2; ++d) {
-        const float act = 0.3f * (goal[d] - pos[d]);
-        p.data.push_back(pos[d]), g.data.push_back(goal[d]), a.data.push_back(act);
-        pos[d] += act;
-      }
-      ep.rewards.push_back(0.0f);
-      ep.dones.push_back(t == T - 1);
-    }
-    ep.obs["pos"] = p, ep.obs["goal"] = g, ep.actions = a;
-    s.episodes.push_back(std::move(ep));
-  }
-  write_episodes(path, s);
 }
 
 constexpr const char* kScript = R"PY(
@@ -116,7 +92,7 @@ TEST(PythonBinding, PolicyActEqualsRobotControllerAndPlansEveryRatioCalls) {
   fs::remove_all(dir);
   fs::create_directories(dir);
   auto at = [&](const std::string& n) { return (dir / n).string(); };
-  write_episodes_file(at("eps.h5"), 6, 40);
+  testing::write_reach_episodes(at("eps.h5"), 6, 40, /*seed=*/7);
   Config cfg = parse_config(fmt::format(R"(model:
   pattern: "-"
   mamba: {{head_dim: 8, d_state: 8, chunk: 8}}

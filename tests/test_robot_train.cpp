@@ -11,6 +11,7 @@
 #include <fstream>
 #include <string>
 
+#include "robot_testing.h"
 #include "core/rng.h"
 #include "train/checkpoint.h"
 #include "train/config_load.h"
@@ -33,37 +34,6 @@ struct TempDir {
   ~TempDir() { if (!std::getenv("KEEP")) fs::remove_all(path); }
   std::string operator/(const std::string& n) const { return (path / n).string(); }
 };
-
-// A point that moves toward a goal: action = 0.3 * (goal - pos), pos += action. The goal is fixed
-// per episode, so the policy must read it from the observation.
-void write_reach_episodes(const std::string& path, int n, int T) {
-  EpisodeSet s;
-  s.env_args = R"({"env_name": "toy-reach"})";
-  Rng rng(5);
-  for (int e = 0; e < n; ++e) {
-    Episode ep;
-    ep.name = "demo_" + std::to_string(e);
-    ep.length = T;
-    float pos[2] = {rng.normal(), rng.normal()}, goal[2] = {rng.normal(), rng.normal()};
-    EpisodeArray p{2, {}}, g{2, {}}, a{2, {}};
-    for (int t = 0; t < T; ++t) {
-      for (int d = 0; d < 2; ++d) {
-        const float act = 0.3f * (goal[d] - pos[d]);
-        p.data.push_back(pos[d]);
-        g.data.push_back(goal[d]);
-        a.data.push_back(act);
-        pos[d] += act;
-      }
-      ep.rewards.push_back(0.0f);
-      ep.dones.push_back(t == T - 1);
-    }
-    ep.obs["pos"] = p;
-    ep.obs["goal"] = g;
-    ep.actions = a;
-    s.episodes.push_back(std::move(ep));
-  }
-  write_episodes(path, s);
-}
 
 std::string robot_yaml(const std::string& episodes, const std::string& run_dir, int steps) {
   return fmt::format(R"(model:
@@ -98,7 +68,7 @@ std::vector<double> logged_losses(const std::string& run_dir) {
 
 TEST(RobotTrain, LossDecreasesAndCheckpointHoldsStatsAndConfig) {
   TempDir d;
-  write_reach_episodes(d / "eps.h5", 10, 40);
+  testing::write_reach_episodes(d / "eps.h5", 10, 40);
   Config cfg = parse_config(robot_yaml(d / "eps.h5", d / "run", 150), "robot.yaml");
   TrainOptions o;
   o.quiet = true;
@@ -140,7 +110,7 @@ TEST(RobotTrain, LossDecreasesAndCheckpointHoldsStatsAndConfig) {
 
 TEST(RobotTrain, ResumeIsBitExact) {
   TempDir d;
-  write_reach_episodes(d / "eps.h5", 6, 30);
+  testing::write_reach_episodes(d / "eps.h5", 6, 30);
   TrainOptions o;
   o.quiet = true;
   Config full = parse_config(robot_yaml(d / "eps.h5", d / "full", 12), "robot.yaml");
@@ -170,7 +140,7 @@ TEST(RobotTrain, ResumeIsBitExact) {
 
 TEST(RobotTrain, UnknownObsKeyIsRefused) {
   TempDir d;
-  write_reach_episodes(d / "eps.h5", 4, 20);
+  testing::write_reach_episodes(d / "eps.h5", 4, 20);
   Config cfg = parse_config(robot_yaml(d / "eps.h5", d / "run", 5), "robot.yaml", {"robot.data.obs_keys=pos velocity"});
   try {
     RobotData data(cfg.robot, 1);
