@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "python_oracle.h"
+#include "temp_dir.h"
 #include "testing.h"
 #include "train/checkpoint.h"
 #include "train/crc32c.h"
@@ -23,20 +24,8 @@ namespace st = strata::testing;
 
 namespace {
 
-// A fresh directory per test, removed afterwards.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    auto* t = ::testing::UnitTest::GetInstance()->current_test_info();
-    path = fs::temp_directory_path() / ("strata_ckpt_" + std::to_string(getpid()) + "_" + t->name());
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& f) const { return (path / f).string(); }
+struct TempDir : st::TempDir {
+  TempDir() : st::TempDir("strata_ckpt_") {}
 };
 
 int64_t numel(const Shape& s) {

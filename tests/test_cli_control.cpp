@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "robot_testing.h"
 #include "cli.h"
+#include "robot_testing.h"
 #include "train/episodes.h"
 
 namespace fs = std::filesystem;

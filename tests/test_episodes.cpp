@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "python_oracle.h"
+#include "temp_dir.h"
 #include "testing.h"
 #include "train/episodes.h"
 
@@ -20,19 +21,8 @@ namespace st = strata::testing;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    auto* t = ::testing::UnitTest::GetInstance()->current_test_info();
-    path = fs::temp_directory_path() / ("strata_episodes_" + std::to_string(getpid()) + "_" + t->name());
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& f) const { return (path / f).string(); }
+struct TempDir : st::TempDir {
+  TempDir() : st::TempDir("strata_episodes_") {}
 };
 
 Episode make_episode(int64_t T, uint64_t seed, std::optional<bool> success = std::nullopt) {

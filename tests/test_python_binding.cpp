@@ -18,9 +18,9 @@
 #include <string>
 #include <vector>
 
-#include "robot_testing.h"
 #include "core/rng.h"
 #include "python_oracle.h"
+#include "robot_testing.h"
 #include "train/config_load.h"
 #include "train/episodes.h"
 #include "train/robot_runtime.h"

@@ -11,8 +11,8 @@
 #include <fstream>
 #include <string>
 
-#include "robot_testing.h"
 #include "core/rng.h"
+#include "robot_testing.h"
 #include "train/checkpoint.h"
 #include "train/config_load.h"
 #include "train/robot_data.h"

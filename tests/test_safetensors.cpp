@@ -17,6 +17,7 @@
 #include "core/rng.h"
 #include "interop/safetensors.h"
 #include "python_oracle.h"
+#include "temp_dir.h"
 #include "testing.h"
 
 namespace fs = std::filesystem;
@@ -25,19 +26,8 @@ namespace st = strata::testing;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    auto* t = ::testing::UnitTest::GetInstance()->current_test_info();
-    path = fs::temp_directory_path() / ("strata_st_" + std::to_string(getpid()) + "_" + t->name());
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& f) const { return (path / f).string(); }
+struct TempDir : st::TempDir {
+  TempDir() : st::TempDir("strata_st_") {}
 };
 
 std::string read_bytes(const std::string& p) {
