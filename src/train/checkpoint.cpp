@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -371,22 +370,10 @@ CheckpointView view_of(const Checkpoint& ck) {
 
 void save_checkpoint(const std::string& path, const CheckpointView& ck) {
   validate(path, ck);
-  const std::string tmp = path + ".tmp";
   QuietHdf5 quiet;
-  try {
-    Saver{path}.write(tmp, ck);
-    // Data must be on disk before the rename makes it the checkpoint, and the rename itself must be
-    // on disk (directory fsync) before we report success and start pruning older files.
-    fsync_path(tmp, false);
-    if (std::rename(tmp.c_str(), path.c_str()) != 0)
-      throw Error(fmt::format("saving checkpoint '{}': rename from '{}' failed: {}", path, tmp, std::strerror(errno)));
-    fs::path parent = fs::path(path).parent_path();
-    fsync_path(parent.empty() ? "." : parent.string(), true);
-  } catch (...) {
-    std::error_code ec;
-    fs::remove(tmp, ec);
-    throw;
-  }
+  // Durable before success is reported and older checkpoints are pruned.
+  replace_file_atomically(path, fmt::format("saving checkpoint '{}'", path),
+                          [&](const std::string& tmp) { Saver{path}.write(tmp, ck); });
 }
 
 void save_checkpoint(const std::string& path, const Checkpoint& ck) { save_checkpoint(path, view_of(ck)); }

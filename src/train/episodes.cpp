@@ -1,7 +1,6 @@
 #include "train/episodes.h"
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -369,20 +368,9 @@ EpisodeSet read_episodes(const std::string& path, const EpisodeExpect& expect) {
 
 void write_episodes(const std::string& path, const EpisodeSet& set) {
   validate(path, set);
-  const std::string tmp = path + ".tmp";
   QuietHdf5 quiet;
-  try {
-    Writer{fmt::format("writing episode file '{}'", path)}.write(tmp, set);
-    fsync_path(tmp, false);
-    if (std::rename(tmp.c_str(), path.c_str()) != 0)
-      throw Error(fmt::format("writing episode file '{}': rename from '{}' failed: {}", path, tmp, std::strerror(errno)));
-    fs::path parent = fs::path(path).parent_path();
-    fsync_path(parent.empty() ? "." : parent.string(), true);
-  } catch (...) {
-    std::error_code ec;
-    fs::remove(tmp, ec);
-    throw;
-  }
+  const std::string context = fmt::format("writing episode file '{}'", path);
+  replace_file_atomically(path, context, [&](const std::string& tmp) { Writer{context}.write(tmp, set); });
 }
 
 // ---- statistics ---------------------------------------------------------------------------------
