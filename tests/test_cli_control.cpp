@@ -21,25 +21,6 @@ namespace {
 
 using testing::run;
 
-const char* kRobotYaml = R"(model:
-  pattern: "-"
-  mamba: {head_dim: 8, d_state: 8, chunk: 8}
-robot:
-  planner: {pattern: "M-", d_model: 16}
-  controller: {pattern: "M", d_model: 16}
-  planner_hz: 10
-  control_hz: 40
-  handoff: rtc
-  chunk: 4
-  latent: 8
-  planner_delay_ticks: 2
-  loss: l1
-  window: 16
-  data: {path: eps.h5, val_fraction: 0.2}
-train: {steps: 6, batch: 4, eval_every: 0, eval_batches: 2, save_every: 0, log_every: 3, run_dir: run, seed: 3}
-optim: {lr: 0.01, warmup: 2}
-)";
-
 // One directory, one trained checkpoint, shared by the tests below (training through the CLI is
 // the slow part).
 class CliControl : public ::testing::Test {
@@ -47,8 +28,8 @@ class CliControl : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new std::string(testing::scratch_dir("control"));
     testing::write_reach_episodes(*dir_ + "/eps.h5", 6, 40);
-    testing::write_text(*dir_ + "/robot.yaml", kRobotYaml);
-    auto r = run("train robot.yaml --quiet", *dir_);
+    testing::write_text(*dir_ + "/robot.yaml", testing::robot_yaml("eps.h5", "run", 6));
+    auto r = run("train robot.yaml --quiet robot.handoff=rtc train.eval_batches=2 train.log_every=3 optim.warmup=2", *dir_);
     trained_ = new testing::RunResult(r);
   }
   static void TearDownTestSuite() {

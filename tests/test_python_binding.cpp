@@ -93,25 +93,8 @@ TEST(PythonBinding, PolicyActEqualsRobotControllerAndPlansEveryRatioCalls) {
   fs::create_directories(dir);
   auto at = [&](const std::string& n) { return (dir / n).string(); };
   testing::write_reach_episodes(at("eps.h5"), 6, 40, /*seed=*/7);
-  Config cfg = parse_config(fmt::format(R"(model:
-  pattern: "-"
-  mamba: {{head_dim: 8, d_state: 8, chunk: 8}}
-robot:
-  planner: {{pattern: "M-", d_model: 16}}
-  controller: {{pattern: "M", d_model: 16}}
-  planner_hz: 10
-  control_hz: 40
-  chunk: 4
-  latent: 8
-  planner_delay_ticks: 2
-  loss: l1
-  window: 16
-  data: {{path: "{}", val_fraction: 0.2}}
-train: {{steps: 5, batch: 4, eval_every: 0, eval_batches: 2, save_every: 0, log_every: 5, run_dir: "{}", seed: 3}}
-optim: {{lr: 0.01, warmup: 2}}
-)",
-                                        at("eps.h5"), at("run")),
-                            "robot.yaml");
+  Config cfg = parse_config(testing::robot_yaml(at("eps.h5"), at("run"), 5), "robot.yaml",
+                            {"train.eval_batches=2", "optim.warmup=2"});
   TrainOptions o;
   o.quiet = true;
   TrainResult tr = train(cfg, to_yaml(cfg), o);

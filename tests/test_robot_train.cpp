@@ -35,27 +35,6 @@ struct TempDir {
   std::string operator/(const std::string& n) const { return (path / n).string(); }
 };
 
-std::string robot_yaml(const std::string& episodes, const std::string& run_dir, int steps) {
-  return fmt::format(R"(model:
-  pattern: "-"
-  mamba: {{head_dim: 8, d_state: 8, chunk: 8}}
-robot:
-  planner: {{pattern: "M-", d_model: 16}}
-  controller: {{pattern: "M", d_model: 16}}
-  planner_hz: 10
-  control_hz: 40
-  chunk: 4
-  latent: 8
-  planner_delay_ticks: 2
-  loss: l1
-  window: 16
-  data: {{path: "{}", val_fraction: 0.2}}
-train: {{steps: {}, batch: 4, eval_every: 0, eval_batches: 5, save_every: 0, log_every: 5, run_dir: "{}", seed: 3}}
-optim: {{lr: 0.01, warmup: 5}}
-)",
-                     episodes, steps, run_dir);
-}
-
 std::vector<double> logged_losses(const std::string& run_dir) {
   std::ifstream in(run_dir + "/metrics.jsonl");
   std::vector<double> out;
@@ -69,13 +48,13 @@ std::vector<double> logged_losses(const std::string& run_dir) {
 TEST(RobotTrain, LossDecreasesAndCheckpointHoldsStatsAndConfig) {
   TempDir d;
   testing::write_reach_episodes(d / "eps.h5", 10, 40);
-  Config cfg = parse_config(robot_yaml(d / "eps.h5", d / "run", 150), "robot.yaml");
+  Config cfg = parse_config(testing::robot_yaml(d / "eps.h5", d / "run", 150), "robot.yaml");
   TrainOptions o;
   o.quiet = true;
   TrainResult r = train(cfg, to_yaml(cfg), o);
   EXPECT_EQ(r.step, 150);
   // The same init after one step: the val loss (fixed val segments, the same every time) must fall.
-  Config one = parse_config(robot_yaml(d / "eps.h5", d / "one", 1), "robot.yaml");
+  Config one = parse_config(testing::robot_yaml(d / "eps.h5", d / "one", 1), "robot.yaml");
   TrainResult r1 = train(one, to_yaml(one), o);
   auto losses = logged_losses(d / "run");
   ASSERT_GE(losses.size(), 4u);
@@ -113,9 +92,9 @@ TEST(RobotTrain, ResumeIsBitExact) {
   testing::write_reach_episodes(d / "eps.h5", 6, 30);
   TrainOptions o;
   o.quiet = true;
-  Config full = parse_config(robot_yaml(d / "eps.h5", d / "full", 12), "robot.yaml");
+  Config full = parse_config(testing::robot_yaml(d / "eps.h5", d / "full", 12), "robot.yaml");
   TrainResult a = train(full, to_yaml(full), o);
-  Config part = parse_config(robot_yaml(d / "eps.h5", d / "part", 12), "robot.yaml");
+  Config part = parse_config(testing::robot_yaml(d / "eps.h5", d / "part", 12), "robot.yaml");
   o.stop_after = 5;
   TrainResult b1 = train(part, to_yaml(part), o);
   EXPECT_EQ(b1.step, 5);
@@ -129,7 +108,7 @@ TEST(RobotTrain, ResumeIsBitExact) {
   EXPECT_EQ(ca.state, cb.state);
 
   // A different policy shape is refused on resume, naming the checkpoint.
-  Config other = parse_config(robot_yaml(d / "eps.h5", d / "part", 20), "robot.yaml", {"robot.latent=4"});
+  Config other = parse_config(testing::robot_yaml(d / "eps.h5", d / "part", 20), "robot.yaml", {"robot.latent=4"});
   try {
     train(other, to_yaml(other), o);
     ADD_FAILURE() << "resume with another latent width was accepted";
@@ -141,7 +120,7 @@ TEST(RobotTrain, ResumeIsBitExact) {
 TEST(RobotTrain, UnknownObsKeyIsRefused) {
   TempDir d;
   testing::write_reach_episodes(d / "eps.h5", 4, 20);
-  Config cfg = parse_config(robot_yaml(d / "eps.h5", d / "run", 5), "robot.yaml", {"robot.data.obs_keys=pos velocity"});
+  Config cfg = parse_config(testing::robot_yaml(d / "eps.h5", d / "run", 5), "robot.yaml", {"robot.data.obs_keys=pos velocity"});
   try {
     RobotData data(cfg.robot, 1);
     ADD_FAILURE() << "accepted an unknown key";
@@ -149,7 +128,7 @@ TEST(RobotTrain, UnknownObsKeyIsRefused) {
     EXPECT_NE(std::string(e.what()).find("'velocity' is not an observation key"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("goal, pos"), std::string::npos) << e.what();
   }
-  Config only_pos = parse_config(robot_yaml(d / "eps.h5", d / "run", 5), "robot.yaml", {"robot.data.obs_keys=pos"});
+  Config only_pos = parse_config(testing::robot_yaml(d / "eps.h5", d / "run", 5), "robot.yaml", {"robot.data.obs_keys=pos"});
   EXPECT_EQ(RobotData(only_pos.robot, 1).obs_dim(), 2);
 }
 
