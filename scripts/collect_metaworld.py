@@ -75,19 +75,32 @@ def run_episode(env, policy, max_steps, steps_after_success, seed, np):
             "dones": dones, "success": success_at is not None}
 
 
-def collect_task(task, args, np, metaworld, policies):
+def task_env(task, seed, max_steps, metaworld, policies, prog):
+    """MT1(task, seed) and its environment, capped at max_steps; a task without a scripted expert is
+    refused (eval_metaworld.py builds its environment here too, so both see the same variations)."""
     if task not in policies.ENV_POLICY_MAP:
-        raise SystemExit(f"collect_metaworld: no scripted policy for task '{task}'; metaworld {metaworld_version()} has: "
+        raise SystemExit(f"{prog}: no scripted policy for task '{task}'; metaworld {metaworld_version()} has: "
                          + ", ".join(sorted(policies.ENV_POLICY_MAP)))
-    mt1 = metaworld.MT1(task, seed=args.seed)
+    mt1 = metaworld.MT1(task, seed=seed)
     env = mt1.train_classes[task]()
-    env.max_path_length = min(env.max_path_length, args.max_steps)
+    env.max_path_length = min(env.max_path_length, max_steps)
+    return mt1, env
+
+
+def start_episode(env, mt1, seed, i):
+    """Episode i: MT1's task variation i mod 50; returns the reset seed run_episode takes."""
+    env.set_task(mt1.train_tasks[i % len(mt1.train_tasks)])
+    return seed * 100003 + i
+
+
+def collect_task(task, args, np, metaworld, policies):
+    mt1, env = task_env(task, args.seed, args.max_steps, metaworld, policies, "collect_metaworld")
     policy = policies.ENV_POLICY_MAP[task]()
     episodes = []
     start = time.perf_counter()
     for i in range(args.episodes):
-        env.set_task(mt1.train_tasks[i % len(mt1.train_tasks)])
-        episodes.append(run_episode(env, policy, args.max_steps, args.steps_after_success, args.seed * 100003 + i, np))
+        reset_seed = start_episode(env, mt1, args.seed, i)
+        episodes.append(run_episode(env, policy, args.max_steps, args.steps_after_success, reset_seed, np))
         if not args.quiet:
             ok = sum(e["success"] for e in episodes)
             print(f"\r{task:<20} episode {i + 1:>4}/{args.episodes}  success {ok}/{i + 1}  "

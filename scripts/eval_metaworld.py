@@ -29,7 +29,7 @@ import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import collect_metaworld  # noqa: E402  (its run_episode and metaworld_version)
+import collect_metaworld  # noqa: E402  (its task_env, start_episode, run_episode and metaworld_version)
 
 
 def parse_args(argv=None):
@@ -91,12 +91,7 @@ def main(argv=None):
     import metaworld
     import metaworld.policies as policies
 
-    if args.task not in policies.ENV_POLICY_MAP:
-        raise SystemExit(f"eval_metaworld: unknown task '{args.task}'; metaworld {collect_metaworld.metaworld_version()} has: "
-                         + ", ".join(sorted(policies.ENV_POLICY_MAP)))
-    mt1 = metaworld.MT1(args.task, seed=args.seed)
-    env = mt1.train_classes[args.task]()
-    env.max_path_length = min(env.max_path_length, args.max_steps)
+    mt1, env = collect_metaworld.task_env(args.task, args.seed, args.max_steps, metaworld, policies, "eval_metaworld")
     policy = None
     if args.expert:
         agent = policies.ENV_POLICY_MAP[args.task]()
@@ -111,10 +106,10 @@ def main(argv=None):
     successes, returns, lengths = [], [], []
     start = time.perf_counter()
     for i in range(args.episodes):
-        env.set_task(mt1.train_tasks[i % len(mt1.train_tasks)])
+        reset_seed = collect_metaworld.start_episode(env, mt1, args.seed, i)
         if policy is not None:
             policy.reset()
-        ep = collect_metaworld.run_episode(env, agent, args.max_steps, 0, args.seed * 100003 + i, np)
+        ep = collect_metaworld.run_episode(env, agent, args.max_steps, 0, reset_seed, np)
         successes.append(bool(ep["success"]))
         returns.append(float(ep["rewards"].sum()))
         lengths.append(len(ep["actions"]))
