@@ -5,10 +5,11 @@ Runs N episodes of one Meta-World v3 task, built as scripts/collect_metaworld.py
 seeded task variations, state observations; its run_episode loop is reused: an episode ends at the
 first success or at --max-steps). The policy is strata's, through the Python module `strata`
 (python/bindings: strata.Policy(ckpt).act(obs) once per env step, the planner running on the
-policy's own clock), or with --expert the task's scripted expert (the baseline row).
+policy's own clock), with --lerobot a LeRobot ACT checkpoint (scripts/lerobot_act.py; run in the
+LeRobot venv), or with --expert the task's scripted expert (the baseline row).
 
 Prints success rate, mean return (reward summed until success or the step limit), mean episode
-length and, for strata, the per-call latency of act() (p50 / p99, microseconds). --json writes them.
+length and, for strata and ACT, the per-call latency of act() (p50 / p99, microseconds). --json writes them.
 
 The module is found in --module-dir (default: build/python, then build-*/python), or on PYTHONPATH.
 Build it with `cmake -S . -B build && cmake --build build --target strata_py` (pybind11-dev).
@@ -38,6 +39,8 @@ def parse_args(argv=None):
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--ckpt", help="a strata robot checkpoint (strata train on a robot config)")
     src.add_argument("--expert", action="store_true", help="evaluate the task's scripted expert instead")
+    src.add_argument("--lerobot", metavar="DIR", help="a LeRobot ACT checkpoint (pretrained_model directory from "
+                     "scripts/lerobot_act.py train); run in the LeRobot venv")
     p.add_argument("--task", required=True, help="Meta-World v3 task name, e.g. reach-v3")
     p.add_argument("--episodes", type=int, default=50, help="episodes (default: %(default)s)")
     p.add_argument("--seed", type=int, default=1, help="MT1 seed and reset seeds (default: %(default)s)")
@@ -92,9 +95,15 @@ def main(argv=None):
     import metaworld.policies as policies
 
     mt1, env = collect_metaworld.task_env(args.task, args.seed, args.max_steps, metaworld, policies, "eval_metaworld")
-    policy = None
+    policy = act = None
     if args.expert:
         agent = policies.ENV_POLICY_MAP[args.task]()
+    elif args.lerobot:
+        import lerobot_act
+        agent = act = lerobot_act.ActAgent(args.lerobot, np)
+        if act.obs_dim > env.observation_space.shape[0]:
+            raise SystemExit(f"eval_metaworld: the ACT inputs need {act.obs_dim} observation floats, "
+                             f"{args.task} gives {env.observation_space.shape[0]}")
     else:
         strata = import_strata(args.module_dir)
         policy = strata.Policy(args.ckpt, handoff=args.handoff)
@@ -109,6 +118,8 @@ def main(argv=None):
         reset_seed = collect_metaworld.start_episode(env, mt1, args.seed, i)
         if policy is not None:
             policy.reset()
+        if act is not None:
+            act.reset()
         ep = collect_metaworld.run_episode(env, agent, args.max_steps, 0, reset_seed, np)
         successes.append(bool(ep["success"]))
         returns.append(float(ep["rewards"].sum()))
@@ -120,19 +131,26 @@ def main(argv=None):
         print(file=sys.stderr)
     env.close()
 
-    res = {"task": args.task, "policy": "expert" if args.expert else "strata", "ckpt": args.ckpt,
+    name = "expert" if args.expert else "lerobot-act" if args.lerobot else "strata"
+    res = {"task": args.task, "policy": name, "ckpt": args.ckpt or args.lerobot,
            "handoff": args.handoff, "episodes": args.episodes, "seed": args.seed, "max_steps": args.max_steps,
            "success_rate": float(np.mean(successes)), "mean_return": float(np.mean(returns)),
            "mean_length": float(np.mean(lengths)), "seconds": time.perf_counter() - start,
            "metaworld": collect_metaworld.metaworld_version()}
+    lat = None
     if policy is not None:
         lat = np.asarray(policy.latency_us(), dtype=np.float64)
-        res.update({"planner_hz": policy.planner_hz, "control_hz": policy.control_hz, "calls": int(lat.size),
-                    "latency_us_p50": float(np.percentile(lat, 50)), "latency_us_p99": float(np.percentile(lat, 99))})
-    print(f"{'task':<16} {'policy':<8} {'episodes':>8} {'success':>8} {'return':>9} {'steps':>7} {'p50 us':>8} {'p99 us':>8}")
-    lat50 = f"{res['latency_us_p50']:8.1f}" if policy is not None else f"{'-':>8}"
-    lat99 = f"{res['latency_us_p99']:8.1f}" if policy is not None else f"{'-':>8}"
-    print(f"{args.task:<16} {res['policy']:<8} {args.episodes:>8} {100 * res['success_rate']:>7.1f}% "
+        res.update({"planner_hz": policy.planner_hz, "control_hz": policy.control_hz})
+    elif act is not None:
+        lat = np.asarray(act.latency, dtype=np.float64)
+        res.update({"chunk": act.policy.config.chunk_size, "n_action_steps": act.policy.config.n_action_steps})
+    if lat is not None:
+        res.update({"calls": int(lat.size), "latency_us_p50": float(np.percentile(lat, 50)),
+                    "latency_us_p99": float(np.percentile(lat, 99)), "latency_us_max": float(lat.max())})
+    print(f"{'task':<16} {'policy':<12} {'episodes':>8} {'success':>8} {'return':>9} {'steps':>7} {'p50 us':>8} {'p99 us':>8}")
+    lat50 = f"{res['latency_us_p50']:8.1f}" if lat is not None else f"{'-':>8}"
+    lat99 = f"{res['latency_us_p99']:8.1f}" if lat is not None else f"{'-':>8}"
+    print(f"{args.task:<16} {res['policy']:<12} {args.episodes:>8} {100 * res['success_rate']:>7.1f}% "
           f"{res['mean_return']:>9.1f} {res['mean_length']:>7.1f} {lat50} {lat99}")
     if args.json:
         with open(args.json, "w") as f:

@@ -23,6 +23,7 @@ LeRobot's own trainers (the ACT peer). Run in the robot venv (h5py, numpy, pyarr
 import argparse
 import glob
 import json
+import re
 import os
 import sys
 
@@ -118,7 +119,17 @@ def lerobot_to_robomimic(src, out, np, pq, h5py):
     print(f"{len(episodes)} episodes, {total} frames, obs keys {sorted(obs)}, action dim {actions.shape[1]} -> {out}")
 
 
-def robomimic_to_lerobot(src, out, fps, task, np, pa, pq, h5py):
+def parse_feature(spec):
+    """'observation.NAME=KEY' or 'observation.NAME=KEY[a:b]' -> (feature, obs key, slice)."""
+    m = re.fullmatch(r"(observation\.[A-Za-z0-9_.]+)=([A-Za-z0-9_]+)(?:\[(\d*):(\d*)\])?", spec)
+    if not m:
+        fail(f"--feature '{spec}': expected observation.NAME=KEY or observation.NAME=KEY[a:b]")
+    a = int(m.group(3)) if m.group(3) else None
+    b = int(m.group(4)) if m.group(4) else None
+    return m.group(1), m.group(2), slice(a, b)
+
+
+def robomimic_to_lerobot(src, out, fps, task, np, pa, pq, h5py, feature_specs=()):
     with h5py.File(src, "r") as f:
         data = f["data"]
         names = sorted([k for k in data.keys() if k.startswith("demo_")], key=lambda k: int(k[5:]))
@@ -126,7 +137,13 @@ def robomimic_to_lerobot(src, out, fps, task, np, pa, pq, h5py):
             fail(f"'{src}': no demo_N groups under data")
         env_args = json.loads(data.attrs["env_args"]) if "env_args" in data.attrs else {}
         keys = sorted(data[names[0]]["obs"].keys())
-        cols = {f"observation.{k}": [] for k in keys}
+        # Default: obs/<key> -> observation.<key>; --feature picks and slices instead (e.g. LeRobot's
+        # ACT wants observation.environment_state, and observation.state for the robot's own joints).
+        features_of = [parse_feature(s) for s in feature_specs] or [(f"observation.{k}", k, slice(None)) for k in keys]
+        for name, key, _ in features_of:
+            if key not in keys:
+                fail(f"--feature {name}={key}: '{src}' has no obs key '{key}' (it has: {', '.join(keys)})")
+        cols = {name: [] for name, _, _ in features_of}
         cols.update({"action": [], "next.reward": [], "next.done": [], "timestamp": [], "frame_index": [],
                      "episode_index": [], "index": [], "task_index": []})
         success, lengths = [], []
@@ -135,8 +152,8 @@ def robomimic_to_lerobot(src, out, fps, task, np, pa, pq, h5py):
             g = data[name]
             T = int(g["actions"].shape[0])
             lengths.append(T)
-            for k in keys:
-                cols[f"observation.{k}"].append(np.asarray(g["obs"][k], dtype=np.float32).reshape(T, -1))
+            for name, key, sl in features_of:
+                cols[name].append(np.asarray(g["obs"][key], dtype=np.float32).reshape(T, -1)[:, sl])
             cols["action"].append(np.asarray(g["actions"], dtype=np.float32).reshape(T, -1))
             cols["next.reward"].append(np.asarray(g["rewards"], dtype=np.float32).reshape(T))
             cols["next.done"].append(np.asarray(g["dones"]).astype(bool).reshape(T))
@@ -194,7 +211,12 @@ def main(argv=None):
     p.add_argument("--reverse", action="store_true", help="robomimic -> LeRobot v3.0")
     p.add_argument("--fps", type=int, default=80, help="with --reverse: frames per second (Meta-World steps at 80 Hz; default %(default)s)")
     p.add_argument("--task", default=None, help="with --reverse: the task string (default: env_args' env_name)")
+    p.add_argument("--feature", action="append", default=[], metavar="observation.NAME=KEY[a:b]",
+                   help="with --reverse: write obs KEY (optionally columns a:b) as feature observation.NAME; repeatable "
+                        "(default: every obs key K as observation.K)")
     a = p.parse_args(argv)
+    if a.feature and not a.reverse:
+        p.error("--feature applies to --reverse only")
     import h5py
     import numpy as np
     import pyarrow as pa
@@ -202,7 +224,7 @@ def main(argv=None):
     if a.reverse:
         if os.path.exists(os.path.join(a.dst, "meta", "info.json")):
             fail(f"'{a.dst}' already holds a LeRobot dataset; remove it first")
-        robomimic_to_lerobot(a.src, a.dst, a.fps, a.task, np, pa, pq, h5py)
+        robomimic_to_lerobot(a.src, a.dst, a.fps, a.task, np, pa, pq, h5py, a.feature)
     else:
         lerobot_to_robomimic(a.src, a.dst, np, pq, h5py)
     return 0

@@ -10,8 +10,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "cli.h"
 #include "core/error.h"
 #include "python_oracle.h"
 #include "train/episodes.h"
@@ -127,6 +129,38 @@ TEST(MetaWorldEpisodes, CollectScriptWritesWhatTheReaderAccepts) {
     }
   }
 
+  // ACT's inputs (scripts/lerobot_act.py): feature specs pick and slice obs keys on the way out.
+  {
+    std::string out, conv = st::shell_quote(py) + " " + st::shell_quote(st::source_dir() + "/scripts/lerobot_to_robomimic.py");
+    std::string lr = (d.path / "lerobot_act").string(), back = (d.path / "back_act.h5").string();
+    ASSERT_EQ(st::run_command(conv + " --reverse " + st::shell_quote(a) + " " + st::shell_quote(lr) +
+                                  " --feature 'observation.state=state[0:4]' --feature observation.environment_state=state",
+                              &out, true),
+              0)
+        << out;
+    auto info = nlohmann::json::parse(std::ifstream(lr + "/meta/info.json"));
+    EXPECT_EQ(info["features"]["observation.state"]["shape"][0], 4);
+    EXPECT_EQ(info["features"]["observation.environment_state"]["shape"][0], 39);
+    EXPECT_FALSE(info["features"].contains("observation.state_full"));
+    ASSERT_EQ(st::run_command(conv + " " + st::shell_quote(lr) + " " + st::shell_quote(back), &out, true), 0) << out;
+    EpisodeSet r = read_episodes(back, {{"environment_state", "state"}, {{"environment_state", 39}, {"state", 4}}, 4});
+    for (size_t i = 0; i < 2; ++i) {
+      const auto& full = s.episodes[i].obs.at("state").data;
+      EXPECT_EQ(r.episodes[i].obs.at("environment_state").data, full);
+      const auto& head = r.episodes[i].obs.at("state").data;
+      ASSERT_EQ(head.size() * 39, full.size() * 4);
+      for (size_t t = 0; t < head.size() / 4; ++t)
+        for (size_t j = 0; j < 4; ++j) ASSERT_EQ(head[t * 4 + j], full[t * 39 + j]) << "t " << t << " j " << j;
+    }
+    // A key the file does not have is refused with the keys it has.
+    int rc = st::run_command(conv + " --reverse " + st::shell_quote(a) + " " + st::shell_quote((d.path / "bad").string()) +
+                                 " --feature observation.state=joints",
+                             &out, true);
+    EXPECT_NE(rc, 0);
+    EXPECT_NE(out.find("no obs key 'joints'"), std::string::npos) << out;
+    EXPECT_NE(out.find("state"), std::string::npos) << out;
+  }
+
   // The rest of the pipeline runs on it: statistics, split, a window batch.
   EpisodeSplit split = split_episodes(2, 0.5f, 1);
   NormStats stats = compute_norm_stats(s, split.train);
@@ -136,4 +170,78 @@ TEST(MetaWorldEpisodes, CollectScriptWritesWhatTheReaderAccepts) {
   sampler.sample(4, rng, w);
   for (float v : w.obs) ASSERT_TRUE(std::isfinite(v));
   EXPECT_EQ(int64_t(w.actions.size()), 4 * 8 * 4);
+}
+
+// The closed loop end to end, as the README's robotics commands run it: expert demonstrations,
+// `strata train` on the shipped multi-rate config (a few steps), then scripts/eval_metaworld.py with
+// the policy through the Python module in Meta-World, and the expert in the same loop. Checks the
+// loop's bookkeeping (one act() call per env step, latency per call, the JSON fields), not success:
+// a policy trained for 30 steps is not expected to succeed.
+TEST(MetaWorldEpisodes, EvalScriptRunsATrainedPolicyInTheClosedLoop) {
+  std::string why;
+  std::string py = robot_python(&why);
+  if (py.empty()) {
+    if (under_ci()) FAIL() << "CI=true and the robot venv is unavailable: " << why;
+    GTEST_SKIP() << "no robot venv (metaworld): " << why;
+  }
+  const char* bin = std::getenv("STRATA_BIN");
+  if (!bin || !*bin) GTEST_SKIP() << "STRATA_BIN is not set (run through ctest)";
+  const fs::path module = fs::path(bin).parent_path() / "python";
+  bool built = false;
+  if (fs::exists(module))
+    for (auto& e : fs::directory_iterator(module))
+      built = built || (e.path().filename().string().rfind("strata", 0) == 0 && e.path().extension() == ".so");
+  if (!built) GTEST_SKIP() << "the Python module was not built (no " << module.string() << "/strata*.so; pybind11-dev)";
+
+  TempDir d;
+  const std::string src = st::source_dir(), q = st::shell_quote(py);
+  std::string out;
+  ASSERT_EQ(st::run_command(q + " " + st::shell_quote(src + "/scripts/collect_metaworld.py") +
+                                " --tasks reach-v3 --episodes 4 --max-steps 80 --quiet --out " + st::shell_quote((d.path / "demos").string()),
+                            &out, true),
+            0)
+      << out;
+  auto tr = st::run("train " + st::shell_quote(src + "/experiments/robot/metaworld_multirate.yaml") + " " +
+                        "robot.data.path=" + st::shell_quote((d.path / "demos/reach-v3.h5").string()) +
+                        " train.run_dir=" + st::shell_quote((d.path / "run").string()) +
+                        " train.steps=30 train.save_every=30 train.eval_every=30 train.eval_batches=1 train.log_every=10 optim.warmup=5",
+                    d.path.string());
+  ASSERT_EQ(tr.code, 0) << tr.out;
+  const std::string ckpt = (d.path / "run/ckpt-00000030.h5").string();
+  ASSERT_TRUE(fs::exists(ckpt)) << tr.out;
+
+  auto eval = [&](const std::string& args, const std::string& json) {
+    std::string o;
+    int rc = st::run_command(q + " " + st::shell_quote(src + "/scripts/eval_metaworld.py") +
+                                 " --task reach-v3 --episodes 2 --max-steps 25 --quiet --json " + st::shell_quote(json) + " " + args,
+                             &o, true);
+    EXPECT_EQ(rc, 0) << o;
+    std::printf("%s", o.c_str());
+    return nlohmann::json::parse(std::ifstream(json));
+  };
+  auto r = eval("--ckpt " + st::shell_quote(ckpt) + " --module-dir " + st::shell_quote(module.string()),
+                (d.path / "strata.json").string());
+  EXPECT_EQ(r["policy"], "strata");
+  EXPECT_EQ(r["episodes"], 2);
+  EXPECT_EQ(r["planner_hz"], 10);
+  EXPECT_EQ(r["control_hz"], 80);
+  // One act() per env step: the calls are the episodes' steps.
+  EXPECT_EQ(r["calls"].get<double>(), 2 * r["mean_length"].get<double>());
+  EXPECT_GT(r["latency_us_p50"].get<double>(), 0);
+  EXPECT_GE(r["latency_us_p99"].get<double>(), r["latency_us_p50"].get<double>());
+  EXPECT_GE(r["success_rate"].get<double>(), 0);
+  EXPECT_LE(r["success_rate"].get<double>(), 1);
+
+  auto e = eval("--expert", (d.path / "expert.json").string());
+  EXPECT_EQ(e["policy"], "expert");
+  EXPECT_FALSE(e.contains("latency_us_p50"));
+  EXPECT_TRUE(e["mean_return"].is_number());
+
+  // A missing checkpoint is refused with its path.
+  std::string o;
+  int rc = st::run_command(q + " " + st::shell_quote(src + "/scripts/eval_metaworld.py") + " --task reach-v3 --episodes 1 --ckpt " +
+                               st::shell_quote(src + "/no/such/ckpt.h5") + " --module-dir " + st::shell_quote(module.string()),
+                           &o, true);
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(o.find("no/such/ckpt.h5"), std::string::npos) << o;
 }

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "infer/realtime/rt_thread.h"
 #include "realtime_testing.h"
 
 using namespace strata;
@@ -52,7 +53,7 @@ TEST(RealtimeExecutor, HoldsItsStructureUnderPlannerLoad) {
     EXPECT_EQ(controller.without_action, 0);  // warm start: a chunk from tick 0 on
     EXPECT_EQ(s.ticks_without_plan, 0);
     const auto& ticks = ex.control_ticks();
-    int64_t misses = 0, new_plans = 0;
+    int64_t misses = 0, compute_misses = 0, new_plans = 0;
     for (int64_t k = 0; k < n; ++k) {
       const ControlTick& t = ticks[size_t(k)];
       ASSERT_EQ(t.tick, k);
@@ -65,6 +66,7 @@ TEST(RealtimeExecutor, HoldsItsStructureUnderPlannerLoad) {
         ASSERT_TRUE(t.missed) << k;
       }
       misses += t.missed;
+      compute_misses += t.missed && t.latency_ns() > period;
       new_plans += t.new_plan;
       if (k > 0) {
         const ControlTick& p = ticks[size_t(k - 1)];
@@ -79,6 +81,8 @@ TEST(RealtimeExecutor, HoldsItsStructureUnderPlannerLoad) {
       }
     }
     EXPECT_EQ(misses, s.misses);
+    EXPECT_EQ(s.misses_compute, compute_misses);
+    EXPECT_EQ(s.misses_late_wake, misses - compute_misses);
     EXPECT_EQ(new_plans, s.plans_used);
     EXPECT_GE(s.plans_used, 2);  // the warm-start plan and at least one from the planner thread
     EXPECT_EQ(planner.calls, 1 + ex.planner_ticks_recorded());
@@ -137,4 +141,24 @@ TEST(RealtimeExecutor, BadRatesAreRefusedWithTheKey) {
   cfg = base_config();
   cfg.control_hz = 0;
   EXPECT_THROW(Executor(cfg, PlanShape{4, 0, 0}), InputError);
+}
+
+// A miss is the tick's own work running over a period (compute) or a wake-up so late that the
+// work ended past the next deadline (late wake); hand-made ticks at 1 ms give one of each.
+TEST(RealtimeExecutor, MissesSplitIntoComputeAndLateWake) {
+  const int64_t ms = 1'000'000;
+  std::vector<ControlTick> t(4);
+  for (int64_t k = 0; k < 4; ++k) t[size_t(k)].tick = k, t[size_t(k)].deadline_ns = k * ms, t[size_t(k)].plan_age = k;
+  t[0].wake_ns = 10'000, t[0].end_ns = 50'000;                  // on time
+  t[1].wake_ns = ms + 10'000, t[1].end_ns = ms + 1'200'000;      // 1.19 ms of work: compute
+  t[2].wake_ns = 2 * ms + 1'500'000, t[2].end_ns = 2 * ms + 1'520'000;  // 1.5 ms late, 20 us of work
+  t[3].wake_ns = 3 * ms + 900'000, t[3].end_ns = 3 * ms + 990'000;      // late but inside its period
+  for (auto& x : t) x.missed = x.end_ns - x.deadline_ns > ms;
+  LoopSummary s = summarize(t, 4, {}, 0, double(ms));
+  EXPECT_EQ(s.misses, 2);
+  EXPECT_EQ(s.misses_compute, 1);
+  EXPECT_EQ(s.misses_late_wake, 1);
+  if (std::filesystem::exists("/proc/stat")) {
+    EXPECT_GE(host_steal_ms(), 0.0);
+  }
 }

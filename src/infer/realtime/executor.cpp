@@ -72,6 +72,7 @@ LoopSummary Executor::run(Planner& planner, Controller& controller, const Observ
   // The clock starts a little ahead so both threads are created and set up before tick 0.
   const int64_t t0 = mono_ns() + 20'000'000;
 
+  const double steal_start = host_steal_ms();
   std::thread ctl_thread([&] {
     prefault_stack();
     tight_timer_slack();
@@ -159,6 +160,7 @@ LoopSummary Executor::run(Planner& planner, Controller& controller, const Observ
 
   ctl_thread.join();
   plan_thread.join();
+  const double steal_end = host_steal_ms();
   if (s.memory_locked) unlock_memory();
 
   LoopSummary sum = summarize(ticks_, n_ticks_, plans_, n_plans_, double(cp));
@@ -170,6 +172,7 @@ LoopSummary Executor::run(Planner& planner, Controller& controller, const Observ
   sum.memory_locked = s.memory_locked;
   sum.controller_fifo = s.controller_fifo;
   sum.planner_fifo = s.planner_fifo;
+  sum.host_steal_ms = steal_start >= 0 && steal_end >= 0 ? steal_end - steal_start : -1;
   if (!cfg_.metrics_path.empty()) write_metrics_jsonl(cfg_.metrics_path, sum);
   if (cfg_.print_table) print_table(stdout, sum);
   return sum;

@@ -37,6 +37,7 @@ LoopSummary summarize(const std::vector<ControlTick>& ticks, int64_t n_ticks, co
     lat.push_back(double(t.latency_ns()) / 1e3);
     jit.push_back(double(t.jitter_ns()) / 1e3);
     s.misses += t.missed;
+    if (t.missed) ++(double(t.latency_ns()) > period_ns ? s.misses_compute : s.misses_late_wake);
     if (t.plan_age < 0) {
       ++s.ticks_without_plan;
     } else {
@@ -60,7 +61,6 @@ LoopSummary summarize(const std::vector<ControlTick>& ticks, int64_t n_ticks, co
   s.plan_age_ticks = quantiles(std::move(age));
   s.delay_ticks = quantiles(std::move(delay));
   s.planner_latency_ms = quantiles(std::move(plat));
-  (void)period_ns;
   return s;
 }
 
@@ -80,10 +80,13 @@ void write_metrics_jsonl(const std::string& path, const LoopSummary& s) {
                           {"policy", s.policy},
                           {"memory_locked", s.memory_locked},
                           {"controller_fifo", s.controller_fifo},
-                          {"planner_fifo", s.planner_fifo}};
+                          {"planner_fifo", s.planner_fifo},
+                          {"host_steal_ms", s.host_steal_ms}};
   nlohmann::json ctl = {{"kind", "controller"},
                         {"ticks", s.ticks},
                         {"deadline_misses", s.misses},
+                        {"misses_compute", s.misses_compute},
+                        {"misses_late_wake", s.misses_late_wake},
                         {"ticks_without_plan", s.ticks_without_plan},
                         {"plans_used", s.plans_used},
                         {"exhausted_ticks", s.exhausted_ticks},
@@ -119,6 +122,9 @@ void print_table(std::FILE* out, const LoopSummary& s) {
   row("planner latency (ms)", s.planner_latency_ms);
   fmt::print(out, "  deadline misses {} / {} ticks; ticks without plan {}; plans used {}; exhausted-chunk ticks {}\n",
              s.misses, s.ticks, s.ticks_without_plan, s.plans_used, s.exhausted_ticks);
+  fmt::print(out, "  misses from compute over a period {}, from late wake-ups {}; host CPU steal during the run {}\n",
+             s.misses_compute, s.misses_late_wake,
+             s.host_steal_ms < 0 ? std::string("unknown") : fmt::format("{:.0f} ms", s.host_steal_ms));
   fmt::print(out, "  page faults on the control thread: minor {}, major {} ({} ticks with any)\n", s.minor_faults,
              s.major_faults, s.ticks_with_faults);
   fmt::print(out, "  planner: {} ticks, {} deadlines skipped after overruns\n", s.planner_ticks, s.planner_skipped);

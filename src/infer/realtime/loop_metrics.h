@@ -40,6 +40,10 @@ struct LoopSummary {
   double control_hz = 0, planner_hz = 0, seconds = 0;
   std::string policy;
   int64_t ticks = 0, misses = 0, ticks_without_plan = 0, plans_used = 0, exhausted_ticks = 0;
+  // A miss is either the tick's own work taking longer than a period (compute) or the thread
+  // waking so late that the work ended past the next deadline (preemption, a stalled host).
+  int64_t misses_compute = 0, misses_late_wake = 0;
+  double host_steal_ms = -1;  // during the run (rt_thread.h host_steal_ms); -1: unknown
   Quantiles latency_us, jitter_us, plan_age_ticks, delay_ticks;  // delay: plan age at arrival
   int64_t minor_faults = 0, major_faults = 0, ticks_with_faults = 0;
   int64_t planner_ticks = 0, planner_skipped = 0;

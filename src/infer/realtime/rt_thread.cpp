@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 
@@ -86,6 +87,19 @@ FaultCount thread_faults() {
   rusage u{};
   getrusage(RUSAGE_THREAD, &u);
   return {int64_t(u.ru_minflt), int64_t(u.ru_majflt)};
+}
+
+double host_steal_ms() {
+  std::FILE* f = std::fopen("/proc/stat", "r");
+  if (!f) return -1;
+  // "cpu  user nice system idle iowait irq softirq steal ...", in USER_HZ ticks over all CPUs.
+  unsigned long long v[8] = {};
+  const int n = std::fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+                            &v[6], &v[7]);
+  std::fclose(f);
+  const long hz = sysconf(_SC_CLK_TCK);
+  if (n != 8 || hz <= 0) return -1;
+  return double(v[7]) * 1000.0 / double(hz);
 }
 
 }  // namespace strata::rt

@@ -39,4 +39,9 @@ struct FaultCount {
 };
 FaultCount thread_faults();  // getrusage(RUSAGE_THREAD): the calling thread's page faults so far
 
+// CPU time the hypervisor gave to other guests while this machine's vCPUs wanted to run (the
+// "steal" column of /proc/stat, summed over CPUs), in ms; -1 where it cannot be read. A loop's
+// late wake-ups that coincide with steal are the host's, not the program's.
+double host_steal_ms();
+
 }  // namespace strata::rt
