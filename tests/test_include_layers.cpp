@@ -70,6 +70,9 @@ std::vector<std::string> violations(const std::string& rel, const std::string& t
     if (r > own_rank)
       out.push_back(rel + ":" + std::to_string(n) + ": " + own + " (rank " + std::to_string(own_rank) +
                     ") includes " + dir + " (rank " + std::to_string(r) + "): " + line);
+    else if (r == own_rank && dir != own)  // train and infer: siblings, joined only above them (load/)
+      out.push_back(rel + ":" + std::to_string(n) + ": " + own + " includes its sibling " + dir +
+                    " (both rank " + std::to_string(r) + "; join them in a layer above): " + line);
   }
   return out;
 }
@@ -126,6 +129,8 @@ TEST(IncludeLayers, FlagsAnIncludeUpTheLayers) {
   EXPECT_NE(bad[0].find("includes kernels"), std::string::npos) << bad[0];
   EXPECT_EQ(violations("src/models/inspect.cpp", "#include \"train/checkpoint.h\"\n").size(), 1u);
   EXPECT_EQ(violations("src/train/trainer.cpp", "#include \"load/model_loader.h\"\n").size(), 1u);
+  EXPECT_EQ(violations("src/train/robot_trainer.cpp", "#include \"infer/realtime/interfaces.h\"\n").size(), 1u);
+  EXPECT_EQ(violations("src/infer/sampler.cpp", "#include \"train/checkpoint.h\"\n").size(), 1u);
   // Allowed: the own layer, lower ones, the CUDA twins including the CPU twins (one layer), the
   // tools including anything, and headers that are no layer.
   EXPECT_TRUE(violations("src/layers/linear.cpp", "#include \"core/params.h\"\n#include \"kernels/cpu/gemm.h\"\n"

@@ -23,7 +23,7 @@
 #include "robot_testing.h"
 #include "train/config_load.h"
 #include "train/episodes.h"
-#include "train/robot_runtime.h"
+#include "load/robot_runtime.h"
 #include "train/robot_trainer.h"
 
 namespace fs = std::filesystem;

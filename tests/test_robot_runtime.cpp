@@ -12,7 +12,7 @@
 #include "infer/realtime/plan_buffer.h"
 #include "testing.h"
 #include "train/config_load.h"
-#include "train/robot_runtime.h"
+#include "load/robot_runtime.h"
 
 namespace {
 thread_local bool t_armed = false;

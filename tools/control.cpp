@@ -17,7 +17,7 @@
 #include "load/model_loader.h"
 #include "train/checkpoint.h"
 #include "train/episodes.h"
-#include "train/robot_runtime.h"
+#include "load/robot_runtime.h"
 #include "train/robot_trainer.h"
 
 namespace fs = std::filesystem;

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "infer/realtime/handoff.h"
-#include "train/robot_runtime.h"
+#include "load/robot_runtime.h"
 
 namespace strata::py {
 

@@ -1,4 +1,4 @@
-#include "train/robot_runtime.h"
+#include "load/robot_runtime.h"
 
 #include <algorithm>
 
