@@ -11,4 +11,4 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh
 scripts/build.sh release
 py="$(scripts/python_env.sh python/requirements-lerobot.txt)/bin/python"
-exec "$py" scripts/robot_suite.py all --policies multirate,singlerate,act --control-seconds 60 --runs runs/robot-peers "$@"
+exec "$py" scripts/robot_suite.py all --policies multirate,singlerate,act --act-save-every 125 --control-seconds 60 --runs runs/robot-peers "$@"

@@ -20,8 +20,10 @@ Everything lands in --runs (default runs/robot): <task>/<policy>/ (strata run di
 output), logs, and results.json, which each step updates (a rerun of `eval` or `table` reuses what
 is there; `train` retrains only what has no result unless --force).
 
-strata's trainer runs with the OpenMP threads of the machine (OMP_NUM_THREADS unless set), as
-lerobot-train runs torch with its threads; evaluation runs one thread per policy call.
+Both trainers (strata's and lerobot-train) run with --threads threads (OMP_NUM_THREADS, which torch
+honours too; default 1: one core each, so the comparison does not depend on how each library uses
+a second core, and other load on the machine slows them alike); evaluation runs one thread per
+policy call.
 """
 import argparse
 import json
@@ -53,6 +55,7 @@ def parse_args(argv=None):
     p.add_argument("--act-save-every", type=int, default=0,
                    help="also keep and evaluate ACT's checkpoint every N steps: its success against training time (default: off)")
     p.add_argument("--control-seconds", type=float, default=0, help="control stage length per run; 0 skips it (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=1, help="threads of each trainer (default: %(default)s)")
     p.add_argument("--force", action="store_true", help="train again what already has a result")
     a = p.parse_args(argv)
     a.tasks = [t.strip() for t in a.tasks.split(",") if t.strip()]
@@ -60,8 +63,8 @@ def parse_args(argv=None):
     for x in a.policies:
         if x not in POLICIES:
             p.error(f"--policies: unknown policy '{x}'; choose from {', '.join(POLICIES)}")
-    if a.eval_episodes < 1 or a.demos < 1 or a.act_steps < 1:
-        p.error("--eval-episodes, --demos and --act-steps must be >= 1")
+    if a.eval_episodes < 1 or a.demos < 1 or a.act_steps < 1 or a.threads < 1:
+        p.error("--eval-episodes, --demos, --act-steps and --threads must be >= 1")
     return a
 
 
@@ -84,6 +87,7 @@ class Results:
 
 
 def run_logged(cmd, log, env=None):
+    env = env or os.environ
     print(f"  $ {' '.join(cmd)}   (log: {log})", file=sys.stderr, flush=True)
     start = time.perf_counter()
     with open(log, "w") as f:
@@ -119,6 +123,7 @@ def collect(args):
 
 def train(args, res):
     collect(args)
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     strata = os.path.join(ROOT, args.build, "strata")
     for task in args.tasks:
         episodes = os.path.join(args.data, f"{task}.h5")
@@ -133,14 +138,14 @@ def train(args, res):
                 js = os.path.join(ROOT, args.runs, task, "act-train.json")
                 run_logged([sys.executable, os.path.join(HERE, "lerobot_act.py"), "train", "--episodes", episodes,
                             "--out", out, "--steps", str(args.act_steps), "--save-every", str(args.act_save_every),
-                            "--json", js], log)
+                            "--json", js], log, env)
                 info = json.load(open(js))
                 res.update(task, pol, {"train_seconds": info["train_seconds"], "ckpt": info["ckpt"],
                                        "train_steps": info["steps"], "checkpoints": info["checkpoints"]})
             else:
                 subprocess.run(["rm", "-rf", os.path.join(ROOT, out)], check=True)
                 seconds = run_logged([strata, "train", f"experiments/robot/metaworld_{pol}.yaml",
-                                      f"robot.data.path={episodes}", f"train.run_dir={out}"], log)
+                                      f"robot.data.path={episodes}", f"train.run_dir={out}"], log, env)
                 ckpt = newest_ckpt(os.path.join(ROOT, out))
                 res.update(task, pol, {"train_seconds": seconds, "ckpt": shown(ckpt),
                                        "train_steps": int(os.path.basename(ckpt)[5:-3])})
@@ -215,7 +220,7 @@ def table(args, res):
     trained = [r for r in ("multirate", "singlerate", "act") if any(res.get(t, r) and "train_seconds" in res.get(t, r)
                                                                     for t in args.tasks)]
     if trained:
-        print("\nTraining wall time on this machine (seconds; steps in brackets)\n")
+        print(f"\nTraining wall time on this machine ({args.threads} thread(s) per trainer; seconds, steps in brackets)\n")
         print("| task | " + " | ".join(LABELS[r] for r in trained) + " |")
         print("|---|" + "---:|" * len(trained))
         for t in args.tasks:
