@@ -1,5 +1,5 @@
 #pragma once
-// `strata control bench CKPT`: a trained robot policy (train/robot_runtime.h) run by the real-time
+// `strata control bench CKPT`: a trained robot policy (load/robot_runtime.h) run by the real-time
 // executor (infer/realtime/executor.h) on a recorded observation stream. Lives with the CLI
 // because it needs both train/ (the checkpoint, the episodes) and infer/ (the executor).
 #include <string>
