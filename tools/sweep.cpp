@@ -35,12 +35,6 @@ int launch(const SweepSpec& spec, const std::string& dir_arg, const std::string&
   return run_local(dir, parallel, dry_run);
 }
 
-std::string values_text(const json& point) {
-  std::string out;
-  for (auto& [k, v] : point["values"].items()) out += (out.empty() ? "" : " ") + k + "=" + v.get<std::string>();
-  return out;
-}
-
 int status(const std::string& dir) {
   const json m = read_manifest(dir);
   std::vector<PointStatus> st = refresh_states(dir);
@@ -56,7 +50,7 @@ int status(const std::string& dir) {
     const PointStatus& s = st[i];
     std::string where = s.state == "running" ? fmt::format(" [{} pid {}]", s.host, s.pid) : "";
     std::printf("%03zu    %-12s %-8d %-9s %s%s\n", i, s.state.c_str(), s.attempts,
-                s.wall_s > 0 ? fmt::format("{:.1f}", s.wall_s).c_str() : "", values_text(m["points"][i]).c_str(), where.c_str());
+                s.wall_s > 0 ? fmt::format("{:.1f}", s.wall_s).c_str() : "", point_values_text(m, i).c_str(), where.c_str());
     if (s.state == "failed" || s.state == "interrupted") {
       std::string why = s.reason;
       for (size_t p = 0; (p = why.find('\n', p)) != std::string::npos; p += 2) why.replace(p, 1, "\n       | ");

@@ -114,12 +114,6 @@ std::vector<std::string> train_argv(const json& m, const std::string& dir, size_
   return a;
 }
 
-std::string values_text(const json& point) {
-  std::string out;
-  for (auto& [k, v] : point["values"].items()) out += (out.empty() ? "" : " ") + k + "=" + v.get<std::string>();
-  return out;
-}
-
 // "0-3,5,7-9" from sorted indices.
 std::string index_ranges(const std::vector<size_t>& idx) {
   std::string out;
@@ -306,7 +300,7 @@ int run_local(const std::string& dir, int parallel, bool dry_run) {
       ++failed;
       what += ": " + s.reason.substr(0, s.reason.find(';'));
     }
-    std::fprintf(stderr, "[%zu/%zu] point %03zu (%s): %s\n", finished, todo.size(), i, values_text(m["points"][i]).c_str(), what.c_str());
+    std::fprintf(stderr, "[%zu/%zu] point %03zu (%s): %s\n", finished, todo.size(), i, point_values_text(m, i).c_str(), what.c_str());
   }
   refresh_states(dir);
   if (g_signal) {

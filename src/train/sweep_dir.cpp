@@ -119,6 +119,15 @@ void update_manifest(const std::string& dir, const std::function<void(json&)>& c
 
 std::string point_dir(const std::string& dir, size_t index) { return (fs::path(dir) / fmt::format("{:03d}", index)).string(); }
 
+std::string point_values_text(const json& m, size_t index) {
+  const json& values = m["points"].at(index)["values"];
+  std::string out;
+  for (auto& k : m["keys"])
+    if (values.contains(k.get<std::string>()))
+      out += (out.empty() ? "" : " ") + k.get<std::string>() + "=" + values[k.get<std::string>()].get<std::string>();
+  return out;
+}
+
 PointStatus read_point_status(const std::string& dir, size_t index) {
   PointStatus s;
   std::ifstream f(fs::path(point_dir(dir, index)) / "status.json");

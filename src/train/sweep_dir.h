@@ -40,6 +40,8 @@ nlohmann::json read_manifest(const std::string& dir);
 void update_manifest(const std::string& dir, const std::function<void(nlohmann::json&)>& change);
 
 std::string point_dir(const std::string& dir, size_t index);  // dir/007
+// "optim.lr=1e-3 model.pattern=M*": point `index`'s swept values in the manifest's key order.
+std::string point_values_text(const nlohmann::json& manifest, size_t index);
 PointStatus read_point_status(const std::string& dir, size_t index);  // "pending" when there is no status.json
 void write_point_status(const std::string& dir, size_t index, const PointStatus& s);
 
