@@ -231,7 +231,7 @@ TEST(SweepLocal, FourPointsFinishAndFailuresSayWhy) {
   auto r = st::run("sweep four.yaml --dry-run", d.dir);
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("2 at a time"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("train tiny.yaml train.steps=6 train.eval_every=3 train.log_every=3 optim.lr=1e-3 'model.pattern=M*'"),
+  EXPECT_NE(r.out.find("strata train tiny.yaml train.steps=6 train.eval_every=3 train.log_every=3 optim.lr=1e-3 'model.pattern=M*'"),
             std::string::npos)
       << r.out;
   EXPECT_FALSE(fs::exists(d / "runs/sweeps/four/000/status.json")) << "--dry-run must not run anything";

@@ -260,8 +260,9 @@ int run_local(const std::string& dir, int parallel, bool dry_run) {
     for (size_t i : todo) {
       std::string cmd;
       for (auto& a : train_argv(m, dir, i, false)) cmd += (cmd.empty() ? "" : " ") + shell_quote(a);
-      std::printf("cd %s && OMP_NUM_THREADS=%d %s > %s/log.txt 2>&1\n", shell_quote(m["cwd"].get<std::string>()).c_str(), threads,
-                  cmd.c_str(), shell_quote(point_dir(dir, i)).c_str());
+      const std::string pd = shell_quote(point_dir(dir, i));
+      std::printf("cd %s && mkdir -p %s && OMP_NUM_THREADS=%d %s > %s/log.txt 2>&1\n", shell_quote(m["cwd"].get<std::string>()).c_str(),
+                  pd.c_str(), threads, cmd.c_str(), pd.c_str());
     }
     return 0;
   }
