@@ -217,6 +217,22 @@ TEST(SweepSpec, BadKeysAndValuesAreRefusedWithFileLineAndValidKeys) {
   EXPECT_NE(r.out.find("unknown key 'model.patern'"), std::string::npos) << r.out;
 }
 
+// The example sweep files load, and every one of their points passes train's checks.
+TEST(SweepSpec, TheExampleSweepsAreValid) {
+  const fs::path dir = fs::path(st::source_dir()) / "experiments/sweeps";
+  if (!fs::is_directory(dir)) GTEST_SKIP() << "no " << dir;
+  int n = 0;
+  for (auto& e : fs::directory_iterator(dir)) {
+    if (e.path().extension() != ".yaml") continue;
+    SCOPED_TRACE(e.path().string());
+    SweepSpec s = load_sweep(e.path().string());
+    EXPECT_NO_THROW(check_sweep(s));
+    EXPECT_GT(s.points.size(), 1u);
+    ++n;
+  }
+  EXPECT_GE(n, 3);
+}
+
 // ---- the local executor, end to end ----
 
 TEST(SweepLocal, FourPointsFinishAndFailuresSayWhy) {
