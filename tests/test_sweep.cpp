@@ -153,7 +153,11 @@ TEST(SweepSpec, MultirunSweepsTheCommaLists) {
   EXPECT_EQ(s.keys, (std::vector<std::string>{"optim.lr", "model.pattern"}));
   EXPECT_EQ(values_of(s.points[1]), "optim.lr=1e-3 model.pattern=MM*");
   EXPECT_EQ(point_overrides(s, 3), (std::vector<std::string>{"train.steps=5", "optim.lr=3e-3", "model.pattern=MM*"}));
-  EXPECT_NE(input_error([] { multirun_sweep("q.yaml", {"train.steps=5"}); }).find("comma-separated"), std::string::npos);
+  SweepSpec one = multirun_sweep("q.yaml", {"train.steps=5"});  // no comma list: one point, as in Hydra
+  ASSERT_EQ(one.points.size(), 1u);
+  EXPECT_TRUE(one.keys.empty());
+  EXPECT_EQ(point_overrides(one, 0), (std::vector<std::string>{"train.steps=5"}));
+  EXPECT_NE(input_error([] { multirun_sweep("q.yaml", {"optim.lr=1e-3,,2e-3"}); }).find("an empty value"), std::string::npos);
 }
 
 TEST(SweepSpec, MalformedSweepFilesNameFileAndLine) {

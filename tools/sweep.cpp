@@ -31,6 +31,7 @@ CLI::App* g_run_point = nullptr;
 int launch(const SweepSpec& spec, const std::string& dir_arg, const std::string& executor, int parallel, bool dry_run, bool wait) {
   check_sweep(spec);  // every point through train's parser before anything is written or run
   const std::string dir = prepare_sweep_dir(spec, dir_arg);
+  if (parallel < 0) parallel = executor == "slurm" ? 0 : 1;  // unset: one at a time here, Slurm's scheduler decides there
   if (executor == "slurm") return submit_slurm(spec, dir, parallel, dry_run, wait);
   return run_local(dir, parallel, dry_run);
 }
@@ -83,7 +84,7 @@ CLI::App* add_sweep_command(CLI::App& app, SweepCommandOptions& o) {
   sw->add_option("sweep_file", o.sweep_file, "sweep YAML (base config, overrides, grid / random / points, executor)");
   sw->add_option("--dir", o.dir, "sweep directory (default: the file's dir:, or runs/sweeps/<name>)");
   sw->add_option("--executor", o.executor, "local | slurm (default: the file's executor:)")->check(CLI::IsMember({"local", "slurm"}));
-  sw->add_option("--parallel", o.parallel, "points at a time (local) / the array's %K throttle (slurm); default: the file's parallel:")
+  sw->add_option("--parallel", o.parallel, "points at a time (local) / the array's %K throttle (slurm); 0 = no limit; default: the file's parallel:, else 1 locally, no limit on Slurm")
       ->check(CLI::Range(0, 100000));
   sw->add_flag("--dry-run", o.dry_run, "print the commands (local) or the sbatch script (slurm) without running anything");
   sw->add_flag("--wait", o.wait, "slurm: return when the array has finished (sbatch --wait)");
@@ -115,7 +116,8 @@ void add_multirun_options(CLI::App* train, MultirunOptions& o) {
   train->add_flag("-m,--multirun", o.multirun, "Hydra multirun: overrides with comma lists (a=1,2 b=x,y) are swept as a grid");
   train->add_option("--sweep-dir", o.dir, "multirun: the sweep directory (default runs/multirun/<config stem>)");
   train->add_option("--executor", o.executor, "multirun: local | slurm")->check(CLI::IsMember({"local", "slurm"}))->capture_default_str();
-  train->add_option("--parallel", o.parallel, "multirun: points at a time")->check(CLI::Range(0, 100000))->capture_default_str();
+  train->add_option("--parallel", o.parallel, "multirun: points at a time (0 = no limit; default 1 locally, no limit on Slurm)")
+      ->check(CLI::Range(0, 100000));
   train->add_flag("--dry-run", o.dry_run, "multirun: print the commands / sbatch script without running");
 }
 

@@ -27,7 +27,7 @@ struct SweepCommandOptions {
 struct MultirunOptions {
   bool multirun = false;
   std::string dir, executor = "local";
-  int parallel = 1;
+  int parallel = -1;  // unset
   bool dry_run = false;
 };
 

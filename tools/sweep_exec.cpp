@@ -252,7 +252,8 @@ int run_local(const std::string& dir, int parallel, bool dry_run) {
   const std::vector<size_t> todo = not_done(dir);
   const size_t n = m["points"].size();
   const int cores = available_cores();
-  const int k = std::max(1, std::min(parallel < 1 ? 1 : parallel, int(std::max<size_t>(1, todo.size()))));
+  const int want = parallel == 0 ? int(todo.size()) : parallel;  // 0: every point at once
+  const int k = std::max(1, std::min(want, int(todo.size())));
   const int threads = std::max(1, cores / k);
   if (dry_run) {
     std::printf("# %zu points, %zu to run, %d at a time with OMP_NUM_THREADS=%d (%d cores); each runs as:\n", n, todo.size(), k,

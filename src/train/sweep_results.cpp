@@ -255,7 +255,8 @@ std::vector<std::string> write_result_plots(const SweepResults& r, const std::st
       double lo = INFINITY, hi = -INFINITY;
       for (auto& s : series)
         for (double x : s.x) lo = std::min(lo, x), hi = std::max(hi, x);
-      spec.log_x = lo > 0 && hi / lo >= 20;
+      spec.log_x = lo > 0 && hi / lo >= 8;  // about a decade or more: lr, batch sizes
+      if (spec.log_x) spec.x_label += " (log scale)";
     } else {
       spec.x_categories = cats;
     }

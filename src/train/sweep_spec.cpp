@@ -187,7 +187,7 @@ SweepSpec parse_sweep(const std::string& yaml_text, const std::string& source_na
       if (s.executor != "local" && s.executor != "slurm")
         throw InputError(fmt::format("{}: executor '{}'; valid: local, slurm", where, s.executor));
     } else if (k == "parallel") {
-      s.parallel = int(rd.integer(v, "parallel", 0));
+      s.parallel = int(rd.integer(v, "parallel", 0));  // 0: no limit
     } else if (k == "slurm") {
       read_slurm(rd, v, s.slurm);
     } else if (k == "overrides") {
@@ -321,8 +321,7 @@ SweepSpec multirun_sweep(const std::string& config_path, const std::vector<std::
     add_key(s, v.key);
     axes.push_back(std::move(axis));
   }
-  if (axes.empty())
-    throw InputError("train -m: no swept key; give at least one override with a comma-separated list, e.g. optim.lr=1e-3,3e-3");
+  // No comma list: one point, as Hydra's multirun does without a sweep.
   std::vector<size_t> idx(axes.size(), 0);
   for (bool more = true; more;) {
     SweepPoint p;

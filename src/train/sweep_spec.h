@@ -42,7 +42,8 @@ struct SweepSpec {
   std::vector<std::string> keys;       // the swept keys, in order of first appearance
   std::vector<SweepPoint> points;
   std::string executor = "local";      // local | slurm
-  int parallel = 1;                    // K: points at a time (local), or the array's %K throttle (slurm; 0 = none)
+  int parallel = -1;                   // K: points at a time (local) / the array's %K throttle (slurm); 0 = no limit;
+                                       // -1 (unset) = 1 locally, no limit on Slurm
   std::string dir;                     // the sweep directory ("" -> runs/sweeps/<name>)
   SlurmResources slurm;
 };
@@ -54,7 +55,7 @@ SweepSpec load_sweep(const std::string& path);
 SweepSpec parse_sweep(const std::string& yaml_text, const std::string& source_name, const std::string& base_dir);
 
 // Hydra's multirun: each override whose value has commas (a=1,2,3) is a swept key (a grid over
-// its values); the others are fixed.
+// its values); the others are fixed. Without any comma list it is one point.
 SweepSpec multirun_sweep(const std::string& config_path, const std::vector<std::string>& overrides);
 
 // Loads the base config with the fixed overrides, then with each point's, through config_load's
