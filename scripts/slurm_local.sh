@@ -66,6 +66,8 @@ case "$cmd" in
     host=$(hostname -s)
     node=$(slurmd -C | head -1)  # "NodeName=vm CPUs=2 Boards=1 ... RealMemory=24105": this machine as it is
     [[ $node == NodeName=* ]] || cannot "slurmd -C did not describe this node: $node"
+    cpus=$(sed -n 's/.*CPUs=\([0-9]*\).*/\1/p' <<< "$node")
+    mem=$(sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' <<< "$node")
     cat > "$conf" <<EOF
 # Written by scripts/slurm_local.sh: a one-node cluster on $host.
 ClusterName=strata-local
@@ -92,6 +94,8 @@ JobCompType=jobcomp/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU_Memory
 SchedulerType=sched/backfill
+# A job without --mem gets its share of memory per CPU, not the whole node (which would run one job at a time).
+DefMemPerCPU=$(( mem / (cpus > 0 ? cpus : 1) ))
 MpiDefault=none
 ReturnToService=2
 SlurmdTimeout=60

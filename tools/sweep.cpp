@@ -36,9 +36,36 @@ int launch(const SweepSpec& spec, const std::string& dir_arg, const std::string&
   return run_local(dir, parallel, dry_run);
 }
 
+// Slurm's view of a sweep's array tasks still in its queue: task index -> "13_2 PENDING (Priority)".
+// Empty when there are no jobs, or squeue is not there / fails (a status without it is still right).
+std::map<size_t, std::string> slurm_queue(const json& m) {
+  std::map<size_t, std::string> out;
+  if (!m.contains("slurm_jobs") || m["slurm_jobs"].empty()) return out;
+  std::string jobs;
+  for (auto& j : m["slurm_jobs"]) jobs += (jobs.empty() ? "" : ",") + j.get<std::string>();
+  std::FILE* p = popen(fmt::format("squeue -h -r -j {} -o '%K|%i|%T|%R' 2>/dev/null", jobs).c_str(), "r");
+  if (!p) return out;
+  char line[512];
+  while (std::fgets(line, sizeof(line), p)) {
+    std::string l(line);
+    while (!l.empty() && (l.back() == '\n' || l.back() == ' ')) l.pop_back();
+    size_t a = l.find('|'), b = l.find('|', a + 1), c = l.find('|', b + 1);
+    if (c == std::string::npos) continue;
+    char* end = nullptr;
+    unsigned long idx = std::strtoul(l.c_str(), &end, 10);
+    if (end != l.c_str() + a) continue;
+    std::string reason = l.substr(c + 1);
+    out[size_t(idx)] = fmt::format("slurm {} {}{}", l.substr(a + 1, b - a - 1), l.substr(b + 1, c - b - 1),
+                                   reason.empty() || reason == "None" || reason == "(None)" ? "" : " " + reason);
+  }
+  pclose(p);
+  return out;
+}
+
 int status(const std::string& dir) {
   const json m = read_manifest(dir);
   std::vector<PointStatus> st = refresh_states(dir);
+  const std::map<size_t, std::string> queue = slurm_queue(m);
   std::map<std::string, int> count;
   for (auto& s : st) ++count[s.state];
   std::string summary;
@@ -50,6 +77,7 @@ int status(const std::string& dir) {
   for (size_t i = 0; i < st.size(); ++i) {
     const PointStatus& s = st[i];
     std::string where = s.state == "running" ? fmt::format(" [{} pid {}]", s.host, s.pid) : "";
+    if (auto q = queue.find(i); q != queue.end()) where += " [" + q->second + "]";
     std::printf("%03zu    %-12s %-8d %-9s %s%s\n", i, s.state.c_str(), s.attempts,
                 s.wall_s > 0 ? fmt::format("{:.1f}", s.wall_s).c_str() : "", point_values_text(m, i).c_str(), where.c_str());
     if (s.state == "failed" || s.state == "interrupted") {
