@@ -1,4 +1,4 @@
-// strata — the command-line interface: train | generate | score | inspect | import hf | export hf | control bench.
+// strata — the command-line interface: train | sweep | generate | score | inspect | import hf | export hf | control bench.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
@@ -20,6 +20,7 @@
 #include "interop/hf_import.h"
 #include "load/model_loader.h"
 #include "models/model.h"
+#include "sweep.h"
 #include "train/checkpoint.h"
 #include "train/config_load.h"
 #include "train/trainer.h"
@@ -108,6 +109,15 @@ int main(int argc, char** argv) {
   tr->add_option("--stop-after", stop_after, "stop after this many steps in this invocation (saving a checkpoint)");
   tr->add_flag("--quiet", quiet, "no progress output");
   tr->add_flag("--help-config", help_config, "list every config key with its default and meaning");
+  std::vector<std::string> hparam_keys;
+  std::string hparams_group;
+  tr->add_option("--hparams", hparam_keys, "config keys shown in TensorBoard's HPARAMS tab (comma-separated; default: the usual ones)")
+      ->delimiter(',');
+  tr->add_option("--hparams-group", hparams_group, "group name of this run in the HPARAMS tab (a sweep's name)");
+  MultirunOptions multirun;
+  add_multirun_options(tr, multirun);
+  SweepCommandOptions sweep_opts;
+  auto* sweep = add_sweep_command(app, sweep_opts);
 
   // generate
   auto* gen = app.add_subcommand("generate", "Sample text from a checkpoint (prefill with forward, then cached steps)");
@@ -184,6 +194,7 @@ int main(int argc, char** argv) {
         std::cout << config_help();
         return 0;
       }
+      if (multirun.multirun) return run_multirun(cfg_path, overrides, multirun);
       if (cfg_path.empty()) throw InputError("train: a config file is required (e.g. strata train experiments/quickstart.yaml)");
       Config cfg = load_config(cfg_path, overrides);
       if (cfg.model.vocab != "bytes")
@@ -193,6 +204,8 @@ int main(int argc, char** argv) {
       o.resume = resume;
       o.stop_after = stop_after;
       o.quiet = quiet;
+      o.hparams = hparam_keys;
+      o.hparams_group = hparams_group;
       TrainResult r = train(cfg, to_yaml(cfg), o);
       fmt::print(stderr, "{} at step {}: train loss {:.4f}, val loss {:.4f}, {:.0f} tokens/s, {:.1f}s; checkpoint {}\n",
                  r.interrupted ? "interrupted" : "done", r.step, r.train_loss, r.val_loss, r.tokens_per_s, r.seconds,
@@ -251,6 +264,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*ctl_bench) return run_control_bench(ctl_opts);
+    if (*sweep) return run_sweep_command(sweep, sweep_opts);
     if (*ins) {
       std::cout << inspect_report(what, ctx_len);
       return 0;

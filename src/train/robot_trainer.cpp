@@ -9,6 +9,7 @@
 #include "kernels/cpu/optim.h"
 #include "kernels/dispatch.h"
 #include "train/checkpoint.h"
+#include "train/config_hparams.h"
 #include "train/config_load.h"
 #include "train/metrics.h"
 #include "train/progress.h"
@@ -51,6 +52,7 @@ TrainResult train_robot(const Config& cfg, const std::string& config_yaml, const
     throw InputError(fmt::format("train.device: '{}': robot policies train on cpu for now", tc.device));
   if (tc.precision != "fp32")
     throw InputError(fmt::format("train.precision: '{}': robot policies train in fp32 for now", tc.precision));
+  const std::vector<HParam> hparams = hparams_of(cfg, opts.hparams.empty() ? default_hparam_keys() : opts.hparams);
 
   fs::create_directories(res.run_dir);
   RunDirLock lock(res.run_dir);
@@ -95,6 +97,8 @@ TrainResult train_robot(const Config& cfg, const std::string& config_yaml, const
 
   MetricsWriter metrics((fs::path(res.run_dir) / "metrics.jsonl").string(), /*append=*/opts.resume);
   TensorBoardWriter tb(res.run_dir);
+  tb.add_hparams_experiment(hparams, {"train/loss", "val/loss"});
+  tb.add_hparams_session_start(hparams, opts.hparams_group);
   Arena arena(Device::cpu);
   Ctx ctx{Device::cpu, &arena, true};
   const int64_t B = tc.batch, W = rc.window;
@@ -211,6 +215,7 @@ TrainResult train_robot(const Config& cfg, const std::string& config_yaml, const
     }
   }
   progress.finish();
+  if (step == tc.steps) tb.add_hparams_session_end(HParamsStatus::success);
   tb.flush();
   res.step = step;
   res.train_loss = loss;

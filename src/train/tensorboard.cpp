@@ -119,6 +119,90 @@ void TensorBoardWriter::add_scalar(const std::string& tag, int64_t step, float v
   if (now - last_flush_ > kAutoFlushSeconds) flush();
 }
 
+namespace {
+
+// google.protobuf.Value: 2 number_value, 3 string_value, 4 bool_value.
+std::string proto_value(const HParam& h) {
+  std::string v;
+  if (h.kind == HParam::number) put_fixed(v, 2, h.num);
+  else if (h.kind == HParam::string) put_bytes(v, 3, h.text);
+  else put_key(v, 4, 0), put_varint(v, h.flag ? 1 : 0);
+  return v;
+}
+
+// HParamsPluginData{1: version = 0 (the default, so not written), <field>: message}.
+std::string plugin_data(int field, const std::string& message) {
+  std::string out;
+  put_bytes(out, field, message);
+  return out;
+}
+
+}  // namespace
+
+void TensorBoardWriter::write_hparams(const std::string& tag, const std::string& data, double wall_time) {
+  std::string plugin;  // SummaryMetadata.PluginData
+  put_bytes(plugin, 1, "hparams");
+  put_bytes(plugin, 2, data);
+  std::string meta;
+  put_bytes(meta, 1, plugin);
+  // The plugin's NULL_TENSOR: TensorProto{dtype: DT_FLOAT, tensor_shape{dim{size: 0}}}.
+  const std::string null_tensor("\x08\x01\x12\x02\x12\x00", 6);
+  std::string v;
+  put_bytes(v, 1, tag);
+  put_bytes(v, 8, null_tensor);
+  put_bytes(v, 9, meta);
+  summary_.clear();
+  put_bytes(summary_, 1, v);
+  event_.clear();
+  put_fixed(event_, 1, wall_time);
+  put_bytes(event_, 5, summary_);
+  write_record(event_);
+  flush();  // rare, and a sweep's table should see it at once
+}
+
+void TensorBoardWriter::add_hparams_experiment(const std::vector<HParam>& hparams, const std::vector<std::string>& metric_tags,
+                                               double wall_time) {
+  std::string exp;  // api.proto Experiment: 3 time_created_secs, 4 hparam_infos, 5 metric_infos
+  put_fixed(exp, 3, wall_time);
+  for (const HParam& h : hparams) {
+    std::string info;  // HParamInfo{1: name, 4: type (1 string, 2 bool, 3 float64)}
+    put_bytes(info, 1, h.name);
+    put_key(info, 4, 0);
+    put_varint(info, h.kind == HParam::string ? 1 : h.kind == HParam::boolean ? 2 : 3);
+    put_bytes(exp, 4, info);
+  }
+  for (const std::string& tag : metric_tags) {
+    std::string name;  // MetricName{2: tag}; MetricInfo{1: name}
+    put_bytes(name, 2, tag);
+    std::string info;
+    put_bytes(info, 1, name);
+    put_bytes(exp, 5, info);
+  }
+  write_hparams("_hparams_/experiment", plugin_data(2, exp), wall_time);
+}
+
+void TensorBoardWriter::add_hparams_session_start(const std::vector<HParam>& hparams, const std::string& group_name,
+                                                  double wall_time) {
+  std::string start;  // SessionStartInfo{1: map<string, Value> hparams, 4: group_name, 5: start_time_secs}
+  for (const HParam& h : hparams) {
+    std::string entry;  // a map entry is a message {1: key, 2: value}
+    put_bytes(entry, 1, h.name);
+    put_bytes(entry, 2, proto_value(h));
+    put_bytes(start, 1, entry);
+  }
+  if (!group_name.empty()) put_bytes(start, 4, group_name);
+  put_fixed(start, 5, wall_time);
+  write_hparams("_hparams_/session_start_info", plugin_data(3, start), wall_time);
+}
+
+void TensorBoardWriter::add_hparams_session_end(HParamsStatus status, double wall_time) {
+  std::string end;  // SessionEndInfo{1: status, 2: end_time_secs}
+  put_key(end, 1, 0);
+  put_varint(end, uint64_t(status));
+  put_fixed(end, 2, wall_time);
+  write_hparams("_hparams_/session_end_info", plugin_data(4, end), wall_time);
+}
+
 void TensorBoardWriter::flush() {
   if (std::fflush(f_) != 0) throw Error(fmt::format("TensorBoard: flushing '{}' failed: {}", path_, std::strerror(errno)));
   last_flush_ = unix_time_now();

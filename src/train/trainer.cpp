@@ -14,6 +14,7 @@
 #include "layers/linear.h"
 #include "models/model.h"
 #include "train/checkpoint.h"
+#include "train/config_hparams.h"
 #include "train/config_load.h"
 #include "train/data.h"
 #include "train/metrics.h"
@@ -54,6 +55,7 @@ TrainResult train(const Config& cfg, const std::string& config_yaml, const Train
   // without CUDA" or "...: no CUDA device: <reason>".
   const Device device = tc.device == "cuda" ? Device::cuda : Device::cpu;
   require_device(device, "train.device");
+  const std::vector<HParam> hparams = hparams_of(cfg, opts.hparams.empty() ? default_hparam_keys() : opts.hparams);
   TextData data(cfg.data.path, cfg.data.val_fraction);
   data.require_windows(tc.seq);  // both splits, before any work that a failed first eval would waste
   Model model(cfg.model, tc.seed);
@@ -107,6 +109,8 @@ TrainResult train(const Config& cfg, const std::string& config_yaml, const Train
 
   MetricsWriter metrics((fs::path(res.run_dir) / "metrics.jsonl").string(), /*append=*/opts.resume);
   TensorBoardWriter tb(res.run_dir);
+  tb.add_hparams_experiment(hparams, {"train/loss", "val/loss"});
+  tb.add_hparams_session_start(hparams, opts.hparams_group);
   Arena arena(device);
   Ctx ctx{device, &arena, true};
   ctx.precision = precision;
@@ -178,6 +182,7 @@ TrainResult train(const Config& cfg, const std::string& config_yaml, const Train
       metrics.write({{"step", step}, {"skipped_nonfinite", nonfinite_in_row}, {"loss", loss}, {"grad_norm", gnorm}});
       if (nonfinite_in_row >= tc.max_nonfinite_steps) {
         progress.finish();
+        tb.add_hparams_session_end(HParamsStatus::failure);
         std::string kept = !res.last_checkpoint.empty() ? res.last_checkpoint : existing ? *existing : "";
         throw Error(fmt::format("training diverged: {} steps in a row had a non-finite loss or gradient norm after step {} "
                                 "(train.max_nonfinite_steps={}); stopping without saving. {}; lower optim.lr, check the "
@@ -237,6 +242,7 @@ TrainResult train(const Config& cfg, const std::string& config_yaml, const Train
     }
   }
   progress.finish();
+  if (step == tc.steps) tb.add_hparams_session_end(HParamsStatus::success);
   tb.flush();
   res.step = step;
   res.train_loss = loss;

@@ -4,6 +4,7 @@
 // checkpoints in the run directory, and resume that continues bit-exactly.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "models/config.h"
 
@@ -13,6 +14,10 @@ struct TrainOptions {
   bool resume = false;       // continue from the newest good checkpoint in the run dir
   int64_t stop_after = -1;   // stop (saving a checkpoint) after this many steps in this invocation
   bool quiet = false;
+  // Config keys reported to TensorBoard's HPARAMS tab (empty: default_hparam_keys()); a sweep passes
+  // its swept keys. hparams_group groups the sessions there (a sweep's name).
+  std::vector<std::string> hparams;
+  std::string hparams_group;
 };
 
 struct TrainResult {
