@@ -241,7 +241,7 @@ def table(args, res):
                 v = res.get(t, r) or {}
                 cells.append(f"{v['latency_us_p50']:.0f} / {v['latency_us_p99']:.0f}" if "latency_us_p50" in v else "-")
             print(f"| {t} | " + " | ".join(cells) + " |")
-    curve = [(t, res.get(t, "act")) for t in args.tasks if (res.get(t, "act") or {}).get("checkpoints", [None, None])[1:]]
+    curve = [(t, res.get(t, "act")) for t in args.tasks if len((res.get(t, "act") or {}).get("checkpoints", [])) > 1]
     if curve:
         print("\nLeRobot ACT: closed-loop success against its training time\n")
         print("| task | step | training time (s) | success |")
