@@ -1,9 +1,10 @@
 // The portable build (CMake -DSTRATA_NATIVE=OFF, scripts/build.sh portable) must run on every node
 // with its baseline ISA (x86-64-v3: AVX2 + FMA). This disassembles the strata binary and fails on
 // any instruction beyond the baseline outside the AVX-512 copies of the dispatched kernels
-// (src/kernels/cpu/isa.h: GCC names them fn.avx512f, and their OpenMP regions fn._omp_fn.N.avx512f). It also checks that those copies exist, so that the run-time
-// dispatch cannot vanish silently. The shared libraries (oneDNN, libc, libgomp) are not scanned:
-// they choose their code paths at run time themselves.
+// (src/kernels/cpu/isa.h: GCC names them fn.avx512f, and their OpenMP regions fn._omp_fn.N.avx512f).
+// It also checks that those copies exist, so that the run-time dispatch cannot vanish silently.
+// The shared libraries (oneDNN, libc, libgomp) are not scanned: they choose their code paths at run
+// time themselves.
 //
 // tests/emulated_cpu.sh runs the kernel tests of this build on an emulated Haswell (qemu-user),
 // which catches what a static scan cannot (a wrong resolver choice, a library that assumes more).
@@ -24,15 +25,16 @@
 namespace {
 
 // Suffix of the AVX-512 copies made by STRATA_CPU_CLONES.
-constexpr const char* kCloneSuffix = ".avx512f";
+constexpr const char* kCloneSuffix = "." STRATA_CPU_CLONE_ISA;
 
-bool have_objdump() { return std::system("command -v objdump >/dev/null 2>&1") == 0; }
+[[maybe_unused]] bool have_objdump() { return std::system("command -v objdump >/dev/null 2>&1") == 0; }
 
 // Mnemonics of instruction sets beyond x86-64-v3 that are VEX-encoded or legacy (the EVEX test
 // below catches all of AVX-512): AMX, AVX-VNNI / AVX-IFMA / AVX-NE-CONVERT, GFNI, AES, PCLMUL, SHA, ADX.
 bool beyond_v3_mnemonic(const std::string& m) {
   static const std::regex re(
-      R"(^(ldtilecfg|sttilecfg|tile\w+|tdp\w+|vpdpb\w+|vpdpw\w+|vpmadd52\w+|vcvtne\w+|vbcstne\w+|v?gf2p8\w+|v?aes\w+|v?pclmul\w+|sha\w+|adcx|adox)$)");
+      R"(^(ldtilecfg|sttilecfg|tile\w+|tdp\w+|vpdpb\w+|vpdpw\w+|vpmadd52\w+|vcvtne\w+|vbcstne\w+)$)"
+      R"(|^(v?gf2p8\w+|v?aes\w+|v?pclmul\w+|sha\w+|adcx|adox)$)");
   return std::regex_match(m, re);
 }
 
@@ -61,7 +63,7 @@ struct Scan {
 };
 
 // objdump -d of `path`: every instruction outside the AVX-512 copies that the baseline lacks.
-Scan scan_binary(const std::string& path, bool baseline_has_avx2) {
+[[maybe_unused]] Scan scan_binary(const std::string& path, bool baseline_has_avx2) {
   Scan s;
   const std::string cmd = "objdump -d -w --insn-width=16 '" + path + "' 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
@@ -149,8 +151,8 @@ TEST(PortableIsa, KernelIsaNamesTheChoice) {
 #if !defined(STRATA_PORTABLE_ARCH)
   EXPECT_EQ(isa, "native");
 #elif defined(STRATA_CPU_DISPATCH) && defined(__x86_64__)
-  EXPECT_EQ(isa, __builtin_cpu_supports("avx512f") ? std::string(STRATA_PORTABLE_ARCH "+avx512f")
-                                                   : std::string(STRATA_PORTABLE_ARCH));
+  const bool has_copy_isa = __builtin_cpu_supports(STRATA_CPU_CLONE_ISA);
+  EXPECT_EQ(isa, has_copy_isa ? STRATA_PORTABLE_ARCH "+" STRATA_CPU_CLONE_ISA : STRATA_PORTABLE_ARCH);
 #else
   EXPECT_EQ(isa, STRATA_PORTABLE_ARCH);
 #endif

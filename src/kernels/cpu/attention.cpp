@@ -69,9 +69,11 @@ inline float hsum8(const v8& v) {
 // summed in k order. RB x NV accumulators stay in registers; per k, NV loads of X and RB broadcasts
 // of C feed RB*NV FMAs. Strides let the same kernel read C by rows (K Q^T, P V, dS K) or by columns
 // (P^T V, P^T dO, dS^T Q), and output rows are pointers so dq can be updated where it lives.
+// Always inlined: GCC's generic tuning (the portable build) otherwise calls it out of line from
+// rows_gemm, which cost 3 % of a transformer_small training step (docs/clusters.md).
 template <int NV, int RB, bool kInit>
-inline void micro(float* const* out, int64_t oc, const float* __restrict C, int64_t ca, int64_t ck,
-                  const float* __restrict X, int64_t xs, int64_t K) {
+[[gnu::always_inline]] inline void micro(float* const* out, int64_t oc, const float* __restrict C, int64_t ca,
+                                         int64_t ck, const float* __restrict X, int64_t xs, int64_t K) {
   v8 acc[RB][NV];
   for (int a = 0; a < RB; ++a)
     for (int v = 0; v < NV; ++v) acc[a][v] = kInit ? v8{} : ld8(out[a] + oc + 8 * v);

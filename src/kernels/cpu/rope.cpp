@@ -1,11 +1,11 @@
 // Rotary position embedding (Hugging Face rotate_half convention), see rope.h.
-#include "kernels/cpu/isa.h"
 #include "kernels/cpu/rope.h"
 
 #include <cmath>
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/cpu/isa.h"
 
 namespace strata::cpu {
 namespace {

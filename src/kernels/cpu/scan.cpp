@@ -7,13 +7,13 @@
 // states of a channel block for the whole sequence when they fit in about half of L2, else chunk by
 // chunk from checkpoints (as mamba_ssm's CUDA kernel does from its chunk boundaries); nothing but
 // the inputs is saved by the forward.
-#include "kernels/cpu/isa.h"
 #include "kernels/cpu/scan.h"
 
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/scan_math.h"
 
 namespace strata::cpu {
