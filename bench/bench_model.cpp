@@ -26,6 +26,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -40,6 +41,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "infer/decoder.h"
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/optim.h"
 #include "kernels/dispatch.h"
 #include "models/model.h"
@@ -124,6 +126,11 @@ Options parse(int argc, char** argv) {
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
+// CPU seconds of the whole process (every thread) since `c0`, a std::clock() reading. On a shared
+// machine it moves much less with the neighbours' load than wall time does (waiting for a core is not
+// counted), so with one thread it compares builds fairly where wall time cannot (bench/portable_cost.sh).
+double cpu_seconds_since(std::clock_t c0) { return double(std::clock() - c0) / CLOCKS_PER_SEC; }
+
 // Waits for the work queued on `d` (timings end here; cpu ops are synchronous).
 void synchronize(Device d) {
 #ifdef STRATA_WITH_CUDA
@@ -160,7 +167,7 @@ void random_batch(std::vector<int32_t>& ids, std::vector<int32_t>& tgt, int64_t 
 }
 
 struct TrainResult {
-  double tokens_per_s = 0, seconds = 0;
+  double tokens_per_s = 0, seconds = 0, cpu_seconds = 0;
   float loss_first = NAN, loss_last = NAN;
 };
 
@@ -194,16 +201,18 @@ TrainResult bench_train(Model& model, const Config& cfg, int64_t B, int64_t T, i
   };
   for (int64_t i = 0; i < warmup; ++i) one_step();
   auto t0 = Clock::now();
+  const std::clock_t c0 = std::clock();
   for (int64_t i = 0; i < steps; ++i) one_step();
   synchronize(device);  // the last optimizer step
   r.seconds = seconds_since(t0);
+  r.cpu_seconds = cpu_seconds_since(c0);
   r.tokens_per_s = steps > 0 && r.seconds > 0 ? double(B * T * steps) / r.seconds : 0.0;
   return r;
 }
 
 struct DecodeResult {
   int64_t batch = 0;
-  double tokens_per_s = 0, seconds = 0;
+  double tokens_per_s = 0, seconds = 0, cpu_seconds = 0;
   int64_t cache_bytes = 0, graph_steps = 0;
   double bytes_per_step = 0;  // decode_bound: the least a step reads
 };
@@ -240,10 +249,12 @@ DecodeResult bench_decode(Model& model, int64_t Bd, int64_t prefill, int64_t war
   };
   for (int64_t i = 0; i < warmup; ++i) one_step();
   auto t0 = Clock::now();
+  const std::clock_t c0 = std::clock();
   for (int64_t i = 0; i < tokens; ++i) one_step();
   DecodeResult r;
   r.batch = Bd;
   r.seconds = seconds_since(t0);
+  r.cpu_seconds = cpu_seconds_since(c0);
   r.tokens_per_s = tokens > 0 && r.seconds > 0 ? double(Bd * tokens) / r.seconds : 0.0;
   r.cache_bytes = dec.cache().bytes();
   r.graph_steps = dec.graph_steps();
@@ -382,9 +393,12 @@ int main(int argc, char** argv) {
         {"seq", T},
         {"train_steps", o.train_steps},
         {"train_s", tr.seconds},
+        {"train_cpu_s", tr.cpu_seconds},
+        {"cpu_kernels", cpu::kernel_isa()},
         {"decode_batch", dr.batch},
         {"decode_tokens", o.decode_tokens},
         {"decode_s", dr.seconds},
+        {"decode_cpu_s", dr.cpu_seconds},
         {"prefill", o.prefill},
         {"cache_bytes", dr.cache_bytes},
         {"loss_first", std::isnan(tr.loss_first) ? nlohmann::json(nullptr) : nlohmann::json(tr.loss_first)},

@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Configures and builds one flavour: scripts/build.sh [release|asan|emu]  -> build/, build-asan/ or build-emu/
+# Configures and builds one flavour: scripts/build.sh [release|asan|emu|portable]
+#   -> build/, build-asan/, build-emu/ or build-portable/
+# portable: no -march=native; an x86-64-v3 baseline (AVX2 + FMA) with AVX-512 copies of the hot kernels
+# chosen at run time, for clusters whose nodes differ from the build machine (docs/clusters.md).
 # emu: the CUDA twins compiled as C++ on the CPU emulator (tests/emulator), with gcov instrumentation
 # of src/kernels/cuda (scripts/cuda_coverage.sh reports it after the tests ran).
 set -euo pipefail
@@ -14,5 +17,7 @@ case "$flavour" in
   emu)     cmake -S . -B build-emu -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTRATA_CUDA_EMULATOR=ON -DSTRATA_CUDA_COVERAGE=ON \
              -DSTRATA_BUILD_BENCH=OFF >/dev/null
            cmake --build build-emu -j "$jobs" ;;
-  *) echo "usage: scripts/build.sh [release|asan|emu]" >&2; exit 2 ;;
+  portable) cmake -S . -B build-portable -DCMAKE_BUILD_TYPE=Release -DSTRATA_NATIVE=OFF >/dev/null
+           cmake --build build-portable -j "$jobs" ;;
+  *) echo "usage: scripts/build.sh [release|asan|emu|portable]" >&2; exit 2 ;;
 esac

@@ -5,7 +5,8 @@ PKGS=(build-essential cmake git pkg-config python3 python3-venv
       libdnnl-dev ocl-icd-opencl-dev libeigen3-dev libopenblas-dev libomp-dev libgtest-dev libbenchmark-dev
       libyaml-cpp-dev libhdf5-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libpcre2-dev libicu-dev pybind11-dev
       zlib1g-dev slurm-wlm munge
-      fortunes fortunes-min)
+      fortunes fortunes-min
+      qemu-user)  # qemu-user: the portable build's tests on an emulated older CPU (tests/emulated_cpu.sh)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The README's second command: the whole test suite. Release build: every test (the CUDA device
 # tests report SKIPPED without a GPU); ASan+UBSan build: the fast tests; emulated CUDA build: the
-# device tests on the CPU emulator, with line coverage of src/kernels/cuda. The Python oracle venv is created first, outside the clone; under CI (CI=true) a
-# venv that cannot be made fails the run instead of skipping the oracle tests. The last line counts
-# test cases over all runs: "strata: N passed, N failed, N skipped" (scripts/test_summary.py).
+# device tests on the CPU emulator, with line coverage of src/kernels/cuda; portable build: its
+# instruction-set checks. The Python oracle venv is created first, outside the clone; under CI
+# (CI=true) a venv that cannot be made fails the run instead of skipping the oracle tests. The last
+# line counts test cases over all runs: "strata: N passed, N failed, N skipped" (scripts/test_summary.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -38,5 +39,14 @@ scripts/build.sh emu
 scripts/cuda_coverage.sh build-emu --reset >/dev/null
 run_ctest build-emu -L cuda
 scripts/cuda_coverage.sh build-emu --min 90 || status=1
+# The portable build (docs/clusters.md, "Which build"): strata scanned for instructions beyond its
+# x86-64-v3 baseline, and run with the kernel tests on an emulated Haswell (qemu-user). Only what
+# those two tests need is built (target portable_checks), without the CUDA twins (nvcc's host code
+# has no -march, so they add nothing to check) and without the Python module, in a directory of its
+# own so that scripts/build.sh portable's build-portable keeps its options.
+cmake -S . -B build-portable-check -DCMAKE_BUILD_TYPE=Release -DSTRATA_NATIVE=OFF -DSTRATA_CUDA=OFF -DSTRATA_PYTHON=OFF \
+  >/dev/null
+cmake --build build-portable-check -j "$jobs" --target portable_checks
+run_ctest build-portable-check -R '^test_(portable_isa|emulated_cpu)$'
 scripts/test_summary.py "${results[@]}" || status=1
 exit "$status"

@@ -18,6 +18,7 @@
 #include "inspect.h"
 #include "interop/hf_export.h"
 #include "interop/hf_import.h"
+#include "kernels/cpu/isa.h"
 #include "load/model_loader.h"
 #include "models/model.h"
 #include "sweep.h"
@@ -95,7 +96,9 @@ static CLI::Validator number_check(double lo, double hi, bool lo_open = false) {
 int main(int argc, char** argv) {
   CLI::App app{"strata: compose, train and sample hybrid attention / Mamba / MoE models"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", std::string(STRATA_VERSION) + " (" + STRATA_GIT_COMMIT + ")");
+  // The CPU kernels' instruction set says which build this is (native, or portable and what it chose here).
+  app.set_version_flag("--version", std::string(STRATA_VERSION) + " (" + STRATA_GIT_COMMIT +
+                                        "; CPU kernels: " + strata::cpu::kernel_isa() + ")");
 
   // train
   auto* tr = app.add_subcommand("train", "Train a model from a YAML config (Hydra-style key=value overrides)");

@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "kernels/cpu/activation.h"
+#include "kernels/cpu/isa.h"
 
 namespace strata::cpu {
 namespace {
@@ -45,6 +46,7 @@ inline float sigmoid(float x) {
 }  // namespace
 
 // out = silu(gate) * up.   gate, up, out[N]
+STRATA_CPU_CLONES
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t N) {
 #pragma omp parallel for simd schedule(static) if (N > kParallelMin)
   for (int64_t i = 0; i < N; ++i) {
@@ -55,6 +57,7 @@ void swiglu_forward(float* out, const float* gate, const float* up, int64_t N) {
 
 // silu'(g) = s (1 + g (1 - s)) with s = sigmoid(g).  dgate = dout * up * silu'(g), dup = dout * silu(g).
 // dgate, dup[N] assigned.
+STRATA_CPU_CLONES
 void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t N) {
 #pragma omp parallel for simd schedule(static) if (N > kParallelMin)
   for (int64_t i = 0; i < N; ++i) {
@@ -66,6 +69,7 @@ void swiglu_backward(float* dgate, float* dup, const float* dout, const float* g
 }
 
 // out = x * sigmoid(x).   x, out[N]; out may equal x.
+STRATA_CPU_CLONES
 void silu_forward(float* out, const float* x, int64_t N) {
 #pragma omp parallel for simd schedule(static) if (N > kParallelMin)
   for (int64_t i = 0; i < N; ++i) {
@@ -75,6 +79,7 @@ void silu_forward(float* out, const float* x, int64_t N) {
 }
 
 // dx = dout * s (1 + x (1 - s)).   dx[N] assigned.
+STRATA_CPU_CLONES
 void silu_backward(float* dx, const float* dout, const float* x, int64_t N) {
 #pragma omp parallel for simd schedule(static) if (N > kParallelMin)
   for (int64_t i = 0; i < N; ++i) {

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/scan_math.h"
 
 namespace strata::cpu {
@@ -68,9 +69,11 @@ inline float hsum8(const v8& v) {
 // summed in k order. RB x NV accumulators stay in registers; per k, NV loads of X and RB broadcasts
 // of C feed RB*NV FMAs. Strides let the same kernel read C by rows (K Q^T, P V, dS K) or by columns
 // (P^T V, P^T dO, dS^T Q), and output rows are pointers so dq can be updated where it lives.
+// Always inlined: GCC's generic tuning (the portable build) otherwise calls it out of line from
+// rows_gemm, which cost 3 % of a transformer_small training step (docs/clusters.md).
 template <int NV, int RB, bool kInit>
-inline void micro(float* const* out, int64_t oc, const float* __restrict C, int64_t ca, int64_t ck,
-                  const float* __restrict X, int64_t xs, int64_t K) {
+[[gnu::always_inline]] inline void micro(float* const* out, int64_t oc, const float* __restrict C, int64_t ca,
+                                         int64_t ck, const float* __restrict X, int64_t xs, int64_t K) {
   v8 acc[RB][NV];
   for (int a = 0; a < RB; ++a)
     for (int v = 0; v < NV; ++v) acc[a][v] = kInit ? v8{} : ld8(out[a] + oc + 8 * v);
@@ -194,6 +197,7 @@ inline float exp_clamped(float d) { return exp_nonpos(d > -100.0f ? d : -100.0f)
 // Online-softmax update for one key tile with scores by rows, S[r, 0:kn] (stride kBK); row r sees
 // keys up to pos[r]. Scores become probabilities (0 where masked), m and l are updated, alpha[r]
 // receives the factor for the row's previous output.
+STRATA_CPU_CLONES
 void softmax_tile_rows(float* S, int64_t R, int64_t kn, int64_t j0, const int64_t* pos, float* m, float* l,
                        float* alpha) {
   for (int64_t r = 0; r < R; ++r) {
@@ -217,6 +221,7 @@ void softmax_tile_rows(float* S, int64_t R, int64_t kn, int64_t j0, const int64_
 }
 
 // The same update with scores transposed, St[j, r] (stride rs) for W rows: vectors run across rows.
+STRATA_CPU_CLONES
 void softmax_tile_cols(float* St, int64_t rs, int64_t W, int64_t kn, int64_t j0, const int64_t* pos, bool masked,
                        float* m, float* l, float* mx, float* alpha) {
   const float ninf = -std::numeric_limits<float>::infinity();
@@ -256,6 +261,7 @@ void softmax_tile_cols(float* St, int64_t rs, int64_t W, int64_t kn, int64_t j0,
 // vectors across rows, and O += P V reads P^T by columns. HK / HV: compile-time qk / v head dims
 // (0: the run-time hk_rt / hv_rt); ks / vs: stride between consecutive keys / values of one head.
 template <int HK, int HV>
+STRATA_CPU_CLONES
 void forward_impl(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B, int64_t Tq,
                   int64_t Tk, int64_t Hq, int64_t Hkv, int64_t hk_rt, int64_t hv_rt, float scale, int64_t kbs,
                   int64_t ks, int64_t vbs, int64_t vs) {
@@ -347,6 +353,7 @@ void forward_impl(float* out, float* lse, const float* q, const float* k, const 
 //   P = exp(S - lse), dP = dO V^T, dS = P (dP - D) with D = rowsum(dO O),
 //   dV += P^T dO, dK += scale dS^T Q, dQ += scale dS K.
 template <int HK, int HV>
+STRATA_CPU_CLONES
 void backward_impl(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
                    const float* out, const float* lse, int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_t hk_rt,
                    int64_t hv_rt, float scale) {

@@ -9,9 +9,11 @@
 
 #include "core/error.h"
 #include "kernels/cpu/attention.h"
+#include "kernels/cpu/isa.h"
 
 namespace strata::cpu {
 
+STRATA_CPU_CLONES
 void attention_decode_paged(float* out, float* lse, const float* q, const float* k_cache, const float* v_cache,
                             const int32_t* block_table, const int32_t* seq_lens, int64_t B, int64_t Hq, int64_t Hkv,
                             int64_t hd_qk, int64_t hd_v, float scale, int64_t k_tstride, int64_t v_tstride,

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/scan_math.h"
 
 namespace strata::cpu {
@@ -41,6 +42,7 @@ constexpr int64_t kRows = 64;  // tokens per backward chunk: the unit of the fix
 }  // namespace
 
 // x[B, T, C], w[C, K], bias[C] or null -> y[B, T, C] (silu applied when `silu`).
+STRATA_CPU_CLONES
 void conv1d_causal_forward(float* y, const float* x, const float* w, const float* bias, int64_t B, int64_t T, int64_t C,
                            int64_t K, bool silu) {
   const std::vector<float> wT = transpose_taps(w, C, K);
@@ -58,6 +60,7 @@ void conv1d_causal_forward(float* y, const float* x, const float* w, const float
 
 // With g = dy * silu'(pre) (or dy):  dx[s] = sum_j w[j] g[s+(K-1)-j],  dw[j] += sum_t g[t] x[t-(K-1)+j],
 // dbias += sum_t g[t]. dx assigned; dw, dbias accumulated.
+STRATA_CPU_CLONES
 void conv1d_causal_backward(float* dx, float* dw, float* dbias, const float* dy, const float* x, const float* w,
                             const float* bias, int64_t B, int64_t T, int64_t C, int64_t K, bool silu) {
   const std::vector<float> wT = transpose_taps(w, C, K);
@@ -127,6 +130,7 @@ void conv1d_causal_backward(float* dx, float* dw, float* dbias, const float* dy,
 }
 
 // state[B, C, K-1] (oldest first), x[B, C] -> y[B, C]; the state shifts left by one and takes x.
+STRATA_CPU_CLONES
 void conv1d_causal_step(float* y, float* state, const float* x, const float* w, const float* bias, int64_t B, int64_t C,
                         int64_t K, bool silu) {
   const int64_t S = K - 1;

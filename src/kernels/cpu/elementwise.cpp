@@ -7,27 +7,32 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "kernels/cpu/isa.h"
 
 namespace strata::cpu {
 namespace {
 constexpr int64_t kParallelMin = int64_t(1) << 16;
 }
 
+STRATA_CPU_CLONES
 void add_inplace(float* __restrict y, const float* __restrict x, int64_t N) {
 #pragma omp parallel for simd schedule(static) if (N > kParallelMin)
   for (int64_t i = 0; i < N; ++i) y[i] += x[i];
 }
 
+STRATA_CPU_CLONES
 void scale_inplace(float* x, float s, int64_t N) {
 #pragma omp parallel for simd schedule(static) if (N > kParallelMin)
   for (int64_t i = 0; i < N; ++i) x[i] *= s;
 }
 
+STRATA_CPU_CLONES
 void mul_add_inplace(float* __restrict y, const float* __restrict a, const float* __restrict b, int64_t N) {
 #pragma omp parallel for simd schedule(static) if (N > kParallelMin)
   for (int64_t i = 0; i < N; ++i) y[i] += a[i] * b[i];
 }
 
+STRATA_CPU_CLONES
 void neg_exp(float* out, const float* x, int64_t N) {
   for (int64_t i = 0; i < N; ++i) out[i] = -std::exp(x[i]);
 }
@@ -57,6 +62,7 @@ void copy_strided_pairs(float* dst, int64_t dst_ld, const float* src, int64_t sr
   }
 }
 
+STRATA_CPU_CLONES
 void add_strided(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, int64_t rows, int64_t cols) {
 #pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
   for (int64_t r = 0; r < rows; ++r)

@@ -3,6 +3,7 @@
 
 #include "core/error.h"
 #include "kernels/cpu/embedding.h"
+#include "kernels/cpu/isa.h"
 
 namespace strata::cpu {
 
@@ -17,6 +18,7 @@ void embedding_forward(float* out, const float* table, const int32_t* ids, int64
 }
 
 // dtable[ids[n], :] += dout[n, :]   dtable[V, D], dout[N, D].
+STRATA_CPU_CLONES
 void embedding_backward(float* dtable, const float* dout, const int32_t* ids, int64_t N, int64_t D) {
   // Repeated ids make a row-parallel scatter race; splitting the channels instead lets every thread
   // walk all tokens in order, so the sums are race-free and independent of the thread count.

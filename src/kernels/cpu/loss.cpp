@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "core/error.h"
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/loss.h"
 
 namespace strata::cpu {
@@ -60,6 +61,7 @@ float mean_loss(const float* losses, const int32_t* targets, int64_t N) {
 
 // logits[N, V], targets[N] -> losses[N], dlogits[N, V] (may alias logits); returns the mean loss.
 // loss = log(sum_v exp(x_v - max)) + max - x_t; dlogits = (softmax - onehot(t)) * dloss_scale.
+STRATA_CPU_CLONES
 float softmax_xent_forward_backward(float* losses, float* dlogits, const float* logits, const int32_t* targets,
                                     int64_t N, int64_t V, float dloss_scale) {
   check_targets(targets, N, V);
@@ -93,6 +95,7 @@ float softmax_xent_forward_backward(float* losses, float* dlogits, const float* 
 }
 
 // logits[N, V], targets[N] -> losses[N]; returns the mean loss over counted rows.
+STRATA_CPU_CLONES
 float softmax_xent_forward(float* losses, const float* logits, const int32_t* targets, int64_t N, int64_t V) {
   check_targets(targets, N, V);
 #pragma omp parallel for schedule(static) if (N * V > 16384)

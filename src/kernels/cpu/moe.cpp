@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/moe.h"
 
 namespace strata::cpu {
@@ -25,6 +26,7 @@ constexpr int64_t kScatterCols = 64;
 // probs = softmax(logits) per row; top-k by (prob descending, index ascending), found by k scans
 // that each take the best entry strictly after the previous pick in that order (no "taken" mask).
 // logits[N, E] -> probs[N, E], idx[N, k], gate[N, k]
+STRATA_CPU_CLONES
 void moe_route_forward(int32_t* idx, float* gate, float* probs, const float* logits, int64_t N, int64_t E,
                        int64_t k, bool renorm) {
   STRATA_CHECK(k >= 1 && k <= E, "moe_route_forward: top_k {} must be in [1, experts = {}]", k, E);
@@ -78,6 +80,7 @@ void moe_route_forward(int32_t* idx, float* gate, float* probs, const float* log
 // With renorm, gate_j = p_j / S (S = sum of the k picked probs): dp_j = (dgate_j - <dgate, gate>) / S;
 // without, dp_j = dgate_j. Through the softmax: dlogits_e = p_e (dp_e - <p, dp>), dp zero off the top-k.
 // dgate[N, k], probs[N, E], idx/gate[N, k] -> dlogits[N, E] (assigned)
+STRATA_CPU_CLONES
 void moe_route_backward(float* dlogits, const float* dgate, const float* probs, const int32_t* idx,
                         const float* gate, int64_t N, int64_t E, int64_t k, bool renorm) {
 #pragma omp parallel for schedule(static) if (N * E > kParallelMin)
@@ -122,6 +125,7 @@ float moe_aux_loss_forward(const float* probs, const int32_t* idx, int64_t N, in
 
 // d loss / d probs[n, e] = E f_e / N =: g_e (f held constant); through the softmax
 // dlogits[n, e] += coef * p_e (g_e - <p_n, g>).   probs[N, E], idx[N, k] -> dlogits[N, E] (accumulated)
+STRATA_CPU_CLONES
 void moe_aux_loss_backward(float* dlogits, const float* probs, const int32_t* idx, float coef, int64_t N,
                            int64_t E, int64_t k) {
   if (N == 0 || coef == 0.0f) return;
@@ -165,12 +169,14 @@ void moe_permute_indices(int32_t* offsets, int32_t* row_token, int32_t* row_of, 
 }
 
 // xp[r, :] = x[row_token[r], :]   x[N, D] -> xp[rows, D]
+STRATA_CPU_CLONES
 void moe_gather_rows(float* xp, const float* x, const int32_t* row_token, int64_t rows, int64_t D) {
 #pragma omp parallel for schedule(static) if (rows * D > kParallelMin)
   for (int64_t r = 0; r < rows; ++r) std::memcpy(xp + r * D, x + int64_t(row_token[r]) * D, sizeof(float) * D);
 }
 
 // y[n, :] = sum_j gate[n, j] * yp[row_of[n k + j], :]   yp[N k, D], gate[N, k] -> y[N, D] (assigned)
+STRATA_CPU_CLONES
 void moe_combine_forward(float* y, const float* yp, const float* gate, const int32_t* row_of, int64_t N, int64_t k,
                          int64_t D) {
 #pragma omp parallel for schedule(static) if (N * k * D > kParallelMin)
@@ -191,6 +197,7 @@ void moe_combine_forward(float* y, const float* yp, const float* gate, const int
 
 // dyp[row_of[n k + j], :] = gate[n, j] dy[n, :]; dgate[n, j] = <dy[n], yp[row_of[n k + j]]> (both assigned).
 // row_of is a bijection, so every row of dyp is written exactly once.
+STRATA_CPU_CLONES
 void moe_combine_backward(float* dyp, float* dgate, const float* dy, const float* yp, const float* gate,
                           const int32_t* row_of, int64_t N, int64_t k, int64_t D) {
 #pragma omp parallel for schedule(static) if (N * k * D > kParallelMin)
@@ -213,6 +220,7 @@ void moe_combine_backward(float* dyp, float* dgate, const float* dy, const float
 }
 
 // dx[row_token[r], :] += dxp[r, :]   dxp[rows, D] -> dx[N, D] (accumulated)
+STRATA_CPU_CLONES
 void moe_scatter_add_rows(float* dx, const float* dxp, const int32_t* row_token, int64_t rows, int64_t D) {
   const int64_t nblk = (D + kScatterCols - 1) / kScatterCols;
 #pragma omp parallel for schedule(static) if (rows * D > kParallelMin && nblk > 1)

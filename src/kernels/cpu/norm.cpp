@@ -2,11 +2,13 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/norm.h"
 
 namespace strata::cpu {
 
 // y = x * r * w with r = (mean(x^2) + eps)^-1/2.   x[N, D], w[D] -> y[N, D], rstd[N] = r (saved for backward).
+STRATA_CPU_CLONES
 void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, int64_t N, int64_t D, float eps) {
 #pragma omp parallel for schedule(static) if (N * D > 16384)
   for (int64_t n = 0; n < N; ++n) {
@@ -23,6 +25,7 @@ void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, int6
 
 // With g = w * dy and xhat = x * r:  dx = r * (g - xhat * mean(g * xhat)),  dw += sum_n dy * xhat.
 // dx[N, D] assigned, dw[D] accumulated.
+STRATA_CPU_CLONES
 void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, const float* w, const float* rstd,
                       int64_t N, int64_t D) {
   // dw is summed per fixed chunk of rows in the same pass as dx (x and dy are read once), then the

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/norm.h"
 #include "kernels/cpu/scan_math.h"
 
@@ -12,6 +13,7 @@ using ssm_math::sigmoid;
 
 // g = x * silu(z);  y = g * r * w with r = (mean_group(g^2) + eps)^-1/2.
 // x, z[N, D], w[D] -> y[N, D], rstd[N, D/group] = r (saved for backward).
+STRATA_CPU_CLONES
 void rmsnorm_gated_forward(float* y, float* rstd, const float* x, const float* z, const float* w, int64_t N,
                            int64_t D, int64_t group, float eps) {
   const int64_t ng = D / group;
@@ -40,6 +42,7 @@ void rmsnorm_gated_forward(float* y, float* rstd, const float* x, const float* z
 // Per group, with g = x silu(z) and dot = sum w dy g:  dg = r w dy - g r^3 dot / group;
 // then dx = dg silu(z), dz = dg x silu'(z), silu'(z) = s (1 + z (1 - s)), and dw += dy g r.
 // dx, dz[N, D] assigned; dw[D] accumulated.
+STRATA_CPU_CLONES
 void rmsnorm_gated_backward(float* dx, float* dz, float* dw, const float* dy, const float* x, const float* z,
                             const float* w, const float* rstd, int64_t N, int64_t D, int64_t group) {
   const int64_t ng = D / group;

@@ -2,6 +2,7 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/optim.h"
 
 namespace strata::cpu {
@@ -10,6 +11,7 @@ namespace {
 // params, grads, m, v, decay_mask[N]. Templated on the mask so that the hot loop has no branch
 // and no null test per element.
 template <bool kMask>
+STRATA_CPU_CLONES
 void adamw_loop(float* __restrict params, const float* __restrict grads, float* __restrict m, float* __restrict v,
                 const uint8_t* __restrict mask, int64_t N, float lr, float b1, float b2, float eps, float lr_wd,
                 float inv_bc1, float inv_sqrt_bc2, float gs) {
@@ -46,6 +48,7 @@ void adamw_update(float* params, const float* grads, float* m, float* v, const u
 }
 
 // x[N] -> sum x^2 in double.
+STRATA_CPU_CLONES
 double sum_squares(const float* x, int64_t N) {
   // Fixed-size chunks summed in chunk order: OpenMP's reduction clause combines thread partials in
   // arrival order, which would make the clip scale (and so training) vary from run to run.

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/cpu/isa.h"
 
 namespace strata::cpu {
 namespace {
@@ -37,6 +38,7 @@ void rope_tables(std::vector<float>& cs, std::vector<float>& sn, int64_t T, int6
 }
 
 // sign = +1: out = R x (forward); sign = -1: out = R^T x (backward, the rotation by -angle).
+STRATA_CPU_CLONES
 void rope_apply(float* out, const float* x, int64_t B, int64_t T, int64_t H, int64_t hd, int64_t rot, int64_t pos0,
                 const float* inv_freq, float sign) {
   STRATA_CHECK(rot >= 0 && rot % 2 == 0 && rot <= hd, "rope: rot = {} must be even and <= head_dim {}", rot, hd);

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/scan_math.h"
 
 namespace strata::cpu {
@@ -180,6 +181,7 @@ inline void reverse_token(float* __restrict x, float* __restrict dA, float* __re
 
 }  // namespace
 
+STRATA_CPU_CLONES
 void selective_scan_forward(float* y, float* h_last, const float* u, const float* delta, const float* delta_bias,
                             const float* A, const float* Bm, const float* Cm, const float* Dskip, const float* z,
                             const float* h0, int64_t B, int64_t T, int64_t D, int64_t N) {
@@ -231,6 +233,7 @@ void selective_scan_forward(float* y, float* h_last, const float* u, const float
 // dB/dC sum over channels: each task adds into its group's [T, N] partial, and groups are added in
 // order at the end; dA/dDskip/ddelta_bias go to per-sequence partials added in sequence order.
 // Nothing depends on the thread count, so results are bit-reproducible.
+STRATA_CPU_CLONES
 void selective_scan_backward(float* du, float* ddelta, float* dA, float* dBm, float* dCm, float* dDskip,
                              float* ddelta_bias, float* dz, const float* dy, const float* u, const float* delta,
                              const float* delta_bias, const float* A, const float* Bm, const float* Cm,
@@ -385,6 +388,7 @@ void selective_scan_backward(float* du, float* ddelta, float* dA, float* dBm, fl
 
 // One token, h[B, D, N] in place. dt and the gate are flat vectorised passes over the B*D channels
 // (dt parked in y); the state update is a length-N loop over each channel's contiguous state.
+STRATA_CPU_CLONES
 void selective_scan_step(float* y, float* h, const float* u, const float* delta, const float* delta_bias,
                          const float* A, const float* Bm, const float* Cm, const float* Dskip, const float* z,
                          int64_t B, int64_t D, int64_t N) {

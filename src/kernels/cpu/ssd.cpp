@@ -23,6 +23,7 @@
 
 #include "core/error.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/scan_math.h"
 #include "kernels/cpu/ssd.h"
 
@@ -84,6 +85,7 @@ Task task_of(const Dims& d, int64_t task) {
 
 // dt[t] = softplus(dt_raw + bias) and, restarting at every chunk, cum[t] = inclusive sum of dt A and
 // tail[t] = the sum of dt A over the chunk's tokens after t (cum_{L-1} - cum_t, summed directly).
+STRATA_CPU_CLONES
 void head_dt(float* dt, float* cum, float* tail, const float* dt_raw, float bias, float A, const Dims& d, int64_t b,
              int64_t h) {
   const float* r = dt_raw + b * d.T * d.H + h;
@@ -129,6 +131,7 @@ void lower_t_mm(float* Y, int64_t ldy, const float* M, int64_t ldm, const float*
 
 // S[N, W] <- e^{cum_{L-1}} S + B^T Xw per head block of P columns, with
 // Xw[j, k P + p] = e^{tail_j} dt_j x[j, k P + p] (scratch [L, W]).
+STRATA_CPU_CLONES
 void pass_state(float* S, float* Xw, const float* X, const float* Bc, const float* dt, const float* cum,
                 const float* tail, int64_t heads, int64_t L, const Dims& d) {
   const int64_t P = d.P, N = d.N, W = heads * P, ld = d.ld(), T = d.T;
@@ -168,6 +171,7 @@ struct FwdScratch {
 
 }  // namespace
 
+STRATA_CPU_CLONES
 void ssd_forward(float* y, float* s_last, const float* x, const float* dt_raw, const float* dt_bias, const float* A,
                  const float* Bm, const float* Cm, const float* Dskip, const float* s0, int64_t B, int64_t T, int64_t H,
                  int64_t P, int64_t G, int64_t N, int64_t chunk) {
@@ -291,6 +295,7 @@ struct ChunkIO {
 //     with v_j = dS_out^T B_j:  dx_j += q_j dt_j v_j,  ddt_j += q_j x_j . v_j,  dB_j += dS_out (q_j dt_j x_j),
 //     dS_in += e^{cum_{L-1}} dS_out, and cum_{L-1} / cum_j move by +/- q_j dt_j x_j . v_j and
 //     e^{cum_{L-1}} <dS_out, S_in>.
+STRATA_CPU_CLONES
 void chunk_backward(BwdScratch& sc, HeadSums* sums, const ChunkIO& io, const float* S_in, const float* A,
                     const float* Dskip, const Task& tk, int64_t t0, int64_t L, const Dims& d) {
   const int64_t P = d.P, N = d.N, Q = d.Q, T = d.T, ld = d.ld(), bs = d.bs(), nh = tk.heads(), W = nh * P;
@@ -417,6 +422,7 @@ void chunk_backward(BwdScratch& sc, HeadSums* sums, const ChunkIO& io, const flo
 
 }  // namespace
 
+STRATA_CPU_CLONES
 void ssd_backward(float* dx, float* ddt_raw, float* dA, float* dBm, float* dCm, float* dDskip, float* ddt_bias,
                   const float* dy, const float* x, const float* dt_raw, const float* dt_bias, const float* A,
                   const float* Bm, const float* Cm, const float* Dskip, int64_t B, int64_t T, int64_t H, int64_t P,
@@ -501,6 +507,7 @@ void ssd_backward(float* dx, float* ddt_raw, float* dA, float* dBm, float* dCm, 
 }
 
 // One token per (b, h): state[P][N] <- e^{dt A} state + dt x B^T;  y = state C + D x.
+STRATA_CPU_CLONES
 void ssd_step(float* y, float* state, const float* x, const float* dt_raw, const float* dt_bias, const float* A,
               const float* Bm, const float* Cm, const float* Dskip, int64_t B, int64_t H, int64_t P, int64_t G,
               int64_t N) {
