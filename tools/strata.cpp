@@ -194,9 +194,10 @@ int main(int argc, char** argv) {
       o.stop_after = stop_after;
       o.quiet = quiet;
       TrainResult r = train(cfg, to_yaml(cfg), o);
-      fmt::print(stderr, "{} at step {}: train loss {:.4f}, val loss {:.4f}, {:.0f} tokens/s, {:.1f}s; checkpoint {}\n",
-                 r.interrupted ? "interrupted" : "done", r.step, r.train_loss, r.val_loss, r.tokens_per_s, r.seconds,
-                 r.last_checkpoint);
+      if (r.rank == 0)  // data parallel: one summary for the job
+        fmt::print(stderr, "{} at step {}: train loss {:.4f}, val loss {:.4f}, {:.0f} tokens/s, {:.1f}s; checkpoint {}\n",
+                   r.interrupted ? "interrupted" : "done", r.step, r.train_loss, r.val_loss, r.tokens_per_s, r.seconds,
+                   r.last_checkpoint);
       return 0;
     }
     // generate / score: the device is checked before anything is read; the model is loaded on the

@@ -1,0 +1,127 @@
+// The MPI communicator: every collective is non-blocking (MPI_Iallreduce, MPI_Ibcast, MPI_Ibarrier)
+// and waited on by polling MPI_Testall against a deadline, because a blocking MPI call whose peer
+// died or hangs never returns. Only the main thread calls MPI (MPI_THREAD_FUNNELED; the OpenMP
+// threads only compute).
+#ifdef STRATA_HAVE_MPI
+#include "train/distributed_mpi.h"
+
+// The C API only: Open MPI's and MPICH's headers otherwise pull in the removed C++ bindings.
+#define OMPI_SKIP_MPICXX 1
+#define MPICH_SKIP_MPICXX 1
+#include <mpi.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <climits>
+#include <cstdlib>
+#include <thread>
+
+namespace strata {
+
+namespace {
+
+void finalize_at_exit() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+class Mpi final : public Communicator {
+ public:
+  Mpi() {
+    int inited = 0;
+    MPI_Initialized(&inited);
+    if (!inited) {
+      int provided = 0;
+      MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
+      std::atexit(finalize_at_exit);
+    }
+    MPI_Comm_dup(MPI_COMM_WORLD, &comm_);
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &size_);
+    char lib[MPI_MAX_LIBRARY_VERSION_STRING];
+    int len = 0;
+    MPI_Get_library_version(lib, &len);
+    std::string s(lib, size_t(len));
+    version_ = s.substr(0, s.find_first_of(",\n"));
+  }
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  std::string backend() const override { return "MPI (" + version_ + ")"; }
+  void set_timeout(double seconds) override { timeout_s_ = seconds; }
+
+  void start_sum(float* data, int64_t n) override {
+    // MPI counts are ints: a larger buffer goes as several sums.
+    for (int64_t off = 0; off < n; off += INT_MAX) {
+      int count = int(std::min<int64_t>(INT_MAX, n - off));
+      pending_.emplace_back();
+      MPI_Iallreduce(MPI_IN_PLACE, data + off, count, MPI_FLOAT, MPI_SUM, comm_, &pending_.back());
+    }
+  }
+  void progress() override {
+    if (pending_.empty()) return;
+    int done = 0;
+    MPI_Testall(int(pending_.size()), pending_.data(), &done, MPI_STATUSES_IGNORE);
+    if (done) pending_.clear();
+  }
+  void wait_all(const std::string& what) override {
+    if (pending_.empty()) return;
+    auto t0 = std::chrono::steady_clock::now();
+    for (int spins = 0;; ++spins) {
+      int done = 0;
+      MPI_Testall(int(pending_.size()), pending_.data(), &done, MPI_STATUSES_IGNORE);
+      if (done) break;
+      double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (waited > timeout_s_)
+        abort_job(fmt::format("{} did not finish within train.dist_timeout_s={} s: another rank died, hangs, or is "
+                              "that much slower (a long checkpoint save or evaluation on rank 0 counts); aborting the job",
+                              what, timeout_s_));
+      // Spin first (a sum between two cores takes microseconds), then give the core away: a rank
+      // that waits for a slower one must not slow it down where ranks share cores.
+      if (waited < 0.002) sched_yield();
+      else std::this_thread::sleep_for(std::chrono::microseconds(waited < 0.1 ? 20 : 500));
+    }
+    pending_.clear();
+  }
+  void sum(double* data, int n, const std::string& what) override {
+    pending_.emplace_back();
+    MPI_Iallreduce(MPI_IN_PLACE, data, n, MPI_DOUBLE, MPI_SUM, comm_, &pending_.back());
+    wait_all(what);
+  }
+  void broadcast(void* data, size_t bytes, int root, const std::string& what) override {
+    auto* p = static_cast<char*>(data);
+    for (size_t off = 0; off < bytes; off += size_t(INT_MAX)) {
+      int count = int(std::min<size_t>(size_t(INT_MAX), bytes - off));
+      pending_.emplace_back();
+      MPI_Ibcast(p + off, count, MPI_BYTE, root, comm_, &pending_.back());
+    }
+    wait_all(what);
+  }
+  void barrier(const std::string& what) override {
+    pending_.emplace_back();
+    MPI_Ibarrier(comm_, &pending_.back());
+    wait_all(what);
+  }
+  [[noreturn]] void abort_job(const std::string& message) override {
+    fmt::print(stderr, "strata: rank {}/{}: {}\n", rank_, size_, message);
+    std::fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    std::_Exit(1);
+  }
+
+ private:
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  int rank_ = 0, size_ = 1;
+  double timeout_s_ = 600;
+  std::string version_;
+  std::vector<MPI_Request> pending_;
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> make_mpi_communicator() { return std::make_unique<Mpi>(); }
+
+}  // namespace strata
+#endif
