@@ -235,6 +235,27 @@ TEST(DataParallel, KilledRankEndsTheJob) {
   EXPECT_NE(code, 0) << slurp(d + "/out.log");
 }
 
+TEST(DataParallel, HungRankAbortsTheJobWithAMessage) {
+  SKIP_WITHOUT_MPI();
+  std::string d = scratch_dir("dp_hang");
+  write_text(d + "/a.yaml", dp_config(100000));
+  // A stopped rank is alive to mpirun; only the collectives' deadline can end this job.
+  pid_t job = spawn(fmt::format("{} -np 2 '{}' train a.yaml train.run_dir=r train.dist_timeout_s=5 --quiet", kMpirun,
+                                strata_bin()),
+                    d);
+  ASSERT_GT(job, 0);
+  wait_for_metrics(d + "/r");
+  pid_t r1 = rank_pid(d, 1);
+  ASSERT_GT(r1, 0) << "rank 1 not found; log:\n" << slurp(d + "/out.log");
+  kill(r1, SIGSTOP);
+  bool hung = false;
+  int code = wait_exit(job, 300, &hung);
+  ASSERT_FALSE(hung) << "the job still ran 300 s after rank 1 stopped:\n" << slurp(d + "/out.log");
+  EXPECT_NE(code, 0);
+  EXPECT_NE(slurp(d + "/out.log").find("did not finish within train.dist_timeout_s=5 s"), std::string::npos)
+      << slurp(d + "/out.log");
+}
+
 TEST(DataParallel, RefusesAGlobalBatchThatDoesNotSplit) {
   SKIP_WITHOUT_MPI();
   std::string d = scratch_dir("dp_batch");

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <csignal>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -380,9 +381,13 @@ TrainResult train(const Config& cfg, const std::string& config_yaml, const Train
   try {
     return train_text(cfg, config_yaml, opts, comm);
   } catch (const AgreedInputError&) {
-    throw;  // every rank threw it at the same point; each exits with the usual code
+    // Every rank threw it at the same point: rank 0 reports it and all exit with the usual code
+    // (2 for a refused input, 1 otherwise) rather than N copies of the same message.
+    if (comm.rank() == 0) throw;
+    std::exit(2);
   } catch (const AgreedError&) {
-    throw;
+    if (comm.rank() == 0) throw;
+    std::exit(1);
   } catch (const std::exception& e) {
     // One rank's own failure (an I/O error on rank 0, a bad file): the others would wait for it in
     // their next collective, so the whole job ends now, with this message.
