@@ -86,7 +86,7 @@ TEST(GradReducer, BucketsFromTheEndStartWhenFinalAndAverage) {
   FakeWorld w;
   std::vector<float> g(10);
   for (int i = 0; i < 10; ++i) g[size_t(i)] = float(i);
-  GradReducer r(w, 10, 4, /*overlap=*/true);
+  GradReducer r(w, Device::cpu, 10, 4, /*overlap=*/true);
   EXPECT_EQ(r.bucket_count(), 3);  // [6, 10), [2, 6), [0, 2)
   r.begin(g.data());
   r.from(7);
@@ -111,7 +111,7 @@ TEST(GradReducer, BucketsFromTheEndStartWhenFinalAndAverage) {
 TEST(GradReducer, WithoutOverlapEverythingStartsAfterBackward) {
   FakeWorld w;
   std::vector<float> g(10, 1.0f);
-  GradReducer r(w, 10, 4, /*overlap=*/false);
+  GradReducer r(w, Device::cpu, 10, 4, /*overlap=*/false);
   r.begin(g.data());
   r.from(0);
   EXPECT_TRUE(w.started.empty());

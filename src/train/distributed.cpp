@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <memory>
 
+#include "kernels/cpu/elementwise.h"
+#include "kernels/dispatch.h"
 #include "train/distributed_mpi.h"
 
 namespace strata {
@@ -77,8 +79,8 @@ Communicator& world() {
 
 // ---- GradReducer -------------------------------------------------------------------------------
 
-GradReducer::GradReducer(Communicator& comm, int64_t numel, int64_t bucket_floats, bool overlap)
-    : comm_(comm), numel_(numel), overlap_(overlap) {
+GradReducer::GradReducer(Communicator& comm, Device device, int64_t numel, int64_t bucket_floats, bool overlap)
+    : comm_(comm), device_(device), numel_(numel), overlap_(overlap) {
   bucket_floats = std::max<int64_t>(bucket_floats, 1);
   for (int64_t end = numel; end > 0; end -= bucket_floats) starts_.push_back(std::max<int64_t>(0, end - bucket_floats));
 }
@@ -113,9 +115,7 @@ void GradReducer::finish() {
   comm_.wait_all("the gradient all-reduce");
   // A sum over the ranks, made the mean: every rank's loss is the mean over its equal share of the
   // global batch, so the mean of the ranks' gradients is the global batch's gradient.
-  const float inv = 1.0f / float(comm_.size());
-  if (comm_.size() > 1)
-    for (int64_t i = 0; i < numel_; ++i) grad_[i] *= inv;
+  if (comm_.size() > 1) STRATA_OP(device_, scale_inplace, grad_, 1.0f / float(comm_.size()), numel_);
   stats_.wait_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   grad_ = nullptr;
 }

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "core/device.h"
 #include "core/error.h"
 #include "layers/block.h"
 
@@ -65,7 +66,9 @@ struct AgreedError : Error {
 // backward goes on. finish() starts what is left, waits, and divides by the world size.
 class GradReducer final : public GradsFinal {
  public:
-  GradReducer(Communicator& comm, int64_t numel, int64_t bucket_floats, bool overlap);
+  // The gradients live on `device` (the communicator must handle its memory: MPI the host's, NCCL
+  // the GPU's).
+  GradReducer(Communicator& comm, Device device, int64_t numel, int64_t bucket_floats, bool overlap);
   void begin(float* grad);            // before the backward whose gradients are the step's last
   void from(int64_t offset) override;  // GradsFinal
   void finish();
@@ -82,6 +85,7 @@ class GradReducer final : public GradsFinal {
  private:
   void start(size_t k);
   Communicator& comm_;
+  Device device_;
   int64_t numel_;
   bool overlap_;
   std::vector<int64_t> starts_;  // bucket k covers [starts_[k], k ? starts_[k - 1] : numel_)

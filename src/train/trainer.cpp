@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <optional>
 
 #include "core/device.h"
@@ -19,6 +20,7 @@
 #include "train/config_load.h"
 #include "train/data.h"
 #include "train/distributed.h"
+#include "train/distributed_nccl.h"
 #include "train/metrics.h"
 #include "train/progress.h"
 #include "train/run_lock.h"
@@ -64,12 +66,14 @@ TrainResult train_text(const Config& cfg, const std::string& config_yaml, const 
   const bool quiet = opts.quiet || !lead;
   res.rank = rank;
   res.world_size = W;
+  // W > 1 on GPUs: one GPU per rank, the gradient sums through NCCL (the rest stays on `comm`).
+  std::unique_ptr<Communicator> nccl;
   if (W > 1) {
     comm.set_timeout(tc.dist_timeout_s);
-    if (tc.device != "cpu")
-      throw AgreedInputError(fmt::format("train.device: {} with {} processes: data parallelism runs on the CPU over {} "
-                                         "only for now (the NCCL path for GPUs is not built yet); use train.device=cpu",
-                                         tc.device, W, comm.backend()));
+    if (tc.device == "cuda" && !nccl_built())
+      throw AgreedInputError(fmt::format("train.device: cuda with {} processes needs NCCL, and this strata binary was "
+                                         "built without it; use train.device=cpu or a CUDA build with NCCL", W));
+    if (tc.device == "cuda") select_local_gpu(comm);  // before any CUDA work
     if (tc.batch % W != 0)
       throw AgreedInputError(fmt::format("train.batch={} is the global batch, split evenly over the {} processes, and is not "
                                          "divisible by {}; use a multiple of {} (each rank trains on train.batch / {} rows)",
@@ -180,7 +184,11 @@ TrainResult train_text(const Config& cfg, const std::string& config_yaml, const 
   const int64_t B_rank = B / W;  // this rank's rows of every global batch
   std::vector<int32_t> ids(size_t(B * T)), tgt(size_t(B * T));
   std::optional<GradReducer> reducer;
-  if (W > 1) reducer.emplace(comm, P, std::max<int64_t>(1, int64_t(double(tc.dist_bucket_mb) * (1 << 20) / 4)), tc.dist_overlap);
+  if (W > 1 && device == Device::cuda) {
+    nccl = make_nccl_communicator(comm);
+    nccl->set_timeout(tc.dist_timeout_s);
+  }
+  if (W > 1) reducer.emplace(nccl ? *nccl : comm, device, P, std::max<int64_t>(1, int64_t(double(tc.dist_bucket_mb) * (1 << 20) / 4)), tc.dist_overlap);
   bool stop_agreed = false;  // W > 1: some rank had a signal at the last step's agreement
   auto stop_signal = [&] { return W == 1 ? pending_signal() != 0 : stop_agreed; };
 
@@ -223,7 +231,7 @@ TrainResult train_text(const Config& cfg, const std::string& config_yaml, const 
                cfg.data.path, data.train_size(), data.val_size(), res.run_dir);
   if (!quiet && W > 1)
     fmt::print(stderr, "data parallel: {} processes over {}, {} rows each of every global batch of {}, {} gradient "
-               "buckets{}\n", W, comm.backend(), B_rank, B, reducer->bucket_count(),
+               "buckets{}\n", W, nccl ? nccl->backend() : comm.backend(), B_rank, B, reducer->bucket_count(),
                tc.dist_overlap ? " overlapped with backward" : "");
   SignalGuard signals;
   Progress progress(tc.steps, step, tc.log_every);
