@@ -266,6 +266,17 @@ TEST(DataParallel, RefusesAGlobalBatchThatDoesNotSplit) {
   EXPECT_FALSE(fs::exists(d + "/runs/a/config.yaml")) << "nothing is written for a refused run";
 }
 
+TEST(DataParallel, SrunTasksThatMpiDoesNotConnectAreRefused) {
+  SKIP_WITHOUT_MPI();
+  std::string d = scratch_dir("dp_srun");
+  write_text(d + "/a.yaml", dp_config(4));
+  // What each task of `srun -n 2` without --mpi=pmix sees: Slurm says 2, MPI starts a singleton.
+  auto r = run_raw("SLURM_PROCID=0 SLURM_STEP_NUM_TASKS=2 '" + strata_bin() + "' train a.yaml --quiet", d);
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("srun --mpi=pmix"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(d + "/runs/a")) << "nothing is written for a refused run";
+}
+
 TEST(DataParallel, BuildWithoutMpiRefusesSeveralRanks) {
   if (mpi_built()) GTEST_SKIP() << "skipped: this build has MPI (the refusal is for builds without it)";
   std::string d = scratch_dir("dp_nompi");

@@ -56,7 +56,14 @@ std::unique_ptr<Communicator> make_world() {
                                  "scripts/deps.sh) and rebuild, or run a single process",
                                  n, which, n));
 #ifdef STRATA_HAVE_MPI
-  return make_mpi_communicator();
+  auto c = make_mpi_communicator();
+  // srun without MPI support (no --mpi=pmix) starts N singletons: each would train alone.
+  if (c->size() != n)
+    throw InputError(fmt::format("{}={}, but MPI sees a world of {}: the launcher did not connect the processes "
+                                 "to each other; under Slurm use srun --mpi=pmix (or MpiDefault=pmix in slurm.conf), "
+                                 "or start the job with mpirun",
+                                 which, n, c->size()));
+  return c;
 #else
   std::abort();  // unreachable: mpi_built() is false
 #endif
