@@ -215,6 +215,24 @@ TEST(DataParallel, SigtermToOneRankStopsEveryRankWithOneCheckpoint) {
   EXPECT_EQ(resumed.code, 0) << resumed.out;
 }
 
+// Slurm's warning before the time limit (sbatch --signal=USR1@90) reaches every task; one is enough.
+TEST(DataParallel, Sigusr1ToRankZeroStopsEveryRankWithOneCheckpoint) {
+  SKIP_WITHOUT_MPI();
+  std::string d = scratch_dir("dp_usr1");
+  write_text(d + "/a.yaml", dp_config(100000));
+  pid_t job = spawn(fmt::format("{} -np 2 '{}' train a.yaml train.run_dir=r train.save_every=0 --quiet", kMpirun, strata_bin()), d);
+  ASSERT_GT(job, 0);
+  wait_for_metrics(d + "/r");
+  pid_t r0 = rank_pid(d, 0);
+  ASSERT_GT(r0, 0) << "rank 0 not found; log:\n" << slurp(d + "/out.log");
+  kill(r0, SIGUSR1);
+  bool hung = false;
+  int code = wait_exit(job, 300, &hung);
+  ASSERT_FALSE(hung) << slurp(d + "/out.log");
+  EXPECT_EQ(code, 0) << slurp(d + "/out.log");
+  EXPECT_EQ(count_checkpoints(d + "/r"), 1);
+}
+
 TEST(DataParallel, KilledRankEndsTheJob) {
   SKIP_WITHOUT_MPI();
   std::string d = scratch_dir("dp_kill");
