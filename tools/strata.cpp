@@ -97,7 +97,8 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string(STRATA_VERSION) + " (" + STRATA_GIT_COMMIT + ")");
 
   // train
-  auto* tr = app.add_subcommand("train", "Train a model from a YAML config (Hydra-style key=value overrides)");
+  auto* tr = app.add_subcommand("train", "Train a model from a YAML config (Hydra-style key=value overrides); "
+                                          "under mpirun -np N or srun: data parallel over N processes (docs/clusters.md)");
   std::string cfg_path;
   std::vector<std::string> overrides;
   bool resume = false, quiet = false, help_config = false;

@@ -5,8 +5,8 @@
 // A Communicator is the world of one training job: rank() of size() processes. The single-process
 // one does nothing; the MPI one (train/distributed_mpi.cpp, when the build found MPI) runs every
 // collective non-blocking and polls it against a deadline (train.dist_timeout_s), so a dead or hung
-// rank ends the job with a message (MPI_Abort) instead of a hang. A NCCL one (GPU ranks) would be a
-// third implementation of the same interface.
+// rank ends the job with a message (MPI_Abort) instead of a hang. The NCCL one (GPU ranks,
+// train/distributed_nccl.h) sums device memory and hands the host-side collectives to the MPI one.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -76,6 +76,9 @@ class GradReducer final : public GradsFinal {
   struct Stats {
     double in_backward_s = 0;  // spent in from(): starting buckets and polling them, during backward
     double wait_s = 0;         // spent in finish(): the sums' time that backward did not hide
+    // Without overlap only: finish() first waits at a barrier for the slowest rank (skew_s), so that
+    // wait_s is the sums' own time, the cost that overlap has to hide (bench/data_parallel.sh).
+    double skew_s = 0;
     int64_t buckets = 0, started_in_backward = 0;
   };
   const Stats& stats() const { return stats_; }

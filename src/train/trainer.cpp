@@ -330,6 +330,7 @@ TrainResult train_text(const Config& cfg, const std::string& config_yaml, const 
         rec["comm_in_backward_ms"] = 1e3 * st.in_backward_s / n;
         rec["comm_wait_ms"] = 1e3 * st.wait_s / n;
         rec["comm_agree_ms"] = 1e3 * comm_other_s / n;
+        if (!tc.dist_overlap) rec["comm_skew_ms"] = 1e3 * st.skew_s / n;
         rec["buckets_started_in_backward"] = double(st.started_in_backward) / n;
         reducer->reset_stats();
         comm_other_s = 0;
