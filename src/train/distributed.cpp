@@ -117,11 +117,6 @@ void GradReducer::from(int64_t offset) {
 }
 
 void GradReducer::finish() {
-  if (!overlap_) {
-    auto t = std::chrono::steady_clock::now();
-    comm_.barrier("the ranks' arrival at the gradient all-reduce");
-    stats_.skew_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-  }
   auto t0 = std::chrono::steady_clock::now();
   while (next_ < starts_.size()) start(next_++);
   comm_.wait_all("the gradient all-reduce");

@@ -75,10 +75,8 @@ class GradReducer final : public GradsFinal {
 
   struct Stats {
     double in_backward_s = 0;  // spent in from(): starting buckets and polling them, during backward
-    double wait_s = 0;         // spent in finish(): the sums' time that backward did not hide
-    // Without overlap only: finish() first waits at a barrier for the slowest rank (skew_s), so that
-    // wait_s is the sums' own time, the cost that overlap has to hide (bench/data_parallel.sh).
-    double skew_s = 0;
+    double wait_s = 0;         // spent in finish(): the sums' time that backward did not hide, and any
+                               // wait for a slower rank (the trainer measures that part apart)
     int64_t buckets = 0, started_in_backward = 0;
   };
   const Stats& stats() const { return stats_; }

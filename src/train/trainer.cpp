@@ -1,5 +1,6 @@
 #include "train/trainer.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -40,6 +41,12 @@ std::string model_yaml(const Config& c) {
   Config m;
   m.model = c.model;
   return to_yaml(m);
+}
+
+// Seconds since the epoch: comparable between the processes of one node (and, as far as the clocks
+// are synchronised, between nodes), unlike steady_clock.
+double wall_seconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 }  // namespace
@@ -239,6 +246,8 @@ TrainResult train_text(const Config& cfg, const std::string& config_yaml, const 
   auto t_window = t_start;
   int64_t tokens_window = 0, steps_this_run = 0, steps_window = 0;
   double comm_other_s = 0;  // W > 1: the step's small agreement (loss, stop flag) in this window
+  double skew_s = 0;        // W > 1: waiting for slower ranks to finish backward, in this window
+  std::vector<double> agree;
   float loss = 0;
   int nonfinite_in_row = 0;
   while (step < tc.steps) {
@@ -260,14 +269,21 @@ TrainResult train_text(const Config& cfg, const std::string& config_yaml, const 
       ctx.grads_final = nullptr;
     }
     if (W > 1) {
+      const double arrived = wall_seconds();  // at the end of backward, for the skew below
       reducer->finish();
       // Every rank's loss is the mean over its equal share, so the global loss is the ranks' mean.
       // The stop flag rides along: the ranks agree every step whether any of them had a signal.
+      // So do the times the ranks finished backward (slot 3 + r): the last one's minus ours is the
+      // part of our wait for the sums that was waiting for a slower rank, not communication
+      // (wall clocks: exact on one node, as good as their synchronisation across nodes).
       auto t0 = std::chrono::steady_clock::now();
-      double agree[3] = {loss_sum, aux_sum, pending_signal() != 0 ? 1.0 : 0.0};
-      comm.sum(agree, 3, "the step's loss and stop-flag agreement");
+      agree.assign(size_t(3 + W), 0.0);
+      agree[0] = loss_sum, agree[1] = aux_sum, agree[2] = pending_signal() != 0 ? 1.0 : 0.0;
+      agree[size_t(3 + rank)] = arrived;
+      comm.sum(agree.data(), 3 + W, "the step's loss and stop-flag agreement");
       loss_sum = agree[0] / W, aux_sum = agree[1] / W, stop_agreed = agree[2] > 0;
       comm_other_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      skew_s += *std::max_element(agree.begin() + 3, agree.end()) - arrived;
     }
     loss = float(loss_sum / tc.grad_accum);
     double gnorm = std::sqrt(STRATA_OP_VALUE(device, sum_squares, ps.flat_grad(), P));
@@ -330,10 +346,11 @@ TrainResult train_text(const Config& cfg, const std::string& config_yaml, const 
         rec["comm_in_backward_ms"] = 1e3 * st.in_backward_s / n;
         rec["comm_wait_ms"] = 1e3 * st.wait_s / n;
         rec["comm_agree_ms"] = 1e3 * comm_other_s / n;
-        if (!tc.dist_overlap) rec["comm_skew_ms"] = 1e3 * st.skew_s / n;
+        rec["comm_skew_ms"] = 1e3 * skew_s / n;  // included in comm_wait_ms
         rec["buckets_started_in_backward"] = double(st.started_in_backward) / n;
         reducer->reset_stats();
         comm_other_s = 0;
+        skew_s = 0;
       }
       if (metrics) metrics->write(rec);
       if (tb) {
