@@ -49,7 +49,9 @@ class Mpi final : public Communicator {
     } else {
       MPI_Query_thread(&provided);
     }
-    threaded_ = provided >= MPI_THREAD_SERIALIZED;
+    // STRATA_MPI_SUM_THREAD=0: the main thread polls the sums itself, at each layer (for comparison).
+    const char* env = std::getenv("STRATA_MPI_SUM_THREAD");
+    threaded_ = provided >= MPI_THREAD_SERIALIZED && !(env && std::string(env) == "0");
     MPI_Comm_dup(MPI_COMM_WORLD, &comm_);
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &size_);
@@ -98,14 +100,7 @@ class Mpi final : public Communicator {
     if (done) pending_.clear();
   }
   void wait_all(const std::string& what) override {
-    if (threaded_) {
-      std::unique_lock<std::mutex> lk(mu_);
-      auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s_);
-      if (!done_cv_.wait_until(lk, deadline, [&] { return !active_; })) {
-        lk.unlock();
-        abort_job(timeout_message(what));
-      }
-    }
+    wait_for_sum_thread(what);
     if (pending_.empty()) return;
     auto t0 = std::chrono::steady_clock::now();
     for (int spins = 0;; ++spins) {
@@ -122,11 +117,13 @@ class Mpi final : public Communicator {
     pending_.clear();
   }
   void sum(double* data, int n, const std::string& what) override {
+    wait_for_sum_thread(what);  // only one thread in MPI at a time
     pending_.emplace_back();
     MPI_Iallreduce(MPI_IN_PLACE, data, n, MPI_DOUBLE, MPI_SUM, comm_, &pending_.back());
     wait_all(what);
   }
   void broadcast(void* data, size_t bytes, int root, const std::string& what) override {
+    wait_for_sum_thread(what);
     auto* p = static_cast<char*>(data);
     for (size_t off = 0; off < bytes; off += size_t(INT_MAX)) {
       int count = int(std::min<size_t>(size_t(INT_MAX), bytes - off));
@@ -136,6 +133,7 @@ class Mpi final : public Communicator {
     wait_all(what);
   }
   void barrier(const std::string& what) override {
+    wait_for_sum_thread(what);
     pending_.emplace_back();
     MPI_Ibarrier(comm_, &pending_.back());
     wait_all(what);
@@ -148,6 +146,17 @@ class Mpi final : public Communicator {
   }
 
  private:
+  // Returns once the sum thread has nothing queued or in flight (and so makes no MPI call).
+  void wait_for_sum_thread(const std::string& what) {
+    if (!threaded_) return;
+    std::unique_lock<std::mutex> lk(mu_);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s_);
+    if (!done_cv_.wait_until(lk, deadline, [&] { return !active_; })) {
+      lk.unlock();
+      abort_job(timeout_message(what));
+    }
+  }
+
   std::string timeout_message(const std::string& what) const {
     return fmt::format("{} did not finish within train.dist_timeout_s={} s: another rank died, hangs, or is that much "
                        "slower (a long checkpoint save or evaluation on rank 0 counts); aborting the job",
