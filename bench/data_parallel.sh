@@ -3,6 +3,7 @@
 #   A: 1 process x T threads           (OMP_NUM_THREADS=T)
 #   B: T processes x 1 thread (mpirun)  gradients all-reduced in buckets during backward
 #   C: as B with train.dist_overlap=false: every bucket after backward (the communication's full cost)
+#   D: as B without the sum thread (STRATA_MPI_SUM_THREAD=0): the main thread polls the sums at each layer
 # and a table of tokens/s, B/A, the communication's share of the step time, and how much of the
 # communication B hid behind backward. A run's communication time per step is what its step spent
 # in communication calls (starting buckets during backward, waiting for them after it, the per-step
@@ -36,6 +37,9 @@ for ((r = 1; r <= ${REPEAT:-1}; ++r)); do
   "${mpi[@]}" "$build/strata" train "$cfg" "${common[@]}" train.run_dir="$out/B$r" --quiet >&2
   echo "round $r: C: $threads processes x 1 thread, not overlapped" >&2
   "${mpi[@]}" "$build/strata" train "$cfg" "${common[@]}" train.run_dir="$out/C$r" train.dist_overlap=false --quiet >&2
+  echo "round $r: D: $threads processes x 1 thread, overlapped, no sum thread" >&2
+  STRATA_MPI_SUM_THREAD=0 "${mpi[@]}" -x STRATA_MPI_SUM_THREAD "$build/strata" train "$cfg" "${common[@]}" \
+    train.run_dir="$out/D$r" --quiet >&2
 done
 
 python3 - "$out" "$threads" "${REPEAT:-1}" <<'PY'
@@ -49,22 +53,24 @@ def rows(run):
         got += rs[1:] if len(rs) > 1 else rs  # the first window holds the warm-up (arena growth, caches)
     return got
 def med(rs, k): return statistics.median(r[k] for r in rs)
-A, B, C = rows("A"), rows("B"), rows("C")
-tA, tB, tC = med(A, "tokens_per_s"), med(B, "tokens_per_s"), med(C, "tokens_per_s")
+A, B, C, D = rows("A"), rows("B"), rows("C"), rows("D")
+tA, tB, tC, tD = (med(x, "tokens_per_s") for x in (A, B, C, D))
 def comm(rs):  # ms per step in communication calls, less the wait for a slower rank (median of windows)
     return max(0.0, statistics.median(r["comm_in_backward_ms"] + r["comm_wait_ms"] + r["comm_agree_ms"] - r["comm_skew_ms"]
                                       for r in rs))
-cB, cC = comm(B), comm(C)
+cB, cC, cD = comm(B), comm(C), comm(D)
 print("| run | tokens/s | vs A | step ms | communication ms/step | share of step |")
 print("|---|---|---|---|---|---|")
 print(f"| A: 1 process x {threads} threads | {tA:.0f} | 1.00 | | | |")
 for name, rs, t, c in ((f"B: {threads} processes x 1 thread, overlapped", B, tB, cB),
-                       (f"C: {threads} processes x 1 thread, after backward", C, tC, cC)):
+                       (f"C: {threads} processes x 1 thread, after backward", C, tC, cC),
+                       (f"D: as B, sums polled at each layer (no sum thread)", D, tD, cD)):
     print(f"| {name} | {t:.0f} | {t / tA:.2f} | {med(rs, 'step_ms'):.1f} | {c:.2f} "
           f"(+ {med(rs, 'comm_skew_ms'):.2f} waiting for the slower rank) | {100 * c / med(rs, 'step_ms'):.1f} % |")
 hidden = 1 - cB / cC if cC > 0 else float("nan")
+hidden_d = 1 - cD / cC if cC > 0 else float("nan")
 print(f"\nB started {med(B, 'buckets_started_in_backward'):.1f} buckets per step during backward; communication "
-      f"hidden behind backward: {100 * hidden:.0f} % (1 - B's communication time / C's)")
+      f"hidden behind backward: {100 * hidden:.0f} % (1 - B's communication time / C's; D: {100 * hidden_d:.0f} %)")
 print(f"goals: B/A = {tB / tA:.2f} (>= 0.9), hidden = {100 * hidden:.0f} % (>= 80 %)")
 PY
 rm -rf "$out"
