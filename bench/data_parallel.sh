@@ -3,7 +3,8 @@
 #   A: 1 process x T threads           (OMP_NUM_THREADS=T)
 #   B: T processes x 1 thread (mpirun)  gradients all-reduced in buckets during backward
 #   C: as B with train.dist_overlap=false: every bucket after backward (the communication's full cost)
-#   D: as B without the sum thread (STRATA_MPI_SUM_THREAD=0): the main thread polls the sums at each layer
+#   D: as B with a thread of each rank polling the sums (STRATA_MPI_SUM_THREAD=1) instead of the
+#      main thread after each layer
 # and a table of tokens/s, B/A, the communication's share of the step time, and how much of the
 # communication B hid behind backward. A run's communication time per step is what its step spent
 # in communication calls (starting buckets during backward, waiting for them after it, the per-step
@@ -37,8 +38,8 @@ for ((r = 1; r <= ${REPEAT:-1}; ++r)); do
   "${mpi[@]}" "$build/strata" train "$cfg" "${common[@]}" train.run_dir="$out/B$r" --quiet >&2
   echo "round $r: C: $threads processes x 1 thread, not overlapped" >&2
   "${mpi[@]}" "$build/strata" train "$cfg" "${common[@]}" train.run_dir="$out/C$r" train.dist_overlap=false --quiet >&2
-  echo "round $r: D: $threads processes x 1 thread, overlapped, no sum thread" >&2
-  STRATA_MPI_SUM_THREAD=0 "${mpi[@]}" -x STRATA_MPI_SUM_THREAD "$build/strata" train "$cfg" "${common[@]}" \
+  echo "round $r: D: $threads processes x 1 thread, overlapped, sum thread" >&2
+  STRATA_MPI_SUM_THREAD=1 "${mpi[@]}" -x STRATA_MPI_SUM_THREAD "$build/strata" train "$cfg" "${common[@]}" \
     train.run_dir="$out/D$r" --quiet >&2
 done
 
@@ -64,7 +65,7 @@ print("|---|---|---|---|---|---|")
 print(f"| A: 1 process x {threads} threads | {tA:.0f} | 1.00 | | | |")
 for name, rs, t, c in ((f"B: {threads} processes x 1 thread, overlapped", B, tB, cB),
                        (f"C: {threads} processes x 1 thread, after backward", C, tC, cC),
-                       (f"D: as B, sums polled at each layer (no sum thread)", D, tD, cD)):
+                       (f"D: as B, sums polled by a thread of their own", D, tD, cD)):
     print(f"| {name} | {t:.0f} | {t / tA:.2f} | {med(rs, 'step_ms'):.1f} | {c:.2f} "
           f"(+ {med(rs, 'comm_skew_ms'):.2f} waiting for the slower rank) | {100 * c / med(rs, 'step_ms'):.1f} % |")
 hidden = 1 - cB / cC if cC > 0 else float("nan")

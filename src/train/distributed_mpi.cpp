@@ -2,13 +2,12 @@
 // and waited on by polling against a deadline, because a blocking MPI call whose peer died or hangs
 // never returns.
 //
-// The gradient sums have a thread of their own: Open MPI moves a non-blocking collective along only
-// inside MPI calls, and backward makes none while a layer runs, so sums started during backward
-// would otherwise mostly wait for its end. The thread polls them (MPI_Testall) and sleeps in
-// between (spinning would take a core from backward). It is the only thread in MPI while sums are
-// queued or in flight, and the main thread calls MPI only when none are (MPI_THREAD_SERIALIZED;
-// the OpenMP threads only compute). Where MPI gives less thread support, the main thread polls the
-// sums itself, at each layer of backward (progress()).
+// Open MPI moves a non-blocking collective along only inside MPI calls, and backward makes none
+// while a layer runs: the main thread polls the started sums after each layer (progress()). With
+// STRATA_MPI_SUM_THREAD=1 the sums have a thread of their own instead, which polls them
+// (MPI_Testall) every 100 us and sleeps in between (spinning would take a core from backward). It
+// is the only thread in MPI while sums are queued or in flight, and the main thread calls MPI only
+// when none are (MPI_THREAD_SERIALIZED; the OpenMP threads only compute).
 #ifdef STRATA_HAVE_MPI
 #include "train/distributed_mpi.h"
 
@@ -49,9 +48,11 @@ class Mpi final : public Communicator {
     } else {
       MPI_Query_thread(&provided);
     }
-    // STRATA_MPI_SUM_THREAD=0: the main thread polls the sums itself, at each layer (for comparison).
+    // Opt-in (STRATA_MPI_SUM_THREAD=1): on the 2-core machine of bench/data_parallel.sh, shared with
+    // other work, the thread's wake-ups cost more step time than the sums it moved along (the sums
+    // were under 2 % of a step there); it may pay where a rank has a core to spare.
     const char* env = std::getenv("STRATA_MPI_SUM_THREAD");
-    threaded_ = provided >= MPI_THREAD_SERIALIZED && !(env && std::string(env) == "0");
+    threaded_ = provided >= MPI_THREAD_SERIALIZED && env && std::string(env) == "1";
     MPI_Comm_dup(MPI_COMM_WORLD, &comm_);
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &size_);

@@ -25,7 +25,7 @@ bool nccl_built() { return false; }
 
 static InputError no_nccl() {
   return InputError("train.device: cuda with several processes needs NCCL, and this strata binary was built without it "
-                    "(a CUDA build finds NCCL and MPI when they are installed: libnccl-dev, libopenmpi-dev); use "
+                    "(a CUDA build finds it when installed: libnccl-dev); use "
                     "train.device=cpu or a single process");
 }
 void select_local_gpu(const Communicator&) { throw no_nccl(); }

@@ -18,7 +18,7 @@ using namespace strata::testing;
 
 #define SKIP_WITHOUT_NCCL()                                                                        \
   STRATA_SKIP_WITHOUT_CUDA();                                                                      \
-  if (!nccl_built()) GTEST_SKIP() << "skipped: this build has no NCCL (a CUDA build finds NCCL and MPI)"
+  if (!nccl_built()) GTEST_SKIP() << "skipped: this build has no NCCL (a CUDA build finds it when installed)"
 
 TEST(CudaNccl, BucketsSumOnTheDeviceInAWorldOfOne) {
   SKIP_WITHOUT_NCCL();
