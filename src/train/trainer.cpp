@@ -337,8 +337,8 @@ TrainResult train_text(const Config& cfg, const std::string& config_yaml, const 
                             {"tokens_per_s", tps}, {"tokens", tokens_seen}};
       if (W > 1) {
         // Per step, averaged over the window (rank 0's view): the whole step, the gradient sums'
-        // time inside backward (starting and polling buckets) and after it (what was not hidden),
-        // and the small per-step agreement.
+        // time inside backward (starting and polling buckets) and after it (what was not hidden,
+        // and any wait for a slower rank, comm_skew_ms), and the small per-step agreement.
         const auto& st = reducer->stats();
         const double n = double(std::max<int64_t>(steps_window, 1));
         rec["dist_ranks"] = W;
