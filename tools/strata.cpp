@@ -101,7 +101,8 @@ int main(int argc, char** argv) {
                                         "; CPU kernels: " + strata::cpu::kernel_isa() + ")");
 
   // train
-  auto* tr = app.add_subcommand("train", "Train a model from a YAML config (Hydra-style key=value overrides)");
+  auto* tr = app.add_subcommand("train", "Train a model from a YAML config (Hydra-style key=value overrides); "
+                                          "under mpirun -np N or srun: data parallel over N processes (docs/clusters.md)");
   std::string cfg_path;
   std::vector<std::string> overrides;
   bool resume = false, quiet = false, help_config = false;
@@ -210,9 +211,10 @@ int main(int argc, char** argv) {
       o.hparams = hparam_keys;
       o.hparams_group = hparams_group;
       TrainResult r = train(cfg, to_yaml(cfg), o);
-      fmt::print(stderr, "{} at step {}: train loss {:.4f}, val loss {:.4f}, {:.0f} tokens/s, {:.1f}s; checkpoint {}\n",
-                 r.interrupted ? "interrupted" : "done", r.step, r.train_loss, r.val_loss, r.tokens_per_s, r.seconds,
-                 r.last_checkpoint);
+      if (r.rank == 0)  // data parallel: one summary for the job
+        fmt::print(stderr, "{} at step {}: train loss {:.4f}, val loss {:.4f}, {:.0f} tokens/s, {:.1f}s; checkpoint {}\n",
+                   r.interrupted ? "interrupted" : "done", r.step, r.train_loss, r.val_loss, r.tokens_per_s, r.seconds,
+                   r.last_checkpoint);
       return 0;
     }
     // generate / score: the device is checked before anything is read; the model is loaded on the

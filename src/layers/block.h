@@ -22,6 +22,14 @@ namespace strata {
 // weights, accumulation, activations kept for backward, gradients and optimizer state).
 enum class Precision : uint8_t { fp32, bf16 };
 
+// Told during backward that every parameter gradient at a flat offset >= `offset` (ParamStore's
+// layout) is final for this step: the trunk calls it after each layer's backward. Data parallelism
+// (train/distributed.h) starts reducing those gradients across processes while backward goes on.
+struct GradsFinal {
+  virtual ~GradsFinal() = default;
+  virtual void from(int64_t offset) = 0;
+};
+
 struct Ctx {
   Device device = Device::cpu;
   Arena* arena = nullptr;  // activations saved by forward for backward; reset by the trainer each step
@@ -34,6 +42,9 @@ struct Ctx {
   // accumulation and outputs; everything else (norms, scans, softmax, grads, optimizer) stays fp32.
   Precision precision = Precision::fp32;
   const ParamStore* params = nullptr;  // the bf16 shadow's owner; needed only when precision == bf16
+  // Null: nobody listens. Set only where everything declared after the trunk (norm_f, the head) has
+  // its gradient before Trunk::backward runs, as in Model::backward.
+  GradsFinal* grads_final = nullptr;
 };
 
 // Per-sequence-batch decode state of one block (KV cache, conv state, SSM state). Opaque to the

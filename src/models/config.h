@@ -25,6 +25,10 @@ struct TrainConfig {
   std::string device = "cpu";
   std::string run_dir = "";  // "" -> runs/<config file stem>
   int max_nonfinite_steps = 10;  // non-finite loss/grad-norm steps in a row (each skipped) that stop the run
+  // Data parallelism (mpirun / srun; train/distributed.h): ignored by a single process.
+  float dist_bucket_mb = 0.5f;    // gradient bucket size of the all-reduce (small: CPU models are small)
+  bool dist_overlap = true;       // start a bucket's all-reduce during backward, as soon as it is final
+  float dist_timeout_s = 600.0f;  // a collective unfinished after this long aborts the job (a rank died or hangs)
 };
 
 struct OptimConfig {

@@ -84,6 +84,7 @@ void Trunk::backward(Ctx& ctx, ParamStore& ps, float* dx, const float* dhn, floa
   Arena& A = *ctx.arena;
   STRATA_OP(ctx.device, rmsnorm_backward, dx, ps.grad(final_norm_), dhn, saved_.resid.back(), ps.data(final_norm_),
             saved_.final_rstd, N, D);
+  if (ctx.grads_final) ctx.grads_final->from(ps.info(final_norm_).offset);
   float* dnormed = A.alloc(N * D);
   float* dxn = A.alloc(N * D);
   const float outer_scale = ctx.loss_scale;
@@ -96,6 +97,8 @@ void Trunk::backward(Ctx& ctx, ParamStore& ps, float* dx, const float* dhn, floa
     STRATA_OP(ctx.device, rmsnorm_backward, dxn, ps.grad(L.norm), dnormed, saved_.resid[size_t(l)], ps.data(L.norm),
               saved_.rstd[size_t(l)], N, D);
     STRATA_OP(ctx.device, add_inplace, dx, dxn, N * D);
+    // Layer l's parameters (its norm first, then its block's) end where layer l + 1's begin.
+    if (ctx.grads_final) ctx.grads_final->from(ps.info(L.norm).offset);
   }
   ctx.loss_scale = outer_scale;
 }

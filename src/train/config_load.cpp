@@ -153,6 +153,9 @@ const Schema& schema() {
         F("train.run_dir", "output directory (\"\" = runs/<config file stem>)", {}, Tr, &TrainConfig::run_dir),
         F("train.max_nonfinite_steps", "a step with a non-finite loss or gradient norm is skipped (no update); this many "
           "in a row stop the run (exit 1), keeping the last good checkpoint", {}, Tr, &TrainConfig::max_nonfinite_steps),
+        F("train.dist_bucket_mb", "data parallel (mpirun/srun): MiB of gradients per all-reduce bucket", {}, Tr, &TrainConfig::dist_bucket_mb),
+        F("train.dist_overlap", "data parallel: all-reduce each bucket during backward, as soon as its gradients are final", {}, Tr, &TrainConfig::dist_overlap),
+        F("train.dist_timeout_s", "data parallel: seconds a collective may wait (for a dead or hung rank) before the job is aborted", {}, Tr, &TrainConfig::dist_timeout_s),
         F("optim.lr", "peak learning rate", {}, O, &OptimConfig::lr),
         F("optim.min_lr_ratio", "final / peak learning rate of the cosine schedule", {}, O, &OptimConfig::min_lr_ratio),
         F("optim.warmup", "linear warmup steps", {}, O, &OptimConfig::warmup),
@@ -744,6 +747,8 @@ class Loader {
     range(c, "train.keep_checkpoints", 1, true);
     range(c, "train.log_every", 1, true);
     range(c, "train.max_nonfinite_steps", 1, true);
+    range(c, "train.dist_bucket_mb", 0, false);
+    range(c, "train.dist_timeout_s", 0, false);
 
     range(c, "optim.lr", 0, false);
     range(c, "optim.min_lr_ratio", 0, true, 1, true);

@@ -47,6 +47,16 @@ void TextData::train_batch(int32_t* ids, int32_t* targets, int64_t B, int64_t T,
   }
 }
 
+void TextData::train_batch_rows(int32_t* ids, int32_t* targets, int64_t B, int64_t T, Rng& rng, int64_t row0,
+                                int64_t rows) const {
+  if (split_ < T + 1)
+    throw InputError(fmt::format("training split has {} bytes, fewer than train.seq + 1 = {}", split_, T + 1));
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t start = int64_t(rng.below(uint64_t(split_ - T)));  // drawn for every row, kept for ours
+    if (b >= row0 && b < row0 + rows) window(bytes_, start, ids + (b - row0) * T, targets + (b - row0) * T, T);
+  }
+}
+
 void TextData::val_batch(int32_t* ids, int32_t* targets, int64_t B, int64_t T, int64_t i, int64_t of) const {
   int64_t n = val_size();
   if (n < T + 1)

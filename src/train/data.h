@@ -19,6 +19,9 @@ class TextData {
   void require_windows(int64_t T) const;
   // ids, targets[B, T] (targets = ids shifted by one) from the train split, random windows.
   void train_batch(int32_t* ids, int32_t* targets, int64_t B, int64_t T, Rng& rng) const;
+  // Rows [row0, row0 + rows) of that same batch, into ids, targets[rows, T]: the stream advances by
+  // the whole batch, so every data-parallel rank draws the same global batch and keeps its slice.
+  void train_batch_rows(int32_t* ids, int32_t* targets, int64_t B, int64_t T, Rng& rng, int64_t row0, int64_t rows) const;
   // The i-th fixed validation batch (deterministic windows spread over the val split).
   void val_batch(int32_t* ids, int32_t* targets, int64_t B, int64_t T, int64_t i, int64_t of) const;
   int64_t train_size() const { return split_; }

@@ -13,7 +13,7 @@ extern "C" void on_signal(int sig) { g_signal.store(sig); }
 }  // namespace
 
 struct SignalGuard::Saved {
-  struct sigaction old_int{}, old_term{};
+  struct sigaction old_int{}, old_term{}, old_usr1{};
 };
 
 SignalGuard::SignalGuard() : old_(new Saved) {
@@ -23,11 +23,13 @@ SignalGuard::SignalGuard() : old_(new Saved) {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, &old_->old_int);
   sigaction(SIGTERM, &sa, &old_->old_term);
+  sigaction(SIGUSR1, &sa, &old_->old_usr1);  // Slurm's warning before the time limit (--signal=USR1@90)
 }
 
 SignalGuard::~SignalGuard() {
   sigaction(SIGINT, &old_->old_int, nullptr);
   sigaction(SIGTERM, &old_->old_term, nullptr);
+  sigaction(SIGUSR1, &old_->old_usr1, nullptr);
   delete old_;
 }
 

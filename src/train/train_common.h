@@ -1,6 +1,6 @@
 #pragma once
 // Pieces of the training loop that the language trainer (train/trainer.cpp) and the robot trainer
-// (train/robot_trainer.cpp) share: SIGINT/SIGTERM turned into "save and stop", and the parameter /
+// (train/robot_trainer.cpp) share: SIGINT/SIGTERM/SIGUSR1 turned into "save and stop", and the parameter /
 // optimizer arrays to and from checkpoints, matched by name and shape.
 #include <string>
 #include <vector>
@@ -10,8 +10,8 @@
 
 namespace strata {
 
-// While alive, SIGINT and SIGTERM only set a flag (pending_signal() != 0); the previous handlers
-// come back on destruction.
+// While alive, SIGINT, SIGTERM and SIGUSR1 (Slurm's --signal=USR1@90 before the time limit) only
+// set a flag (pending_signal() != 0); the previous handlers come back on destruction.
 class SignalGuard {
  public:
   SignalGuard();

@@ -26,6 +26,7 @@ struct TrainResult {
   bool interrupted = false;    // SIGINT/SIGTERM: a checkpoint was saved
   std::string run_dir, last_checkpoint;
   double seconds = 0, tokens_per_s = 0;
+  int rank = 0, world_size = 1;  // data parallel (train/distributed.h): this process of how many
 };
 
 TrainResult train(const Config& cfg, const std::string& config_yaml, const TrainOptions& opts);

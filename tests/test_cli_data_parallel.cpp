@@ -1,0 +1,310 @@
+// Data-parallel training through the CLI under a real `mpirun` (Open MPI, CPU): two ranks on the same
+// global batch end where one process ends, a 2-rank run resumes in one process, SIGTERM to one rank
+// stops every rank with one checkpoint, and a killed rank ends the job instead of hanging it. They
+// skip, saying why, where this binary was built without MPI or mpirun is missing.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "cli.h"
+#include "train/checkpoint.h"
+#include "train/distributed.h"
+
+namespace fs = std::filesystem;
+using namespace strata;
+using namespace strata::testing;
+
+namespace {
+
+// mpirun as root (containers, CI) needs --allow-run-as-root; --oversubscribe lets 2 ranks start
+// on a machine with fewer free slots. One thread per rank keeps the two ranks off each other's core.
+const char* kMpirun = "mpirun --allow-run-as-root --oversubscribe -x OMP_NUM_THREADS=1";
+
+std::string skip_reason() {
+  if (!mpi_built()) return "this build has no MPI (install openmpi-bin libopenmpi-dev, scripts/deps.sh, and rebuild)";
+  if (std::system("command -v mpirun >/dev/null 2>&1") != 0) return "mpirun is not on PATH (Debian: openmpi-bin)";
+  return "";
+}
+#define SKIP_WITHOUT_MPI()                                  \
+  do {                                                      \
+    std::string why = skip_reason();                        \
+    if (!why.empty()) GTEST_SKIP() << "skipped: " << why;   \
+  } while (0)
+
+// A small hybrid (Mamba-2, attention, MLP) with an even global batch. No MoE: its load-balancing
+// loss is computed over each rank's own tokens, so a data-parallel MoE is not the same function.
+std::string dp_config(int steps) {
+  return "model:\n"
+         "  d_model: 32\n"
+         "  pattern: \"M*-\"\n"
+         "  mamba: {version: 2, d_state: 8, head_dim: 16, chunk: 8}\n"
+         "  attention: {heads: 4, kv_heads: 2}\n"
+         "  mlp: {hidden: 48}\n"
+         "train: {steps: " + std::to_string(steps) + ", batch: 4, seq: 24, seed: 7, eval_every: 10, eval_batches: 2, "
+         "save_every: 5, keep_checkpoints: 3, log_every: 5}\n"
+         "optim: {lr: 3.0e-3, warmup: 4}\n"
+         "data: {kind: text, path: data.txt, val_fraction: 0.1}\n";
+}
+
+RunResult mpirun(int np, const std::string& args, const std::string& cwd) {
+  return run_raw(fmt::format("{} -np {} '{}' {}", kMpirun, np, strata_bin(), args), cwd);
+}
+RunResult single(const std::string& args, const std::string& cwd) { return run_raw("OMP_NUM_THREADS=1 '" + strata_bin() + "' " + args, cwd); }
+
+std::string newest(const std::string& run_dir) {
+  auto c = newest_good_checkpoint(run_dir, nullptr);
+  EXPECT_TRUE(c.has_value()) << "no checkpoint in " << run_dir;
+  return c.value_or("");
+}
+
+// Prints the largest difference (as the oracle tests do) and returns it.
+double max_abs_diff(const std::vector<NamedArray>& a, const std::vector<NamedArray>& b, const std::string& what) {
+  EXPECT_EQ(a.size(), b.size());
+  double worst = 0;
+  std::string where;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    EXPECT_EQ(a[i].name, b[i].name);
+    EXPECT_EQ(a[i].data.size(), b[i].data.size());
+    for (size_t j = 0; j < a[i].data.size() && j < b[i].data.size(); ++j) {
+      double d = std::fabs(double(a[i].data[j]) - double(b[i].data[j]));
+      if (!(d <= worst)) worst = d, where = a[i].name;  // NaN counts as the worst
+    }
+  }
+  std::printf("%s: max |diff| %.3g (%s)\n", what.c_str(), worst, where.c_str());
+  return worst;
+}
+
+int count_checkpoints(const std::string& run_dir) {
+  int n = 0;
+  for (auto& e : fs::directory_iterator(run_dir)) {
+    std::string f = e.path().filename().string();
+    n += f.rfind("ckpt-", 0) == 0 && e.path().extension() == ".h5";
+  }
+  return n;
+}
+
+// The pid of the strata process of the given rank whose working directory is `cwd` (0: none yet).
+pid_t rank_pid(const std::string& cwd, int rank) {
+  std::string want = "OMPI_COMM_WORLD_RANK=" + std::to_string(rank);
+  for (auto& e : fs::directory_iterator("/proc")) {
+    std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::error_code ec;
+    if (fs::read_symlink(e.path() / "cwd", ec) != fs::path(cwd) || ec) continue;
+    std::ifstream env(e.path() / "environ", std::ios::binary);
+    std::string var;
+    bool ours = false;
+    while (std::getline(env, var, '\0')) ours |= var == want;
+    std::ifstream cmd(e.path() / "cmdline", std::ios::binary);
+    std::string argv0;
+    std::getline(cmd, argv0, '\0');
+    if (ours && argv0.find("strata") != std::string::npos) return pid_t(std::stoi(name));
+  }
+  return 0;
+}
+
+// Starts `command` in cwd; the caller waits for it.
+pid_t spawn(const std::string& command, const std::string& cwd) {
+  std::string cmd = "cd '" + cwd + "' && exec " + command + " > out.log 2>&1";
+  pid_t pid = fork();
+  if (pid == 0) {
+    execl("/bin/sh", "sh", "-c", cmd.c_str(), (char*)nullptr);
+    _exit(127);
+  }
+  return pid;
+}
+
+// Waits for pid at most `seconds` (a hang guard, not a timing check); kills it on expiry.
+int wait_exit(pid_t pid, int seconds, bool* hung) {
+  *hung = false;
+  int st = 0;
+  for (int i = 0; i < seconds * 10; ++i) {
+    if (waitpid(pid, &st, WNOHANG) == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  *hung = true;
+  kill(pid, SIGKILL);
+  waitpid(pid, &st, 0);
+  return -1;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+// Waits until the run has written metrics (training is under way).
+void wait_for_metrics(const std::string& run_dir) {
+  for (int i = 0; i < 600 && !fs::exists(run_dir + "/metrics.jsonl"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+}
+
+}  // namespace
+
+TEST(DataParallel, TwoRanksMatchOneProcessOnTheSameGlobalBatch) {
+  SKIP_WITHOUT_MPI();
+  std::string d = scratch_dir("dp_equal");
+  write_text(d + "/a.yaml", dp_config(20));
+  auto one = single("train a.yaml train.run_dir=one --quiet", d);
+  ASSERT_EQ(one.code, 0) << one.out;
+  auto two = mpirun(2, "train a.yaml train.run_dir=two --quiet", d);
+  ASSERT_EQ(two.code, 0) << two.out;
+  // One summary for the job, from rank 0.
+  EXPECT_EQ(two.out.find("done at step 20"), two.out.rfind("done at step 20")) << two.out;
+  Checkpoint a = load_checkpoint(newest(d + "/one")), b = load_checkpoint(newest(d + "/two"));
+  EXPECT_EQ(a.state, b.state);  // step, data stream position, tokens: the same global batches
+  // Not bitwise: one process sums the batch's rows inside each GEMM, two ranks sum halves and then
+  // add them, a different order of the same float additions.
+  EXPECT_LE(max_abs_diff(a.params, b.params, "params after 20 steps, 1 process vs 2 ranks"), 1e-6);
+  EXPECT_LE(max_abs_diff(a.adam_m, b.adam_m, "AdamW m"), 1e-6);
+  // The sums moved along by a thread of their own (opt-in) are the same sums.
+  auto threaded = run_raw(fmt::format("STRATA_MPI_SUM_THREAD=1 {} -x STRATA_MPI_SUM_THREAD -np 2 '{}' train a.yaml "
+                                      "train.run_dir=threaded --quiet", kMpirun, strata_bin()), d);
+  ASSERT_EQ(threaded.code, 0) << threaded.out;
+  EXPECT_EQ(max_abs_diff(b.params, load_checkpoint(newest(d + "/threaded")).params, "main-thread polling vs sum thread"), 0.0);
+  // Only rank 0 wrote the metrics: one line per logged step.
+  std::string m = slurp(d + "/two/metrics.jsonl");
+  EXPECT_NE(m.find("\"dist_ranks\":2"), std::string::npos) << m;
+  size_t at20 = 0;
+  for (size_t p = m.find("\"step\":20,"); p != std::string::npos; p = m.find("\"step\":20,", p + 1)) ++at20;
+  EXPECT_EQ(at20, 2u) << m;  // the train record and the val record, once each
+}
+
+TEST(DataParallel, ResumesFromTwoRanksInOneProcess) {
+  SKIP_WITHOUT_MPI();
+  std::string d = scratch_dir("dp_resume");
+  write_text(d + "/a.yaml", dp_config(20));
+  auto first = mpirun(2, "train a.yaml train.run_dir=r --quiet --stop-after 10", d);
+  ASSERT_EQ(first.code, 0) << first.out;
+  EXPECT_EQ(load_checkpoint(newest(d + "/r")).state.step, 10);
+  auto second = single("train a.yaml train.run_dir=r --quiet --resume", d);
+  ASSERT_EQ(second.code, 0) << second.out;
+  auto whole = single("train a.yaml train.run_dir=whole --quiet", d);
+  ASSERT_EQ(whole.code, 0) << whole.out;
+  Checkpoint a = load_checkpoint(newest(d + "/r")), b = load_checkpoint(newest(d + "/whole"));
+  EXPECT_EQ(a.state, b.state);
+  EXPECT_LE(max_abs_diff(a.params, b.params, "params: 10 steps on 2 ranks + 10 in 1 process vs 20 in 1"), 1e-6);
+}
+
+TEST(DataParallel, SigtermToOneRankStopsEveryRankWithOneCheckpoint) {
+  SKIP_WITHOUT_MPI();
+  std::string d = scratch_dir("dp_sigterm");
+  write_text(d + "/a.yaml", dp_config(100000));
+  pid_t job = spawn(fmt::format("{} -np 2 '{}' train a.yaml train.run_dir=r train.save_every=0 --quiet", kMpirun, strata_bin()), d);
+  ASSERT_GT(job, 0);
+  wait_for_metrics(d + "/r");
+  pid_t r1 = rank_pid(d, 1);
+  ASSERT_GT(r1, 0) << "rank 1 not found; log:\n" << slurp(d + "/out.log");
+  kill(r1, SIGTERM);
+  bool hung = false;
+  int code = wait_exit(job, 300, &hung);
+  ASSERT_FALSE(hung) << slurp(d + "/out.log");
+  EXPECT_EQ(code, 0) << slurp(d + "/out.log");
+  EXPECT_EQ(count_checkpoints(d + "/r"), 1);
+  Checkpoint c = load_checkpoint(newest(d + "/r"));
+  EXPECT_GT(c.state.step, 0);
+  EXPECT_NE(slurp(d + "/out.log").find("interrupted at step " + std::to_string(c.state.step)), std::string::npos)
+      << slurp(d + "/out.log");
+  // And the requeued job goes on from it.
+  auto resumed = mpirun(2, "train a.yaml train.run_dir=r train.steps=" + std::to_string(c.state.step + 2) + " --quiet --resume", d);
+  EXPECT_EQ(resumed.code, 0) << resumed.out;
+}
+
+// Slurm's warning before the time limit (sbatch --signal=USR1@90) reaches every task; one is enough.
+TEST(DataParallel, Sigusr1ToRankZeroStopsEveryRankWithOneCheckpoint) {
+  SKIP_WITHOUT_MPI();
+  std::string d = scratch_dir("dp_usr1");
+  write_text(d + "/a.yaml", dp_config(100000));
+  pid_t job = spawn(fmt::format("{} -np 2 '{}' train a.yaml train.run_dir=r train.save_every=0 --quiet", kMpirun, strata_bin()), d);
+  ASSERT_GT(job, 0);
+  wait_for_metrics(d + "/r");
+  pid_t r0 = rank_pid(d, 0);
+  ASSERT_GT(r0, 0) << "rank 0 not found; log:\n" << slurp(d + "/out.log");
+  kill(r0, SIGUSR1);
+  bool hung = false;
+  int code = wait_exit(job, 300, &hung);
+  ASSERT_FALSE(hung) << slurp(d + "/out.log");
+  EXPECT_EQ(code, 0) << slurp(d + "/out.log");
+  EXPECT_EQ(count_checkpoints(d + "/r"), 1);
+}
+
+TEST(DataParallel, KilledRankEndsTheJob) {
+  SKIP_WITHOUT_MPI();
+  std::string d = scratch_dir("dp_kill");
+  write_text(d + "/a.yaml", dp_config(100000));
+  // A short collective timeout: whether mpirun notices the death or the survivor's wait runs out,
+  // the job must end, with a non-zero code, instead of waiting forever.
+  pid_t job = spawn(fmt::format("{} -np 2 '{}' train a.yaml train.run_dir=r train.dist_timeout_s=20 --quiet", kMpirun,
+                                strata_bin()),
+                    d);
+  ASSERT_GT(job, 0);
+  wait_for_metrics(d + "/r");
+  pid_t r1 = rank_pid(d, 1);
+  ASSERT_GT(r1, 0) << "rank 1 not found; log:\n" << slurp(d + "/out.log");
+  kill(r1, SIGKILL);
+  bool hung = false;
+  int code = wait_exit(job, 300, &hung);
+  ASSERT_FALSE(hung) << "the job still ran 300 s after rank 1 was killed:\n" << slurp(d + "/out.log");
+  EXPECT_NE(code, 0) << slurp(d + "/out.log");
+}
+
+TEST(DataParallel, HungRankAbortsTheJobWithAMessage) {
+  SKIP_WITHOUT_MPI();
+  std::string d = scratch_dir("dp_hang");
+  write_text(d + "/a.yaml", dp_config(100000));
+  // A stopped rank is alive to mpirun; only the collectives' deadline can end this job.
+  pid_t job = spawn(fmt::format("{} -np 2 '{}' train a.yaml train.run_dir=r train.dist_timeout_s=5 --quiet", kMpirun,
+                                strata_bin()),
+                    d);
+  ASSERT_GT(job, 0);
+  wait_for_metrics(d + "/r");
+  pid_t r1 = rank_pid(d, 1);
+  ASSERT_GT(r1, 0) << "rank 1 not found; log:\n" << slurp(d + "/out.log");
+  kill(r1, SIGSTOP);
+  bool hung = false;
+  int code = wait_exit(job, 300, &hung);
+  ASSERT_FALSE(hung) << "the job still ran 300 s after rank 1 stopped:\n" << slurp(d + "/out.log");
+  EXPECT_NE(code, 0);
+  EXPECT_NE(slurp(d + "/out.log").find("did not finish within train.dist_timeout_s=5 s"), std::string::npos)
+      << slurp(d + "/out.log");
+}
+
+TEST(DataParallel, RefusesAGlobalBatchThatDoesNotSplit) {
+  SKIP_WITHOUT_MPI();
+  std::string d = scratch_dir("dp_batch");
+  write_text(d + "/a.yaml", dp_config(4));
+  auto r = mpirun(2, "train a.yaml train.batch=3 --quiet", d);
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("train.batch=3 is the global batch"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(d + "/runs/a/config.yaml")) << "nothing is written for a refused run";
+}
+
+TEST(DataParallel, SrunTasksThatMpiDoesNotConnectAreRefused) {
+  SKIP_WITHOUT_MPI();
+  std::string d = scratch_dir("dp_srun");
+  write_text(d + "/a.yaml", dp_config(4));
+  // What each task of `srun -n 2` without --mpi=pmix sees: Slurm says 2, MPI starts a singleton.
+  auto r = run_raw("SLURM_PROCID=0 SLURM_STEP_NUM_TASKS=2 '" + strata_bin() + "' train a.yaml --quiet", d);
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("srun --mpi=pmix"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(d + "/runs/a")) << "nothing is written for a refused run";
+}
+
+TEST(DataParallel, BuildWithoutMpiRefusesSeveralRanks) {
+  if (mpi_built()) GTEST_SKIP() << "skipped: this build has MPI (the refusal is for builds without it)";
+  std::string d = scratch_dir("dp_nompi");
+  write_text(d + "/a.yaml", dp_config(4));
+  auto r = run_raw("OMPI_COMM_WORLD_SIZE=2 OMPI_COMM_WORLD_RANK=0 '" + strata_bin() + "' train a.yaml --quiet", d);
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("built without MPI"), std::string::npos) << r.out;
+}
