@@ -56,6 +56,8 @@ def parse_args(argv=None):
                    help="also keep and evaluate ACT's checkpoint every N steps: its success against training time (default: off)")
     p.add_argument("--control-seconds", type=float, default=0, help="control stage length per run; 0 skips it (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1, help="threads of each trainer (default: %(default)s)")
+    p.add_argument("--spin-us", type=float, default=300,
+                   help="control stage: busy-wait this long before each 1 ms tick (strata control bench --spin-us; default: %(default)s)")
     p.add_argument("--force", action="store_true", help="train again what already has a result")
     a = p.parse_args(argv)
     a.tasks = [t.strip() for t in a.tasks.split(",") if t.strip()]
@@ -193,7 +195,8 @@ def control(args, res):
             continue
         out = os.path.join(ROOT, args.runs, task, f"{pol}-control")
         print(f"[{task}] strata control bench: {LABELS[pol]} at 1 kHz, {args.control_seconds:g} s", file=sys.stderr, flush=True)
-        run_logged([strata, "control", "bench", r["ckpt"], "--seconds", str(args.control_seconds), "--out", out] + extra,
+        run_logged([strata, "control", "bench", r["ckpt"], "--seconds", str(args.control_seconds), "--out", out,
+                    "--spin-us", str(args.spin_us)] + extra,
                    out + ".log")
         recs = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
         res.update(task, f"{pol}-control", {"records": recs})
@@ -256,7 +259,7 @@ def table(args, res):
         ctl = [(r, res.get(t, f"{r}-control")) for r in ("multirate", "singlerate") if res.get(t, f"{r}-control")]
         if not ctl:
             continue
-        print(f"\nReal-time loop (`strata control bench`, {t}, controller at 1 kHz)\n")
+        print(f"\nReal-time loop (`strata control bench`, {t}, controller at 1 kHz, --spin-us {args.spin_us:g})\n")
         print("| policy | latency p50 / p99 / p99.9 / max (µs) | jitter p99 (µs) | deadline misses (compute / late wake) "
               "| host CPU steal (ms) | planner p50 / p99 (ms) |")
         print("|---|---|---|---|---|---|")

@@ -162,3 +162,27 @@ TEST(RealtimeExecutor, MissesSplitIntoComputeAndLateWake) {
     EXPECT_GE(host_steal_ms(), 0.0);
   }
 }
+
+// Spinning the last part of each period (ExecutorConfig::spin_ns) still wakes at or after every
+// deadline, never before, and every tick is recorded; with spin_ns >= the period the thread never sleeps.
+TEST(RealtimeExecutor, SpinningBeforeTheDeadlineNeverWakesEarly) {
+  for (int64_t spin : {int64_t(300'000), int64_t(2'000'000)}) {
+    ExecutorConfig cfg = base_config();
+    cfg.seconds = 0.3;
+    cfg.spin_ns = spin;
+    cfg.print_table = false;
+    const PlanShape shape{8, 16, 4};
+    const RecordedStream stream = make_stream(400, 39, 1000.0);
+    BurnPlanner planner(5.0);
+    TrivialController controller;
+    Executor ex(cfg, shape);
+    const LoopSummary s = ex.run(planner, controller, stream);
+    ASSERT_EQ(s.ticks, 300);
+    EXPECT_EQ(controller.calls, 300);
+    const auto& ticks = ex.control_ticks();
+    for (int64_t k = 0; k < 300; ++k) {
+      ASSERT_EQ(ticks[size_t(k)].deadline_ns, k * ex.period_ns());
+      ASSERT_GE(ticks[size_t(k)].wake_ns, ticks[size_t(k)].deadline_ns) << "spin " << spin << " tick " << k;
+    }
+  }
+}

@@ -166,6 +166,11 @@ CLI::App* add_control_command(CLI::App& app, ControlBenchOptions& o) {
       ->check(CLI::PositiveNumber);
   b->add_flag("--single-rate", o.single_rate,
               "run the planner and the controller in-line at every control tick (a single-rate policy)");
+  b->add_option("--spin-us", o.spin_us,
+                "busy-wait the last N us before each control tick instead of sleeping (on a VM an idle vCPU can "
+                "wake milliseconds late; N >= the period keeps the control CPU busy all the time)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   b->add_flag("--no-fifo", o.no_fifo, "do not ask for SCHED_FIFO");
   b->add_flag("--no-mlock", o.no_mlock, "do not mlockall");
   return b;
@@ -198,6 +203,15 @@ int run_control_bench(const ControlBenchOptions& o) {
   cfg.handoff.stride = std::max(1, int(std::lround(cfg.control_hz / double(rc.control_hz))));
   cfg.realtime = !o.no_fifo;
   cfg.lock_memory = !o.no_mlock;
+  cfg.spin_ns = int64_t(o.spin_us * 1e3);
+  // A SCHED_FIFO thread busy for more than sched_rt_runtime_us of every sched_rt_period_us (95 % by
+  // default) is throttled for the rest of that period: tens of milliseconds without a tick.
+  if (cfg.realtime && o.spin_us >= 0.9e6 / cfg.control_hz)
+    fmt::print(stderr,
+               "warning: control bench: --spin-us {} keeps the SCHED_FIFO controller busy nearly all the time; the kernel's "
+               "real-time throttling (/proc/sys/kernel/sched_rt_runtime_us) will then stop it for milliseconds every "
+               "second. Spin a fraction of the {:.0f} us period, or pass --no-fifo\n",
+               o.spin_us, 1e6 / cfg.control_hz);
   if (std::thread::hardware_concurrency() >= 2) cfg.planner_cpu = 0, cfg.controller_cpu = 1;
   fs::create_directories(o.out);
   cfg.metrics_path = (fs::path(o.out) / "metrics.jsonl").string();

@@ -21,6 +21,7 @@ struct ControlBenchOptions {
   int threads = 1;           // OpenMP threads (the planner's forward)
   bool single_rate = false;  // planner + controller in-line at every control tick
   bool no_fifo = false, no_mlock = false;
+  double spin_us = 0;
 };
 
 // Adds `control` (with its `bench` subcommand) to app; returns the `bench` subcommand, which is

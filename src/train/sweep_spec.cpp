@@ -233,10 +233,13 @@ SweepSpec parse_sweep(const std::string& yaml_text, const std::string& source_na
     for (auto g = grid.begin(); g != grid.end(); ++g) {
       const std::string key = g->first.Scalar(), where = rd.at(g->first);
       std::vector<SweepValue> axis;
-      if (g->second.IsSequence()) {
-        for (const auto& x : g->second) axis.push_back({key, rd.scalar(x, "a value of '" + key + "'"), where});
+      // A copy: `g->second` is a member of a proxy that dies with its full expression, so a range-for
+      // over it would walk a dangling node (AddressSanitizer: stack-use-after-scope).
+      const YAML::Node values = g->second;
+      if (values.IsSequence()) {
+        for (const auto& x : values) axis.push_back({key, rd.scalar(x, "a value of '" + key + "'"), where});
       } else {
-        axis.push_back({key, rd.scalar(g->second, key), where});
+        axis.push_back({key, rd.scalar(values, key), where});
       }
       if (axis.empty()) throw InputError(fmt::format("{}: grid key '{}' has no values", where, key));
       add_key(s, key);

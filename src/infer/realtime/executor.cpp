@@ -84,7 +84,7 @@ LoopSummary Executor::run(Planner& planner, Controller& controller, const Observ
       ControlTick& rec = ticks_[size_t(k)];
       rec.tick = k;
       rec.deadline_ns = k * cp;
-      sleep_until_ns(t0 + rec.deadline_ns);
+      wait_until_ns(t0 + rec.deadline_ns, cfg_.spin_ns);
       rec.wake_ns = mono_ns() - t0;
       // ---- timed region ----
       obs.tick = k;

@@ -32,6 +32,10 @@ struct ExecutorConfig {
   int controller_priority = 80;
   int planner_priority = 0;      // 0: the planner stays SCHED_OTHER, below any FIFO controller
   int planner_nice = 10;         // the planner thread's nice value (raise only): yields to the controller
+  // Busy-wait the last spin_ns before each control tick instead of sleeping through it: a sleeping
+  // thread lets its CPU idle, and an idle virtual CPU can take milliseconds to be woken by its host
+  // (no steal time is accounted for it). 0: sleep to the deadline; >= the period: never sleep.
+  int64_t spin_ns = 0;
   int controller_cpu = -1;       // pin to this CPU (-1: no pinning)
   int planner_cpu = -1;
   std::string metrics_path;      // "" : no metrics.jsonl

@@ -34,6 +34,16 @@ void sleep_until_ns(int64_t mono) {
   }
 }
 
+void wait_until_ns(int64_t mono, int64_t spin_ns) {
+  if (spin_ns <= 0) return sleep_until_ns(mono);
+  if (mono - spin_ns > mono_ns()) sleep_until_ns(mono - spin_ns);
+  while (mono_ns() < mono) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();  // lets a sibling hyperthread run, and costs the spin no latency
+#endif
+  }
+}
+
 std::string lock_memory() {
   if (mlockall(MCL_CURRENT | MCL_FUTURE) == 0) return "";
   const int err = errno;

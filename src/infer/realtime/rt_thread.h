@@ -13,6 +13,8 @@ namespace strata::rt {
 
 int64_t mono_ns();                    // CLOCK_MONOTONIC in ns
 void sleep_until_ns(int64_t mono);    // clock_nanosleep(TIMER_ABSTIME), resumed after signals
+// Sleeps until mono - spin_ns, then spins on the clock until mono (spin_ns 0: sleep_until_ns).
+void wait_until_ns(int64_t mono, int64_t spin_ns);
 
 // mlockall(MCL_CURRENT | MCL_FUTURE): "" on success, else why not. unlock_memory undoes it.
 std::string lock_memory();
