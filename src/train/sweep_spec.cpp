@@ -150,6 +150,25 @@ std::string relocate(std::string msg, const SweepValue& v) {
   return msg;
 }
 
+// The cartesian product of the axes as "grid" points, the first axis slowest; no axes: one empty point.
+void append_grid_points(SweepSpec& s, const std::vector<std::vector<SweepValue>>& axes) {
+  std::vector<size_t> idx(axes.size(), 0);
+  for (bool more = true; more;) {
+    SweepPoint p;
+    p.source = "grid";
+    for (size_t a = 0; a < axes.size(); ++a) p.values.push_back(axes[a][idx[a]]);
+    s.points.push_back(std::move(p));
+    more = false;
+    for (size_t a = axes.size(); a-- > 0;) {
+      if (++idx[a] < axes[a].size()) {
+        more = true;
+        break;
+      }
+      idx[a] = 0;
+    }
+  }
+}
+
 }  // namespace
 
 std::string shortest_number(double v) { return fmt::format("{}", v); }
@@ -245,21 +264,7 @@ SweepSpec parse_sweep(const std::string& yaml_text, const std::string& source_na
       add_key(s, key);
       axes.push_back(std::move(axis));
     }
-    std::vector<size_t> idx(axes.size(), 0);
-    for (bool more = !axes.empty(); more;) {
-      SweepPoint p;
-      p.source = "grid";
-      for (size_t a = 0; a < axes.size(); ++a) p.values.push_back(axes[a][idx[a]]);
-      s.points.push_back(std::move(p));
-      more = false;
-      for (size_t a = axes.size(); a-- > 0;) {
-        if (++idx[a] < axes[a].size()) {
-          more = true;
-          break;
-        }
-        idx[a] = 0;
-      }
-    }
+    if (!axes.empty()) append_grid_points(s, axes);
   }
   // random: `samples` draws from one stream seeded by random.seed, parameters in file order.
   for (const RandomParam& p : random) {
@@ -325,21 +330,7 @@ SweepSpec multirun_sweep(const std::string& config_path, const std::vector<std::
     axes.push_back(std::move(axis));
   }
   // No comma list: one point, as Hydra's multirun does without a sweep.
-  std::vector<size_t> idx(axes.size(), 0);
-  for (bool more = true; more;) {
-    SweepPoint p;
-    p.source = "grid";
-    for (size_t a = 0; a < axes.size(); ++a) p.values.push_back(axes[a][idx[a]]);
-    s.points.push_back(std::move(p));
-    more = false;
-    for (size_t a = axes.size(); a-- > 0;) {
-      if (++idx[a] < axes[a].size()) {
-        more = true;
-        break;
-      }
-      idx[a] = 0;
-    }
-  }
+  append_grid_points(s, axes);
   return s;
 }
 
