@@ -210,40 +210,31 @@ def pct(x):
     return f"{100 * x:.0f}%" if x is not None else "-"
 
 
-def table(args, res):
-    rows = ["expert", "multirate", "multirate-planner10hz", "singlerate", "act"]
-    present = [r for r in rows if any(res.get(t, r) and "success_rate" in res.get(t, r) for t in args.tasks)]
-    print("\nClosed-loop success in Meta-World (state observations; "
-          f"{args.eval_episodes} episodes per task on variations the demonstrations did not use)\n")
+def task_table(args, res, title, rows, key, cell):
+    """A markdown table, one line per task and one column per row of results that has `key` for some
+    task; cell(values) formats a cell, "-" where a task has no such result. Nothing when no row has it."""
+    present = [r for r in rows if any(key in (res.get(t, r) or {}) for t in args.tasks)]
+    if not present:
+        return
+    print(f"\n{title}\n")
     print("| task | " + " | ".join(LABELS[r] for r in present) + " |")
     print("|---|" + "---:|" * len(present))
     for t in args.tasks:
-        cells = [pct((res.get(t, r) or {}).get("success_rate")) for r in present]
+        cells = [cell(res.get(t, r)) if key in (res.get(t, r) or {}) else "-" for r in present]
         print(f"| {t} | " + " | ".join(cells) + " |")
-    trained = [r for r in ("multirate", "singlerate", "act") if any(res.get(t, r) and "train_seconds" in res.get(t, r)
-                                                                    for t in args.tasks)]
-    if trained:
-        print(f"\nTraining wall time on this machine ({args.threads} thread(s) per trainer; seconds, steps in brackets)\n")
-        print("| task | " + " | ".join(LABELS[r] for r in trained) + " |")
-        print("|---|" + "---:|" * len(trained))
-        for t in args.tasks:
-            cells = []
-            for r in trained:
-                v = res.get(t, r) or {}
-                cells.append(f"{v['train_seconds']:.0f} ({v['train_steps']})" if "train_seconds" in v else "-")
-            print(f"| {t} | " + " | ".join(cells) + " |")
-    lat_rows = [r for r in ("multirate", "multirate-planner10hz", "singlerate", "act")
-                if any((res.get(t, r) or {}).get("latency_us_p50") is not None for t in args.tasks)]
-    if lat_rows:
-        print("\nLatency of one policy call in the closed loop (µs, p50 / p99 over the task's calls; one thread)\n")
-        print("| task | " + " | ".join(LABELS[r] for r in lat_rows) + " |")
-        print("|---|" + "---:|" * len(lat_rows))
-        for t in args.tasks:
-            cells = []
-            for r in lat_rows:
-                v = res.get(t, r) or {}
-                cells.append(f"{v['latency_us_p50']:.0f} / {v['latency_us_p99']:.0f}" if "latency_us_p50" in v else "-")
-            print(f"| {t} | " + " | ".join(cells) + " |")
+
+
+def table(args, res):
+    task_table(args, res, "Closed-loop success in Meta-World (state observations; "
+               f"{args.eval_episodes} episodes per task on variations the demonstrations did not use)",
+               ["expert", "multirate", "multirate-planner10hz", "singlerate", "act"], "success_rate",
+               lambda v: pct(v["success_rate"]))
+    task_table(args, res, f"Training wall time on this machine ({args.threads} thread(s) per trainer; seconds, steps in brackets)",
+               ["multirate", "singlerate", "act"], "train_seconds",
+               lambda v: f"{v['train_seconds']:.0f} ({v['train_steps']})")
+    task_table(args, res, "Latency of one policy call in the closed loop (µs, p50 / p99 over the task's calls; one thread)",
+               ["multirate", "multirate-planner10hz", "singlerate", "act"], "latency_us_p50",
+               lambda v: f"{v['latency_us_p50']:.0f} / {v['latency_us_p99']:.0f}")
     curve = [(t, res.get(t, "act")) for t in args.tasks if len((res.get(t, "act") or {}).get("checkpoints", [])) > 1]
     if curve:
         print("\nLeRobot ACT: closed-loop success against its training time\n")
