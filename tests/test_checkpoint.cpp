@@ -97,10 +97,7 @@ void expect_same(const Checkpoint& got, const Checkpoint& want) {
   EXPECT_EQ(got.hf_config_json, want.hf_config_json);
 }
 
-std::string read_bytes(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(f), {}};
-}
+using strata::testing::read_bytes;
 void write_bytes(const std::string& p, const std::string& s) {
   std::ofstream f(p, std::ios::binary | std::ios::trunc);
   f.write(s.data(), std::streamsize(s.size()));

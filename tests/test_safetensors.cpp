@@ -30,10 +30,7 @@ struct TempDir : st::TempDir {
   TempDir() : st::TempDir("strata_st_") {}
 };
 
-std::string read_bytes(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(f), {}};
-}
+using strata::testing::read_bytes;
 void write_bytes(const std::string& p, const std::string& s) { std::ofstream(p, std::ios::binary) << s; }
 
 uint32_t bits(float f) {

@@ -32,10 +32,7 @@ using nlohmann::json;
 
 namespace {
 
-std::string read_bytes(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(f), {}};
-}
+using strata::testing::read_bytes;
 
 std::string values_of(const SweepPoint& p) {
   std::string s;

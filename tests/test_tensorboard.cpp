@@ -44,10 +44,7 @@ std::string random_bytes(size_t n, uint64_t seed) {
   return s;
 }
 
-std::string read_bytes(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(f), {}};
-}
+using strata::testing::read_bytes;
 
 // ---- a minimal independent decoder for what TensorBoardWriter writes ----
 

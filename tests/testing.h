@@ -5,13 +5,21 @@
 
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <string>
 #include <vector>
 
 #include "core/rng.h"
 
 namespace strata::testing {
+
+// A whole file's bytes ("" when it cannot be read): for tests that inspect what was written.
+inline std::string read_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(f), {}};
+}
 
 inline std::vector<float> randn(size_t n, uint64_t seed, float scale = 1.0f) {
   Rng r(seed);

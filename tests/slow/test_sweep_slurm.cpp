@@ -25,10 +25,7 @@ using nlohmann::json;
 
 namespace {
 
-std::string read_bytes(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(f), {}};
-}
+using strata::testing::read_bytes;
 
 // The cluster for this test binary: its own state directory and ports, so that a developer's
 // `slurm_local.sh up` (the defaults) is left alone.
