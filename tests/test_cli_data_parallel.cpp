@@ -1,6 +1,7 @@
 // Data-parallel training through the CLI under a real `mpirun` (Open MPI, CPU): two ranks on the same
 // global batch end where one process ends, a 2-rank run resumes in one process, SIGTERM to one rank
-// stops every rank with one checkpoint, and a killed rank ends the job instead of hanging it. They
+// stops every rank with one checkpoint, a killed rank ends the job instead of hanging it, and ZeRO-1
+// (train.dist_zero1) changes no bit of the result. They
 // skip, saying why, where this binary was built without MPI or mpirun is missing.
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -236,6 +237,112 @@ TEST(DataParallel, Sigusr1ToRankZeroStopsEveryRankWithOneCheckpoint) {
   ASSERT_FALSE(hung) << slurp(d + "/out.log");
   EXPECT_EQ(code, 0) << slurp(d + "/out.log");
   EXPECT_EQ(count_checkpoints(d + "/r"), 1);
+}
+
+// ZeRO-1 (train.dist_zero1): each rank updates its shard of the parameters with its shard of the
+// AdamW moments, and an all-gather brings the rest. AdamW is elementwise, so the parameters and the
+// checkpoint's (gathered) moments are bitwise those of the same 2 ranks without it.
+TEST(DataParallel, Zero1IsBitwiseTheSameAsTwoRanksWithoutIt) {
+  SKIP_WITHOUT_MPI();
+  std::string d = scratch_dir("dp_zero1");
+  write_text(d + "/a.yaml", dp_config(20));
+  auto two = mpirun(2, "train a.yaml train.run_dir=two --quiet", d);
+  ASSERT_EQ(two.code, 0) << two.out;
+  // Not quiet: the start line says what each rank keeps.
+  auto zero = mpirun(2, "train a.yaml train.run_dir=zero train.dist_zero1=true", d);
+  ASSERT_EQ(zero.code, 0) << zero.out;
+  EXPECT_NE(zero.out.find("ZeRO-1: AdamW moments sharded"), std::string::npos) << zero.out;
+  Checkpoint a = load_checkpoint(newest(d + "/two")), b = load_checkpoint(newest(d + "/zero"));
+  EXPECT_EQ(a.state, b.state);
+  EXPECT_EQ(max_abs_diff(a.params, b.params, "params after 20 steps, 2 ranks vs 2 ranks ZeRO-1"), 0.0);
+  EXPECT_EQ(max_abs_diff(a.adam_m, b.adam_m, "AdamW m, gathered for the checkpoint"), 0.0);
+  EXPECT_EQ(max_abs_diff(a.adam_v, b.adam_v, "AdamW v, gathered for the checkpoint"), 0.0);
+  std::string m = slurp(d + "/zero/metrics.jsonl");
+  EXPECT_NE(m.find("\"comm_allgather_ms\""), std::string::npos) << m;
+  // Three ranks split the parameters unevenly where 3 does not divide their count.
+  int64_t P = 0;
+  for (auto& t : a.params) P += int64_t(t.data.size());
+  std::printf("%lld parameters: shards of %lld floats over 3 ranks\n", (long long)P, (long long)shard_range(P, 3, 2).size());
+  auto three = mpirun(3, "train a.yaml train.run_dir=three train.batch=6 --quiet", d);
+  ASSERT_EQ(three.code, 0) << three.out;
+  auto three_z = mpirun(3, "train a.yaml train.run_dir=three_z train.batch=6 train.dist_zero1=true --quiet", d);
+  ASSERT_EQ(three_z.code, 0) << three_z.out;
+  Checkpoint t = load_checkpoint(newest(d + "/three")), tz = load_checkpoint(newest(d + "/three_z"));
+  EXPECT_EQ(max_abs_diff(t.params, tz.params, "params, 3 ranks vs 3 ranks ZeRO-1"), 0.0);
+  EXPECT_EQ(max_abs_diff(t.adam_m, tz.adam_m, "AdamW m, 3 ranks"), 0.0);
+  // Switched on halfway (the full moments scattered at resume) and off again (gathered at the save):
+  // still the same run, bit for bit.
+  auto half = mpirun(2, "train a.yaml train.run_dir=half --quiet --stop-after 10", d);
+  ASSERT_EQ(half.code, 0) << half.out;
+  auto on = mpirun(2, "train a.yaml train.run_dir=half train.dist_zero1=true --quiet --resume --stop-after 5", d);
+  ASSERT_EQ(on.code, 0) << on.out;
+  auto off = mpirun(2, "train a.yaml train.run_dir=half --quiet --resume", d);
+  ASSERT_EQ(off.code, 0) << off.out;
+  Checkpoint c = load_checkpoint(newest(d + "/half"));
+  EXPECT_EQ(a.state, c.state);
+  EXPECT_EQ(max_abs_diff(a.params, c.params, "params: 10 steps + 5 with ZeRO-1 + 5 without vs 20 without"), 0.0);
+  EXPECT_EQ(max_abs_diff(a.adam_v, c.adam_v, "AdamW v, the same"), 0.0);
+}
+
+// Checkpoints hold the full moments whatever the world size and ZeRO-1 were, so a ZeRO-1 run resumes
+// in one process and a one-process run resumes as 2 ZeRO-1 ranks, each continuing the run.
+TEST(DataParallel, Zero1ResumesAtAnotherWorldSize) {
+  SKIP_WITHOUT_MPI();
+  std::string d = scratch_dir("dp_zero1_resume");
+  write_text(d + "/a.yaml", dp_config(20));
+  auto whole = single("train a.yaml train.run_dir=whole --quiet", d);
+  ASSERT_EQ(whole.code, 0) << whole.out;
+  Checkpoint w = load_checkpoint(newest(d + "/whole"));
+
+  auto first = mpirun(2, "train a.yaml train.run_dir=r train.dist_zero1=true --quiet --stop-after 10", d);
+  ASSERT_EQ(first.code, 0) << first.out;
+  EXPECT_EQ(load_checkpoint(newest(d + "/r")).state.step, 10);
+  auto second = single("train a.yaml train.run_dir=r train.dist_zero1=true --quiet --resume", d);  // a no-op alone
+  ASSERT_EQ(second.code, 0) << second.out;
+  Checkpoint a = load_checkpoint(newest(d + "/r"));
+  EXPECT_EQ(a.state, w.state);
+  // Not bitwise: 2 ranks sum the batch's halves in another order than one process (see above).
+  EXPECT_LE(max_abs_diff(a.params, w.params, "params: 10 steps on 2 ZeRO-1 ranks + 10 in 1 process vs 20 in 1"), 1e-6);
+  EXPECT_LE(max_abs_diff(a.adam_m, w.adam_m, "AdamW m"), 1e-6);
+
+  auto one = single("train a.yaml train.run_dir=s --quiet --stop-after 10", d);
+  ASSERT_EQ(one.code, 0) << one.out;
+  auto two = mpirun(2, "train a.yaml train.run_dir=s train.dist_zero1=true --quiet --resume", d);
+  ASSERT_EQ(two.code, 0) << two.out;
+  Checkpoint b = load_checkpoint(newest(d + "/s"));
+  EXPECT_EQ(b.state, w.state);
+  EXPECT_LE(max_abs_diff(b.params, w.params, "params: 10 steps in 1 process + 10 on 2 ZeRO-1 ranks vs 20 in 1"), 1e-6);
+  EXPECT_LE(max_abs_diff(b.adam_m, w.adam_m, "AdamW m"), 1e-6);
+  EXPECT_LE(max_abs_diff(b.adam_v, w.adam_v, "AdamW v"), 1e-6);
+}
+
+TEST(DataParallel, Zero1SigtermStopsWithOneGoodCheckpoint) {
+  SKIP_WITHOUT_MPI();
+  std::string d = scratch_dir("dp_zero1_sigterm");
+  write_text(d + "/a.yaml", dp_config(100000));
+  pid_t job = spawn(fmt::format("{} -np 2 '{}' train a.yaml train.run_dir=r train.save_every=0 train.dist_zero1=true --quiet",
+                                kMpirun, strata_bin()),
+                    d);
+  ASSERT_GT(job, 0);
+  wait_for_metrics(d + "/r");
+  pid_t r1 = rank_pid(d, 1);
+  ASSERT_GT(r1, 0) << "rank 1 not found; log:\n" << slurp(d + "/out.log");
+  kill(r1, SIGTERM);
+  bool hung = false;
+  int code = wait_exit(job, 300, &hung);
+  ASSERT_FALSE(hung) << slurp(d + "/out.log");
+  EXPECT_EQ(code, 0) << slurp(d + "/out.log");
+  EXPECT_EQ(count_checkpoints(d + "/r"), 1);
+  Checkpoint c = load_checkpoint(newest(d + "/r"));  // verified: every tensor, full size, checksums
+  EXPECT_GT(c.state.step, 0);
+  // Rank 1's shard of the moments (the end of the buffer) was gathered, not left at zero.
+  ASSERT_FALSE(c.adam_v.empty());
+  double last = 0;
+  for (float x : c.adam_v.back().data) last += double(x);
+  EXPECT_GT(last, 0.0) << c.adam_v.back().name;
+  auto resumed = mpirun(2, "train a.yaml train.run_dir=r train.dist_zero1=true train.steps=" + std::to_string(c.state.step + 2) +
+                               " --quiet --resume", d);
+  EXPECT_EQ(resumed.code, 0) << resumed.out;
 }
 
 TEST(DataParallel, KilledRankEndsTheJob) {

@@ -66,6 +66,9 @@ struct FakeWorld final : Communicator {
   void sum(double*, int, const std::string&) override {}
   void broadcast(void*, size_t, int, const std::string&) override {}
   void barrier(const std::string&) override {}
+  void all_gather(float*, const std::vector<int64_t>&, const std::string&) override {}
+  void gather(float*, const std::vector<int64_t>&, int, const std::string&) override {}
+  void scatter(float*, const std::vector<int64_t>&, int, const std::string&) override {}
   [[noreturn]] void abort_job(const std::string&) override { std::abort(); }
 };
 

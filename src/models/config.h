@@ -29,6 +29,7 @@ struct TrainConfig {
   float dist_bucket_mb = 0.5f;    // gradient bucket size of the all-reduce (small: CPU models are small)
   bool dist_overlap = true;       // start a bucket's all-reduce during backward, as soon as it is final
   float dist_timeout_s = 600.0f;  // a collective unfinished after this long aborts the job (a rank died or hangs)
+  bool dist_zero1 = false;        // ZeRO-1: each rank keeps the AdamW moments of its shard of the parameters only
 };
 
 struct OptimConfig {

@@ -156,6 +156,8 @@ const Schema& schema() {
         F("train.dist_bucket_mb", "data parallel (mpirun/srun): MiB of gradients per all-reduce bucket", {}, Tr, &TrainConfig::dist_bucket_mb),
         F("train.dist_overlap", "data parallel: all-reduce each bucket during backward, as soon as its gradients are final", {}, Tr, &TrainConfig::dist_overlap),
         F("train.dist_timeout_s", "data parallel: seconds a collective may wait (for a dead or hung rank) before the job is aborted", {}, Tr, &TrainConfig::dist_timeout_s),
+        F("train.dist_zero1", "data parallel: ZeRO-1, each rank keeps the AdamW moments of its 1/N of the parameters only "
+          "(optimizer memory / N) and updates that shard, then an all-gather brings every rank the new parameters", {}, Tr, &TrainConfig::dist_zero1),
         F("optim.lr", "peak learning rate", {}, O, &OptimConfig::lr),
         F("optim.min_lr_ratio", "final / peak learning rate of the cosine schedule", {}, O, &OptimConfig::min_lr_ratio),
         F("optim.warmup", "linear warmup steps", {}, O, &OptimConfig::warmup),

@@ -25,6 +25,10 @@ class SingleProcess final : public Communicator {
   void sum(double*, int, const std::string&) override {}
   void broadcast(void*, size_t, int, const std::string&) override {}
   void barrier(const std::string&) override {}
+  // A world of one: its block is the whole buffer, already everywhere it needs to be.
+  void all_gather(float*, const std::vector<int64_t>&, const std::string&) override {}
+  void gather(float*, const std::vector<int64_t>&, int, const std::string&) override {}
+  void scatter(float*, const std::vector<int64_t>&, int, const std::string&) override {}
   [[noreturn]] void abort_job(const std::string& message) override {
     fmt::print(stderr, "strata: {}\n", message);
     std::exit(1);
@@ -82,6 +86,23 @@ bool mpi_built() {
 Communicator& world() {
   static std::unique_ptr<Communicator> w = make_world();
   return *w;
+}
+
+// ---- ZeRO-1 shards -----------------------------------------------------------------------------
+
+ShardRange shard_range(int64_t n, int world, int rank) {
+  if (world < 1 || rank < 0 || rank >= world || n < 0)
+    throw Error(fmt::format("shard_range: rank {} of a world of {} over {} floats", rank, world, n));
+  const int64_t base = n / world, extra = n % world;
+  // Ranks below `extra` own base + 1 floats, the rest base.
+  const int64_t lo = rank * base + std::min<int64_t>(rank, extra);
+  return {lo, lo + base + (rank < extra ? 1 : 0)};
+}
+
+std::vector<int64_t> shard_counts(int64_t n, int world) {
+  std::vector<int64_t> c(static_cast<size_t>(world));
+  for (int r = 0; r < world; ++r) c[size_t(r)] = shard_range(n, world, r).size();
+  return c;
 }
 
 // ---- GradReducer -------------------------------------------------------------------------------

@@ -38,6 +38,18 @@ class Communicator {
   virtual void sum(double* data, int n, const std::string& what) = 0;
   virtual void broadcast(void* data, size_t bytes, int root, const std::string& what) = 0;
   virtual void barrier(const std::string& what) = 0;
+  // ZeRO-1's collectives over a float buffer cut into one contiguous block per rank, in rank order:
+  // rank r's block holds counts[r] floats (counts has size() entries; see shard_ranges). Blocking,
+  // with the deadline.
+  //   all_gather: in place on `data`, the whole buffer on every rank: each rank's block goes to all.
+  //     The NCCL communicator takes device memory, the others host memory.
+  //   gather: to `root`. On root `data` is the whole buffer, its own block already in place; on the
+  //     other ranks it is their block alone. Host memory.
+  //   scatter: the reverse, from `root`: on root `data` is the whole buffer (its own block stays
+  //     where it is), on the others it receives their block. Host memory.
+  virtual void all_gather(float* data, const std::vector<int64_t>& counts, const std::string& what) = 0;
+  virtual void gather(float* data, const std::vector<int64_t>& counts, int root, const std::string& what) = 0;
+  virtual void scatter(float* data, const std::vector<int64_t>& counts, int root, const std::string& what) = 0;
   // Prints "strata: rank r/N: <message>" and ends every rank of the job with exit code 1.
   [[noreturn]] virtual void abort_job(const std::string& message) = 0;
 };
@@ -49,6 +61,18 @@ class Communicator {
 Communicator& world();
 // Whether this binary was built with MPI (tests skip without it).
 bool mpi_built();
+
+// ZeRO-1: the balanced split of a flat buffer of n floats over `world` ranks into contiguous shards,
+// in rank order: rank r owns [lo, hi), the first n % world ranks one float more than the others (so
+// rank 0's shard starts at 0 and the shards' sizes differ by at most one).
+struct ShardRange {
+  int64_t lo = 0, hi = 0;
+  int64_t size() const { return hi - lo; }
+  bool operator==(const ShardRange&) const = default;
+};
+ShardRange shard_range(int64_t n, int world, int rank);
+// Every rank's shard size, in rank order: the counts the Communicator's ZeRO-1 collectives take.
+std::vector<int64_t> shard_counts(int64_t n, int world);
 
 // Thrown the same way on every rank at the same point of the run (a refused config, a run that
 // diverged): each rank exits with its code and no rank needs to be aborted.

@@ -1,5 +1,5 @@
-// The MPI communicator: every collective is non-blocking (MPI_Iallreduce, MPI_Ibcast, MPI_Ibarrier)
-// and waited on by polling against a deadline, because a blocking MPI call whose peer died or hangs
+// The MPI communicator: every collective is non-blocking (MPI_Iallreduce, MPI_Ibcast, MPI_Ibarrier,
+// MPI_Iallgatherv; ZeRO-1's gather and scatter as MPI_Isend / MPI_Irecv) and waited on by polling against a deadline, because a blocking MPI call whose peer died or hangs
 // never returns.
 //
 // Open MPI moves a non-blocking collective along only inside MPI calls, and backward makes none
@@ -18,6 +18,7 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <climits>
 #include <condition_variable>
@@ -139,6 +140,44 @@ class Mpi final : public Communicator {
     MPI_Ibarrier(comm_, &pending_.back());
     wait_all(what);
   }
+  void all_gather(float* data, const std::vector<int64_t>& counts, const std::string& what) override {
+    wait_for_sum_thread(what);
+    require_counts(counts, what);
+    int64_t total = 0;
+    for (int64_t c : counts) total += c;
+    // MPI's counts and displacements are ints. cnt and displ must outlive the request: wait_all below.
+    std::vector<int> cnt(static_cast<size_t>(size_)), displ(static_cast<size_t>(size_));
+    if (total <= INT_MAX) {
+      for (int r = 0, off = 0; r < size_; off += cnt[size_t(r)], ++r) cnt[size_t(r)] = int(counts[size_t(r)]), displ[size_t(r)] = off;
+      pending_.emplace_back();
+      MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, cnt.data(), displ.data(), MPI_FLOAT, comm_,
+                      &pending_.back());
+    } else {
+      // A buffer past INT_MAX floats: one broadcast per block instead, in pieces of at most INT_MAX.
+      int64_t off = 0;
+      for (int r = 0; r < size_; off += counts[size_t(r)], ++r)
+        for (int64_t o = 0; o < counts[size_t(r)]; o += INT_MAX) {
+          pending_.emplace_back();
+          MPI_Ibcast(data + off + o, int(std::min<int64_t>(INT_MAX, counts[size_t(r)] - o)), MPI_FLOAT, r, comm_,
+                     &pending_.back());
+        }
+    }
+    wait_all(what);
+  }
+  // Gather and scatter serve checkpoints (not every step): point-to-point messages between root and
+  // each rank, in pieces of at most INT_MAX floats, so no int count or displacement limits the size.
+  void gather(float* data, const std::vector<int64_t>& counts, int root, const std::string& what) override {
+    wait_for_sum_thread(what);
+    require_counts(counts, what);
+    exchange_blocks(data, counts, root, /*to_root=*/true);
+    wait_all(what);
+  }
+  void scatter(float* data, const std::vector<int64_t>& counts, int root, const std::string& what) override {
+    wait_for_sum_thread(what);
+    require_counts(counts, what);
+    exchange_blocks(data, counts, root, /*to_root=*/false);
+    wait_all(what);
+  }
   [[noreturn]] void abort_job(const std::string& message) override {
     fmt::print(stderr, "strata: rank {}/{}: {}\n", rank_, size_, message);
     std::fflush(stderr);
@@ -156,6 +195,29 @@ class Mpi final : public Communicator {
       lk.unlock();
       abort_job(timeout_message(what));
     }
+  }
+
+  void require_counts(const std::vector<int64_t>& counts, const std::string& what) const {
+    if (int64_t(counts.size()) != size_)
+      throw Error(fmt::format("{}: {} block counts for a world of {}", what, counts.size(), size_));
+  }
+
+  // Starts the messages of a gather (to_root) or scatter between root's whole buffer and each rank's
+  // block. MPI keeps the order of messages between two ranks with one tag, so piece k meets piece k.
+  void exchange_blocks(float* data, const std::vector<int64_t>& counts, int root, bool to_root) {
+    constexpr int kTag = 7201;
+    auto pieces = [&](float* p, int64_t n, int peer, bool send) {
+      for (int64_t o = 0; o < n; o += INT_MAX) {
+        int c = int(std::min<int64_t>(INT_MAX, n - o));
+        pending_.emplace_back();
+        if (send) MPI_Isend(p + o, c, MPI_FLOAT, peer, kTag, comm_, &pending_.back());
+        else MPI_Irecv(p + o, c, MPI_FLOAT, peer, kTag, comm_, &pending_.back());
+      }
+    };
+    if (rank_ != root) return pieces(data, counts[size_t(rank_)], root, /*send=*/to_root);
+    int64_t off = 0;
+    for (int r = 0; r < size_; off += counts[size_t(r)], ++r)
+      if (r != root) pieces(data + off, counts[size_t(r)], r, /*send=*/!to_root);
   }
 
   std::string timeout_message(const std::string& what) const {

@@ -11,6 +11,7 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -112,6 +113,37 @@ class Nccl final : public Communicator {
     host_.broadcast(data, bytes, root, what);
   }
   void barrier(const std::string& what) override { host_.barrier(what); }
+  // data: device memory whose own block the compute stream has just written (the optimizer step).
+  // Equal blocks are one ncclAllGather (in place: this rank's block sits at rank * count); unequal
+  // ones (the split of a size that the world does not divide) one in-place broadcast per block,
+  // grouped so that NCCL runs them together.
+  void all_gather(float* data, const std::vector<int64_t>& counts, const std::string& what) override {
+    if (int64_t(counts.size()) != size())
+      throw Error(fmt::format("{}: {} block counts for a world of {}", what, counts.size(), size()));
+    cuda_check(cudaEventRecord(final_, cuda::current_stream()), "cudaEventRecord");
+    cuda_check(cudaStreamWaitEvent(stream_, final_, 0), "cudaStreamWaitEvent");
+    bool equal = std::all_of(counts.begin(), counts.end(), [&](int64_t c) { return c == counts[0]; });
+    if (equal) {
+      size_t n = size_t(counts[0]);
+      nccl_check(ncclAllGather(data + size_t(rank()) * n, data, n, ncclFloat, comm_, stream_), "ncclAllGather");
+    } else {
+      nccl_check(ncclGroupStart(), "ncclGroupStart");
+      int64_t off = 0;
+      for (int r = 0; r < size(); off += counts[size_t(r)], ++r)
+        nccl_check(ncclBroadcast(data + off, data + off, size_t(counts[size_t(r)]), ncclFloat, r, comm_, stream_),
+                   "ncclBroadcast");
+      nccl_check(ncclGroupEnd(), "ncclGroupEnd");
+    }
+    pending_ = true;
+    wait_all(what);
+  }
+  // Checkpoint-time, on host copies of the moments: the host communicator's.
+  void gather(float* data, const std::vector<int64_t>& counts, int root, const std::string& what) override {
+    host_.gather(data, counts, root, what);
+  }
+  void scatter(float* data, const std::vector<int64_t>& counts, int root, const std::string& what) override {
+    host_.scatter(data, counts, root, what);
+  }
   [[noreturn]] void abort_job(const std::string& message) override {
     host_.abort_job(message);
     std::abort();  // not reached

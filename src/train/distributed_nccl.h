@@ -1,7 +1,8 @@
 #pragma once
-// The GPU data-parallel communicator (train/distributed.h): NCCL sums the gradients on the GPUs, one
-// GPU per rank, on a stream of its own so that a bucket's sum runs while backward goes on; the small
-// host-side collectives (loss, stop flag, broadcasts, barriers) and NCCL's bootstrap go through the
+// The GPU data-parallel communicator (train/distributed.h): NCCL sums the gradients on the GPUs (and
+// all-gathers ZeRO-1's updated parameters), one GPU per rank, on a stream of its own so that a
+// bucket's sum runs while backward goes on; the small host-side collectives (loss, stop flag,
+// broadcasts, barriers, ZeRO-1's checkpoint gather and scatter) and NCCL's bootstrap go through the
 // host communicator (MPI; or the single-process one, a world of one). Built only in a CUDA build
 // that found NCCL (STRATA_HAVE_NCCL); nccl_built() says whether it was.
 #include <memory>

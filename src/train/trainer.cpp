@@ -97,8 +97,16 @@ TrainResult train_text(const Config& cfg, const std::string& config_yaml, const 
   Model model(cfg.model, tc.seed);
   ParamStore& ps = model.params();
   const int64_t P = ps.numel();
+  // ZeRO-1 (W > 1, train.dist_zero1): this rank keeps the AdamW moments of its shard of the flat
+  // buffer only and updates that shard; the others' come by the all-gather after the step. Rank 0
+  // still reads and writes the full moments (checkpoints keep one format at every world size), and
+  // its shard starts at 0, so its full host buffer is cut to the shard by shrinking it.
+  const bool zero1 = W > 1 && tc.dist_zero1;
+  const ShardRange shard = zero1 ? shard_range(P, W, rank) : ShardRange{0, P};
+  const std::vector<int64_t> shard_sizes = zero1 ? shard_counts(P, W) : std::vector<int64_t>{};
   // Built, initialised and (on resume) restored on the host; moved to the device below.
-  std::vector<float> adam_m(size_t(P), 0.0f), adam_v(size_t(P), 0.0f);
+  const size_t host_moments = size_t(zero1 && !lead ? shard.size() : P);
+  std::vector<float> adam_m(host_moments, 0.0f), adam_v(host_moments, 0.0f);
   std::vector<uint8_t> decay = ps.decay_mask();
   // The data stream has its own seed so that changing the model init does not change the batches.
   Rng data_rng(tc.seed ^ 0xda7a5eedULL);
@@ -158,8 +166,13 @@ TrainResult train_text(const Config& cfg, const std::string& config_yaml, const 
     if (head[1] == 1) throw AgreedInputError(err);
     if (head[1] == 2) throw AgreedError(err);
     comm.broadcast(ps.flat(), sizeof(float) * size_t(P), 0, "the initial parameters");
-    comm.broadcast(adam_m.data(), sizeof(float) * size_t(P), 0, "the initial optimizer state");
-    comm.broadcast(adam_v.data(), sizeof(float) * size_t(P), 0, "the initial optimizer state");
+    if (zero1) {
+      comm.scatter(adam_m.data(), shard_sizes, 0, "the initial optimizer state's shards");
+      comm.scatter(adam_v.data(), shard_sizes, 0, "the initial optimizer state's shards");
+    } else {
+      comm.broadcast(adam_m.data(), sizeof(float) * size_t(P), 0, "the initial optimizer state");
+      comm.broadcast(adam_v.data(), sizeof(float) * size_t(P), 0, "the initial optimizer state");
+    }
     uint64_t st[4] = {uint64_t(step), data_rng.seed, data_rng.counter, uint64_t(tokens_seen)};
     comm.broadcast(st, sizeof st, 0, "the initial training state");
     step = int64_t(st[0]);
@@ -173,11 +186,14 @@ TrainResult train_text(const Config& cfg, const std::string& config_yaml, const 
   // optimizer step. Checkpoints hold only the fp32 values, so resume is bit-exact in both modes.
   const Precision precision = tc.precision == "bf16" ? Precision::bf16 : Precision::fp32;
   if (precision == Precision::bf16) enable_bf16_shadow(ps);
-  DeviceArray<float> opt_m = DeviceArray<float>::from_host(adam_m.data(), adam_m.size(), device);
-  DeviceArray<float> opt_v = DeviceArray<float>::from_host(adam_v.data(), adam_v.size(), device);
-  DeviceArray<uint8_t> opt_decay = DeviceArray<uint8_t>::from_host(decay.data(), decay.size(), device);
+  // This rank's shard of the moments and of the decay mask (everything, without ZeRO-1); rank 0's
+  // host buffers start with its shard.
+  DeviceArray<float> opt_m = DeviceArray<float>::from_host(adam_m.data(), size_t(shard.size()), device);
+  DeviceArray<float> opt_v = DeviceArray<float>::from_host(adam_v.data(), size_t(shard.size()), device);
+  DeviceArray<uint8_t> opt_decay = DeviceArray<uint8_t>::from_host(decay.data() + shard.lo, size_t(shard.size()), device);
   std::vector<float>().swap(adam_m);  // the host staging copies are not needed any more
   std::vector<float>().swap(adam_v);
+  std::vector<uint8_t>().swap(decay);
 
   std::optional<MetricsWriter> metrics;
   std::optional<TensorBoardWriter> tb;
@@ -203,16 +219,26 @@ TrainResult train_text(const Config& cfg, const std::string& config_yaml, const 
   bool stop_agreed = false;  // W > 1: some rank had a signal at the last step's agreement
   auto stop_signal = [&] { return W == 1 ? pending_signal() != 0 : stop_agreed; };
 
-  auto make_checkpoint = [&]() {
+  // ZeRO-1: the full moment on rank 0 (empty elsewhere), gathered from every rank's shard.
+  auto gather_moment = [&](const DeviceArray<float>& part) {
+    std::vector<float> full = part.to_host();
+    if (lead) full.resize(size_t(P));  // rank 0's shard is the prefix
+    comm.gather(full.data(), shard_sizes, 0, "the optimizer state's gather for the checkpoint");
+    if (!lead) std::vector<float>().swap(full);
+    return full;
+  };
+  // full_m, full_v: ZeRO-1's gathered moments (otherwise empty: this rank holds them all).
+  auto make_checkpoint = [&](const std::vector<float>& full_m, const std::vector<float>& full_v) {
     Checkpoint ck;
     ck.config_yaml = config_yaml;
     // On cpu the buffers are host memory already; on cuda they are copied down first.
     const bool host = device == Device::cpu;
     std::vector<float> hp, hm, hv;
-    if (!host) hp = ps.host_flat(), hm = opt_m.to_host(), hv = opt_v.to_host();
+    if (!host) hp = ps.host_flat();
+    if (!host && !zero1) hm = opt_m.to_host(), hv = opt_v.to_host();
     ck.params = views_of(ps, host ? ps.flat() : hp.data());
-    ck.adam_m = views_of(ps, host ? opt_m.data() : hm.data());
-    ck.adam_v = views_of(ps, host ? opt_v.data() : hv.data());
+    ck.adam_m = views_of(ps, zero1 ? full_m.data() : host ? opt_m.data() : hm.data());
+    ck.adam_v = views_of(ps, zero1 ? full_v.data() : host ? opt_v.data() : hv.data());
     ck.state.step = step;
     ck.state.rng_seed = data_rng.seed;
     ck.state.rng_counter = data_rng.counter;
@@ -221,7 +247,9 @@ TrainResult train_text(const Config& cfg, const std::string& config_yaml, const 
   };
   // Rank 0 writes; the others wait until the file is committed, so none runs ahead or exits first.
   auto save = [&] {
-    if (lead) res.last_checkpoint = save_in_run_dir(res.run_dir, make_checkpoint(), tc.keep_checkpoints);
+    std::vector<float> full_m, full_v;
+    if (zero1) full_m = gather_moment(opt_m), full_v = gather_moment(opt_v);
+    if (lead) res.last_checkpoint = save_in_run_dir(res.run_dir, make_checkpoint(full_m, full_v), tc.keep_checkpoints);
     if (W > 1) comm.barrier("the checkpoint save on rank 0");
   };
   auto evaluate = [&]() {
@@ -242,8 +270,11 @@ TrainResult train_text(const Config& cfg, const std::string& config_yaml, const 
                cfg.data.path, data.train_size(), data.val_size(), res.run_dir);
   if (!quiet && W > 1)
     fmt::print(stderr, "data parallel: {} processes over {}, {} rows each of every global batch of {}, {} gradient "
-               "buckets{}\n", W, nccl ? nccl->backend() : comm.backend(), B_rank, B, reducer->bucket_count(),
-               tc.dist_overlap ? " overlapped with backward" : "");
+               "buckets{}, {}\n", W, nccl ? nccl->backend() : comm.backend(), B_rank, B, reducer->bucket_count(),
+               tc.dist_overlap ? " overlapped with backward" : "",
+               zero1 ? fmt::format("ZeRO-1: AdamW moments sharded, {:.2f} MiB of them per rank (of {:.2f} MiB)",
+                                   2.0 * 4 * double(shard.size()) / (1 << 20), 2.0 * 4 * double(P) / (1 << 20))
+                     : fmt::format("AdamW moments {:.2f} MiB on every rank", 2.0 * 4 * double(P) / (1 << 20)));
   SignalGuard signals;
   Progress progress(tc.steps, step, tc.log_every);
   auto t_start = std::chrono::steady_clock::now();
@@ -251,6 +282,7 @@ TrainResult train_text(const Config& cfg, const std::string& config_yaml, const 
   int64_t tokens_window = 0, steps_this_run = 0, steps_window = 0;
   double comm_other_s = 0;  // W > 1: the step's small agreement (loss, stop flag) in this window
   double skew_s = 0;        // W > 1: waiting for slower ranks to finish backward, in this window
+  double gather_s = 0;      // ZeRO-1: the parameters' all-gather after the update, in this window
   std::vector<double> agree;
   float loss = 0;
   int nonfinite_in_row = 0;
@@ -325,8 +357,19 @@ TrainResult train_text(const Config& cfg, const std::string& config_yaml, const 
     }
     nonfinite_in_row = 0;
     float scale = (cfg.optim.clip > 0 && gnorm > cfg.optim.clip) ? float(cfg.optim.clip / gnorm) : 1.0f;
-    STRATA_OP(device, adamw_update, ps.flat(), ps.flat_grad(), opt_m.data(), opt_v.data(), opt_decay.data(), P, lr,
-              cfg.optim.beta1, cfg.optim.beta2, cfg.optim.eps, cfg.optim.weight_decay, step + 1, scale);
+    if (!zero1) {
+      STRATA_OP(device, adamw_update, ps.flat(), ps.flat_grad(), opt_m.data(), opt_v.data(), opt_decay.data(), P, lr,
+                cfg.optim.beta1, cfg.optim.beta2, cfg.optim.eps, cfg.optim.weight_decay, step + 1, scale);
+    } else {
+      // This rank's shard of the update (AdamW is elementwise: the same values as the whole update),
+      // then every rank's shard to every rank.
+      STRATA_OP(device, adamw_update, ps.flat() + shard.lo, ps.flat_grad() + shard.lo, opt_m.data(), opt_v.data(),
+                opt_decay.data(), shard.size(), lr, cfg.optim.beta1, cfg.optim.beta2, cfg.optim.eps,
+                cfg.optim.weight_decay, step + 1, scale);
+      auto t0 = std::chrono::steady_clock::now();
+      (nccl ? *nccl : comm).all_gather(ps.flat(), shard_sizes, "the parameters' all-gather (ZeRO-1)");
+      gather_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
     refresh_bf16_shadow(ps);
     ++step;
     ++steps_this_run;
@@ -353,9 +396,11 @@ TrainResult train_text(const Config& cfg, const std::string& config_yaml, const 
         rec["comm_agree_ms"] = 1e3 * comm_other_s / n;
         rec["comm_skew_ms"] = 1e3 * skew_s / n;  // included in comm_wait_ms
         rec["buckets_started_in_backward"] = double(st.started_in_backward) / n;
+        if (zero1) rec["comm_allgather_ms"] = 1e3 * gather_s / n;
         reducer->reset_stats();
         comm_other_s = 0;
         skew_s = 0;
+        gather_s = 0;
       }
       if (metrics) metrics->write(rec);
       if (tb) {

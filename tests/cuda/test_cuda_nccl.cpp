@@ -1,5 +1,6 @@
-// The GPU data-parallel path (train/distributed_nccl.h): NCCL sums gradient buckets on the device,
-// and, where a node has two GPUs and mpirun, two GPU ranks end where one GPU ends. Each case skips,
+// The GPU data-parallel path (train/distributed_nccl.h): NCCL sums gradient buckets on the device and
+// all-gathers ZeRO-1's parameters, and, where a node has two GPUs and mpirun, two GPU ranks end where
+// one GPU ends (and ZeRO-1 changes no bit). Each case skips,
 // saying why, without a device, in a build without NCCL (CPU, emulator) or with fewer GPUs.
 #include <gtest/gtest.h>
 
@@ -37,6 +38,18 @@ TEST(CudaNccl, BucketsSumOnTheDeviceInAWorldOfOne) {
   EXPECT_NE(nccl->backend().find("NCCL"), std::string::npos) << nccl->backend();
 }
 
+// ZeRO-1's in-place all-gather of the parameters: a world of one gathers its own block, unchanged.
+TEST(CudaNccl, AllGatherInPlaceInAWorldOfOne) {
+  SKIP_WITHOUT_NCCL();
+  auto nccl = make_nccl_communicator(world());
+  nccl->set_timeout(60);
+  std::vector<float> h(1001);
+  for (size_t i = 0; i < h.size(); ++i) h[i] = float(i) * 0.25f - 7.0f;
+  DeviceVec<float> p(h);
+  nccl->all_gather(p.p, shard_counts(int64_t(h.size()), 1), "the test's all-gather");
+  EXPECT_EQ(p.host(), h);
+}
+
 TEST(CudaNccl, TwoGpuRanksMatchOneGpu) {
   SKIP_WITHOUT_NCCL();
   if (std::system("command -v mpirun >/dev/null 2>&1") != 0) GTEST_SKIP() << "skipped: mpirun is not on PATH";
@@ -65,4 +78,12 @@ TEST(CudaNccl, TwoGpuRanksMatchOneGpu) {
       worst = std::max(worst, std::fabs(double(a.params[i].data[j]) - double(b.params[i].data[j])));
   std::printf("params after 20 steps, 1 GPU vs 2 GPU ranks: max |diff| %.3g\n", worst);
   EXPECT_LE(worst, 1e-5);
+  // ZeRO-1 (the update on each rank's shard, NCCL's all-gather): bitwise the 2 ranks without it.
+  auto zero = run_raw("mpirun --allow-run-as-root --oversubscribe -np 2 '" + strata_bin() +
+                          "' train a.yaml train.run_dir=zero train.dist_zero1=true --quiet", d);
+  ASSERT_EQ(zero.code, 0) << zero.out;
+  Checkpoint z = load_checkpoint(*newest_good_checkpoint(d + "/zero"));
+  ASSERT_EQ(z.params.size(), b.params.size());
+  for (size_t i = 0; i < b.params.size(); ++i) EXPECT_EQ(z.params[i].data, b.params[i].data) << b.params[i].name;
+  for (size_t i = 0; i < b.adam_v.size(); ++i) EXPECT_EQ(z.adam_v[i].data, b.adam_v[i].data) << b.adam_v[i].name;
 }
