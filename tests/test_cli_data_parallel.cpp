@@ -270,6 +270,14 @@ TEST(DataParallel, Zero1IsBitwiseTheSameAsTwoRanksWithoutIt) {
   Checkpoint t = load_checkpoint(newest(d + "/three")), tz = load_checkpoint(newest(d + "/three_z"));
   EXPECT_EQ(max_abs_diff(t.params, tz.params, "params, 3 ranks vs 3 ranks ZeRO-1"), 0.0);
   EXPECT_EQ(max_abs_diff(t.adam_m, tz.adam_m, "AdamW m, 3 ranks"), 0.0);
+  // bf16: the layers read the bf16 shadow, which must be refreshed from the gathered parameters.
+  auto bf = mpirun(2, "train a.yaml train.run_dir=bf train.precision=bf16 train.steps=10 --quiet", d);
+  ASSERT_EQ(bf.code, 0) << bf.out;
+  auto bf_z = mpirun(2, "train a.yaml train.run_dir=bf_z train.precision=bf16 train.steps=10 train.dist_zero1=true --quiet", d);
+  ASSERT_EQ(bf_z.code, 0) << bf_z.out;
+  EXPECT_EQ(max_abs_diff(load_checkpoint(newest(d + "/bf")).params, load_checkpoint(newest(d + "/bf_z")).params,
+                         "params, bf16, 2 ranks vs 2 ranks ZeRO-1"),
+            0.0);
   // Switched on halfway (the full moments scattered at resume) and off again (gathered at the save):
   // still the same run, bit for bit.
   auto half = mpirun(2, "train a.yaml train.run_dir=half --quiet --stop-after 10", d);
