@@ -7,7 +7,8 @@
 #   scripts/slurm_local.sh down   stop it
 #   scripts/slurm_local.sh env    print "export SLURM_CONF=..." (eval "$(scripts/slurm_local.sh env)")
 #
-# Then: export SLURM_CONF=<dir>/slurm.conf; sinfo; sbatch ...; strata sweep SWEEP.yaml --executor slurm
+# Then: export SLURM_CONF=<dir>/slurm.conf; sinfo; sbatch ...; strata sweep SWEEP.yaml --executor slurm;
+# srun -n 2 build/strata train CFG (MpiDefault=pmix: Open MPI's ranks find each other through PMIx).
 # Needs root (slurmd launches jobs as their user) and the packages slurm-wlm and munge
 # (scripts/deps.sh installs them). Exit 3 with the reason when the cluster cannot be started here.
 # STRATA_SLURM_DIR (default /tmp/strata-slurm) and STRATA_SLURM_PORT (default 16817; slurmd uses
@@ -96,7 +97,8 @@ SelectTypeParameters=CR_CPU_Memory
 SchedulerType=sched/backfill
 # A job without --mem gets its share of memory per CPU, not the whole node (which would run one job at a time).
 DefMemPerCPU=$(( mem / (cpus > 0 ? cpus : 1) ))
-MpiDefault=none
+# srun starts MPI programs through PMIx (Open MPI's direct launch) without --mpi=pmix, as on most clusters.
+MpiDefault=pmix
 ReturnToService=2
 SlurmdTimeout=60
 InactiveLimit=0
