@@ -86,9 +86,11 @@ SlurmctldPidFile=$dir/slurmctld.pid
 SlurmdPidFile=$dir/slurmd.pid
 SlurmctldLogFile=$dir/slurmctld.log
 SlurmdLogFile=$dir/slurmd.log
-# No cgroups (containers rarely allow them): processes are tracked through /proc.
+# No cgroups (containers rarely allow them): processes are tracked through /proc. task/affinity binds
+# each task to its CPUs (sched_setaffinity), so OpenMP in a task of srun -n 2 starts one thread, not
+# one per core of the node.
 ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
+TaskPlugin=task/affinity
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
