@@ -182,6 +182,9 @@ def main():
     ap.add_argument("--overlap", type=float, default=0.8, help="share of the all-reduce that backward hides (at most its length)")
     ap.add_argument("--threshold", type=float, default=0.8)
     ap.add_argument("--measured", help="a multi-rank CPU run directory (metrics.jsonl) for a sanity row")
+    ap.add_argument("--models", help="only the models whose name matches this regular expression")
+    ap.add_argument("--tables", default="models,allreduce,efficiency,threshold,global",
+                    help="which tables (a comma list of: models, allreduce, efficiency, threshold, global)")
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--self-test", action="store_true")
     a = ap.parse_args()
@@ -204,57 +207,69 @@ def main():
     for name, p, layers, d, gb in GPT3:  # Kaplan et al. 2020: forward 2N + 2 n_layer n_ctx d per token; training 3x
         models.append((name, p, 6.0 * p + 6.0 * layers * GPT3_SEQ * d, GPT3_SEQ, gb))
 
+    if a.models:
+        models = [m for m in models if re.search(a.models, m[0])]
+    tables = set(a.tables.split(","))
+    unknown = tables - {"models", "allreduce", "efficiency", "threshold", "global"}
+    if unknown:
+        raise SystemExit(f"error: --tables: unknown {sorted(unknown)}; valid: models, allreduce, efficiency, threshold, global")
+
     say(f"Assumed: H100 {a.peak_tflops:g} TFLOP/s bf16 peak at MFU {a.mfu:g} = {flops_per_s / 1e12:.0f} TFLOP/s per GPU; "
         f"backward hides {a.overlap:g} of the all-reduce (at most 2/3 of the step's compute); "
         f"links (busbw, latency per ring step): " + ", ".join(f"{n} {bw / GB:g} GB/s {al * 1e6:g} us" for n, bw, al in LINKS) + ".\n")
 
-    say("Models: parameters, gradient bytes per step, training FLOPs per token (experiments/: 3 x `strata inspect`'s forward FLOPs at train.seq; GPT-3: 6N + 6 L T d)\n")
-    rows = [(n, human(p), human(4 * p, "B"), human(2 * p, "B"), human(f), s, f"{f / (6 * p):.2f}") for n, p, f, s, _ in models]
-    say(table(rows, ["model", "params", "grad fp32", "grad bf16", "train FLOP/token", "seq", "FLOP / 6N"], md))
+    if "models" in tables:
+        say("Models: parameters, gradient bytes per step, training FLOPs per token (experiments/: 3 x `strata inspect`'s forward FLOPs at train.seq; GPT-3: 6N + 6 L T d)\n")
+        rows = [(n, human(p), human(4 * p, "B"), human(2 * p, "B"), human(f), s, f"{f / (6 * p):.2f}") for n, p, f, s, _ in models]
+        say(table(rows, ["model", "params", "grad fp32", "grad bf16", "train FLOP/token", "seq", "FLOP / 6N"], md))
 
-    say("Ring all-reduce time per step, ms (fp32 gradients; bf16 halves the bandwidth part)\n")
-    rows = []
-    for n, p, f, s, _ in models:
-        for ln, bw, al in LINKS:
-            rows.append([n, ln] + [ms(ring_allreduce_s(4 * p, g, bw, al)) for g in gpus])
-    say(table(rows, ["model", "link"] + [f"N={g}" for g in gpus], md))
-
-    say(f"Efficiency t_c / (t_c + unhidden comm) at N={max(gpus)} (the latency term grows with N; the bandwidth term hardly does), "
-        f"fp32 gradients, per-GPU batch in sequences of the model's seq; t_c = compute ms per step\n")
-    rows = []
-    for n, p, f, s, _ in models:
-        for b in batches:
-            tc = f * b * s / flops_per_s
-            row = [n, b, ms(tc)]
+    if "allreduce" in tables:
+        say("Ring all-reduce time per step, ms (fp32 gradients; bf16 halves the bandwidth part)\n")
+        rows = []
+        for n, p, f, s, _ in models:
             for ln, bw, al in LINKS:
-                row.append(f"{efficiency(tc, ring_allreduce_s(4 * p, max(gpus), bw, al), a.overlap):.2f}")
-            rows.append(row)
-    say(table(rows, ["model", "batch/GPU", "t_c ms"] + [ln for ln, _, _ in LINKS], md))
+                rows.append([n, ln] + [ms(ring_allreduce_s(4 * p, g, bw, al)) for g in gpus])
+        say(table(rows, ["model", "link"] + [f"N={g}" for g in gpus], md))
 
-    say(f"Smallest per-GPU batch, in tokens per step, for efficiency >= {a.threshold:g}: fp32 / bf16 gradients "
-        f"(in brackets: sequences of the model's seq, fp32)\n")
-    rows = []
-    for n, p, f, s, _ in models:
-        for ln, bw, al in LINKS:
-            row = [n, ln]
-            for g in gpus:
-                t32 = min_tokens_for(a.threshold, f, ring_allreduce_s(4 * p, g, bw, al), a.overlap, flops_per_s)
-                t16 = min_tokens_for(a.threshold, f, ring_allreduce_s(2 * p, g, bw, al), a.overlap, flops_per_s)
-                row.append(f"{human(t32)} / {human(t16)} ({num(t32 / s)})")
-            rows.append(row)
-    say(table(rows, ["model", "link"] + [f"N={g}" for g in gpus], md))
+    if "efficiency" in tables:
+        say(f"Efficiency t_c / (t_c + unhidden comm) at N={max(gpus)} (the latency term grows with N; the bandwidth term hardly does), "
+            f"fp32 gradients, per-GPU batch in sequences of the model's seq; t_c = compute ms per step\n")
+        rows = []
+        for n, p, f, s, _ in models:
+            for b in batches:
+                tc = f * b * s / flops_per_s
+                row = [n, b, ms(tc)]
+                for ln, bw, al in LINKS:
+                    row.append(f"{efficiency(tc, ring_allreduce_s(4 * p, max(gpus), bw, al), a.overlap):.2f}")
+                rows.append(row)
+        say(table(rows, ["model", "batch/GPU", "t_c ms"] + [ln for ln, _, _ in LINKS], md))
 
-    say(f"Efficiency at the model's own global batch (experiments/: train.batch x train.seq; GPT-3: its paper's batch) "
-        f"split over N GPUs, fp32 gradients: data parallelism pays while this stays >= {a.threshold:g}\n")
-    rows = []
-    for n, p, f, s, gb in models:
-        for ln, bw, al in LINKS:
-            row = [n, human(gb), ln]
-            for g in gpus:
-                tc = f * gb / g / flops_per_s
-                row.append(f"{efficiency(tc, ring_allreduce_s(4 * p, g, bw, al), a.overlap):.2f}")
-            rows.append(row)
-    say(table(rows, ["model", "global tokens", "link"] + [f"N={g}" for g in gpus], md))
+    if "threshold" in tables:
+        say(f"Smallest per-GPU batch, in tokens per step, for efficiency >= {a.threshold:g}: fp32 / bf16 gradients "
+            f"(in brackets: sequences of the model's seq, fp32)\n")
+        rows = []
+        for n, p, f, s, _ in models:
+            for ln, bw, al in LINKS:
+                row = [n, ln]
+                for g in gpus:
+                    t32 = min_tokens_for(a.threshold, f, ring_allreduce_s(4 * p, g, bw, al), a.overlap, flops_per_s)
+                    t16 = min_tokens_for(a.threshold, f, ring_allreduce_s(2 * p, g, bw, al), a.overlap, flops_per_s)
+                    row.append(f"{human(t32)} / {human(t16)} ({num(t32 / s)})")
+                rows.append(row)
+        say(table(rows, ["model", "link"] + [f"N={g}" for g in gpus], md))
+
+    if "global" in tables:
+        say(f"Efficiency at the model's own global batch (experiments/: train.batch x train.seq; GPT-3: its paper's batch) "
+            f"split over N GPUs, fp32 gradients: data parallelism pays while this stays >= {a.threshold:g}\n")
+        rows = []
+        for n, p, f, s, gb in models:
+            for ln, bw, al in LINKS:
+                row = [n, human(gb), ln]
+                for g in gpus:
+                    tc = f * gb / g / flops_per_s
+                    row.append(f"{efficiency(tc, ring_allreduce_s(4 * p, g, bw, al), a.overlap):.2f}")
+                rows.append(row)
+        say(table(rows, ["model", "global tokens", "link"] + [f"N={g}" for g in gpus], md))
 
     if a.measured:
         m = measured_row(a.measured)
