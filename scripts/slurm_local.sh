@@ -7,7 +7,8 @@
 #   scripts/slurm_local.sh down   stop it
 #   scripts/slurm_local.sh env    print "export SLURM_CONF=..." (eval "$(scripts/slurm_local.sh env)")
 #
-# Then: export SLURM_CONF=<dir>/slurm.conf; sinfo; sbatch ...; strata sweep SWEEP.yaml --executor slurm
+# Then: export SLURM_CONF=<dir>/slurm.conf; sinfo; sbatch ...; strata sweep SWEEP.yaml --executor slurm;
+# srun -n 2 build/strata train CFG (MpiDefault=pmix: Open MPI's ranks find each other through PMIx).
 # Needs root (slurmd launches jobs as their user) and the packages slurm-wlm and munge
 # (scripts/deps.sh installs them). Exit 3 with the reason when the cluster cannot be started here.
 # STRATA_SLURM_DIR (default /tmp/strata-slurm) and STRATA_SLURM_PORT (default 16817; slurmd uses
@@ -85,9 +86,11 @@ SlurmctldPidFile=$dir/slurmctld.pid
 SlurmdPidFile=$dir/slurmd.pid
 SlurmctldLogFile=$dir/slurmctld.log
 SlurmdLogFile=$dir/slurmd.log
-# No cgroups (containers rarely allow them): processes are tracked through /proc.
+# No cgroups (containers rarely allow them): processes are tracked through /proc. task/affinity binds
+# each task to its CPUs (sched_setaffinity), so OpenMP in a task of srun -n 2 starts one thread, not
+# one per core of the node.
 ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
+TaskPlugin=task/affinity
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
@@ -96,7 +99,8 @@ SelectTypeParameters=CR_CPU_Memory
 SchedulerType=sched/backfill
 # A job without --mem gets its share of memory per CPU, not the whole node (which would run one job at a time).
 DefMemPerCPU=$(( mem / (cpus > 0 ? cpus : 1) ))
-MpiDefault=none
+# srun starts MPI programs through PMIx (Open MPI's direct launch) without --mpi=pmix, as on most clusters.
+MpiDefault=pmix
 ReturnToService=2
 SlurmdTimeout=60
 InactiveLimit=0

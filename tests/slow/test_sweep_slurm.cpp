@@ -3,18 +3,14 @@
 // for, and `sweep results` lists 4 done runs. Then Slurm's pre-timeout signal (USR1 to the batch
 // shell, as --signal=B:USR1@90 sends it) makes a point checkpoint and requeue, and the requeued task
 // resumes its run. Skipped, with the reason, only where Slurm cannot be started (exit 3 of the script).
-#include <unistd.h>
-
-#include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <thread>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "cli.h"
-#include "python_oracle.h"
+#include "local_slurm.h"
 #include "testing.h"
 #include "train/sweep_dir.h"
 
@@ -23,47 +19,12 @@ using namespace strata;
 namespace st = strata::testing;
 using nlohmann::json;
 
-namespace {
-
+using strata::testing::LocalSlurm;
 using strata::testing::read_bytes;
-
-// The cluster for this test binary: its own state directory and ports, so that a developer's
-// `slurm_local.sh up` (the defaults) is left alone.
-struct LocalSlurm {
-  std::string dir = "/tmp/strata-slurm-test-" + std::to_string(getpid());
-  std::string env = "STRATA_SLURM_DIR=" + dir + " STRATA_SLURM_PORT=16837 SLURM_CONF=" + dir + "/slurm.conf ";
-  std::string script = st::source_dir() + "/scripts/slurm_local.sh";
-  int up_code = -1;
-  std::string up_out;
-  LocalSlurm() {
-    st::RunResult r = st::run_raw(env + "bash '" + script + "' up", "/");
-    up_code = r.code;
-    up_out = r.out;
-  }
-  ~LocalSlurm() {
-    st::run_raw(env + "bash '" + script + "' down", "/");
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  // A strata command line with this cluster's SLURM_CONF.
-  st::RunResult strata(const std::string& args, const std::string& cwd) const { return st::run_raw(env + "'" + st::strata_bin() + "' " + args, cwd); }
-  st::RunResult shell(const std::string& cmd, const std::string& cwd) const { return st::run_raw(env + cmd, cwd); }
-};
-
-// Polls `done` every 200 ms for up to `seconds`.
-template <class F> bool wait_for(F&& done, double seconds) {
-  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-  while (std::chrono::steady_clock::now() < end) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
-  return done();
-}
-
-}  // namespace
+using strata::testing::wait_for;
 
 TEST(SweepSlurm, FourPointArrayFinishesAndARequeuedPointResumes) {
-  LocalSlurm slurm;
+  LocalSlurm slurm(16837);
   if (slurm.up_code == 3) GTEST_SKIP() << "Slurm cannot be started here: " << slurm.up_out;
   ASSERT_EQ(slurm.up_code, 0) << slurm.up_out;
   std::printf("  %s", slurm.up_out.c_str());
