@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <ctime>
 #include <memory>
 
 #include "kernels/cpu/elementwise.h"
@@ -124,9 +125,18 @@ void GradReducer::start(size_t k) {
   ++stats_.buckets;
 }
 
+namespace {
+double thread_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+}  // namespace
+
 void GradReducer::from(int64_t offset) {
   if (!overlap_ || !grad_) return;
   auto t0 = std::chrono::steady_clock::now();
+  const double c0 = thread_cpu_seconds();
   bool started = false;
   while (next_ < starts_.size() && starts_[next_] >= offset) {
     start(next_++);
@@ -135,16 +145,19 @@ void GradReducer::from(int64_t offset) {
   }
   if (started || next_ > 0) comm_.progress();
   stats_.in_backward_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  stats_.in_backward_cpu_s += thread_cpu_seconds() - c0;
 }
 
 void GradReducer::finish() {
   auto t0 = std::chrono::steady_clock::now();
+  const double c0 = thread_cpu_seconds();
   while (next_ < starts_.size()) start(next_++);
   comm_.wait_all("the gradient all-reduce");
   // A sum over the ranks, made the mean: every rank's loss is the mean over its equal share of the
   // global batch, so the mean of the ranks' gradients is the global batch's gradient.
   if (comm_.size() > 1) STRATA_OP(device_, scale_inplace, grad_, 1.0f / float(comm_.size()), numel_);
   stats_.wait_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  stats_.wait_cpu_s += thread_cpu_seconds() - c0;
   grad_ = nullptr;
 }
 

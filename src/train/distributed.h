@@ -101,6 +101,10 @@ class GradReducer final : public GradsFinal {
     double in_backward_s = 0;  // spent in from(): starting buckets and polling them, during backward
     double wait_s = 0;         // spent in finish(): the sums' time that backward did not hide, and any
                                // wait for a slower rank (the trainer measures that part apart)
+    // This thread's CPU time inside the same calls: the work the sums did on this rank's own core
+    // (a shared-memory MPI copies and adds inside its calls). Only the rest of the wall time, the
+    // wait for a transfer or a peer, is something backward can hide.
+    double in_backward_cpu_s = 0, wait_cpu_s = 0;
     int64_t buckets = 0, started_in_backward = 0;
   };
   const Stats& stats() const { return stats_; }

@@ -393,6 +393,7 @@ TrainResult train_text(const Config& cfg, const std::string& config_yaml, const 
         rec["step_ms"] = 1e3 * win / n;
         rec["comm_in_backward_ms"] = 1e3 * st.in_backward_s / n;
         rec["comm_wait_ms"] = 1e3 * st.wait_s / n;
+        rec["comm_cpu_ms"] = 1e3 * (st.in_backward_cpu_s + st.wait_cpu_s) / n;  // of the two above
         rec["comm_agree_ms"] = 1e3 * comm_other_s / n;
         rec["comm_skew_ms"] = 1e3 * skew_s / n;  // included in comm_wait_ms
         rec["buckets_started_in_backward"] = double(st.started_in_backward) / n;
