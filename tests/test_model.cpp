@@ -21,13 +21,22 @@ struct Case {
   const char* pattern;
   int mamba_version;
   const char* attention = "gqa";  // attention.kind of the '*' layers
+  bool selective = true;          // mamba.selective (false: the non-selective baseline, Mamba-1)
+  int window = 0;                 // attention.window (sliding window; T = 21 decodes well past it)
 };
+
+ModelConfig case_model(const Case& k) {
+  ModelConfig c = tiny_model(k.pattern, k.mamba_version, k.attention);
+  c.mamba.selective = k.selective;
+  c.attention.window = k.window;
+  return c;
+}
 
 class ModelParity : public ::testing::TestWithParam<Case> {};
 
 TEST_P(ModelParity, DecodeEqualsForwardAndPrefillThenStep) {
   Case k = GetParam();
-  Model m(tiny_model(k.pattern, k.mamba_version, k.attention), 3);
+  Model m(case_model(k), 3);
   const int64_t B = 2, T = 21, V = m.vocab(), T1 = 13;
   auto ids = random_tokens(B * T, 5);
   Arena arena;
@@ -72,7 +81,12 @@ INSTANTIATE_TEST_SUITE_P(Blocks, ModelParity,
                          ::testing::Values(Case{"attention", "*", 2}, Case{"mamba1", "M", 1}, Case{"mamba2", "M", 2},
                                            Case{"mlp", "-", 2}, Case{"moe", "E", 2},
                                            Case{"jamba_mix", "M-*E", 2}, Case{"mamba1_mix", "ME*-", 1},
-                                           Case{"mla", "*", 2, "mla"}, Case{"mla_mix", "M*E-", 2, "mla"}),
+                                           Case{"mla", "*", 2, "mla"}, Case{"mla_mix", "M*E-", 2, "mla"},
+                                           Case{"mamba1_nonselective", "M", 1, "gqa", false},
+                                           Case{"nonselective_mix", "M*-", 1, "gqa", false},
+                                           Case{"attention_window", "*", 2, "gqa", true, 5},
+                                           Case{"window_mix", "M*-*", 2, "gqa", true, 4},
+                                           Case{"mla_window", "*", 2, "mla", true, 5}),
                          [](const auto& info) { return std::string(info.param.name); });
 
 // d(loss)/d(param) of the whole model against central differences (fp32 forward, double loss).
