@@ -718,6 +718,7 @@ class Loader {
     range(c, "model.attention.qk_rope_head_dim", 0, true, INFINITY, true, " (0 = head_dim / 2)");
     range(c, "model.attention.v_head_dim", 0, true, INFINITY, true, " (0 = head_dim)");
     range(c, "model.attention.softmax_scale", 0, true, INFINITY, false, " (0 = 1 / sqrt(qk head dim))");
+    range(c, "model.attention.window", 0, true, INFINITY, true, " (0 = full causal)");
     range(c, "model.mamba.d_state", 1, true);
     range(c, "model.mamba.d_conv", 1, true);
     range(c, "model.mamba.expand", 1, true, 64);
@@ -728,6 +729,15 @@ class Loader {
     range(c, "model.mamba.dt_min", 0, false);
     range(c, "model.mamba.dt_max", 0, false);
     range(c, "model.mamba.dt_init_floor", 0, false);
+    if (!m.mamba.selective && m.pattern.find('M') != std::string::npos) {
+      if (m.mamba.version != 1)
+        fail({"model.mamba.selective", "model.mamba.version"},
+             fmt::format("{} (the non-selective baseline) is implemented for Mamba-1 only; set model.mamba.version: 1",
+                         kv(c, "model.mamba.selective")));
+      if (m.mamba.inner_norms)
+        fail({"model.mamba.selective", "model.mamba.inner_norms"},
+             fmt::format("{} has no x_proj outputs for model.mamba.inner_norms to normalise", kv(c, "model.mamba.selective")));
+    }
     if (m.mamba.dt_max < m.mamba.dt_min)
       fail({"model.mamba.dt_max", "model.mamba.dt_min"},
            fmt::format("{} is below {}", kv(c, "model.mamba.dt_max"), kv(c, "model.mamba.dt_min")));
