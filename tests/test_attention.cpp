@@ -4,6 +4,8 @@
 // multi-tile shapes) and against the analytic double gradient everywhere; thread-count independence.
 // MLA shapes: value head dim != qk head dim, an explicit softmax scale, and decode over a latent
 // cache where k and v are the same rows (v = their first hv channels).
+// Sliding window (window > 0): the same checks with each query seeing only its last `window` positions
+// (windows below, at and above a key tile, not aligned to tiles, of 1, and of Tk or more).
 #include <omp.h>
 
 #include <cmath>
@@ -27,6 +29,7 @@ struct Case {
   int64_t Tmax = 0;                // cache capacity (bstride = Tmax*Hkv*hd); 0 -> Tk (contiguous)
   int64_t hv_ = 0;                 // value head dim; 0 -> hd
   double scale_ = 0;               // softmax scale; 0 -> 1/sqrt(hd)
+  int64_t window = 0;              // sliding window; 0 -> full causal
   int64_t hv() const { return hv_ ? hv_ : hd; }
   float scale() const { return scale_ ? float(scale_) : 1.0f / std::sqrt(float(hd)); }
   int64_t cap() const { return Tmax ? Tmax : Tk; }
@@ -39,10 +42,13 @@ struct Case {
 };
 
 void print_case(const char* what, const Case& c) {
-  std::printf("attention %s B=%ld Tq=%ld Tk=%ld Hq=%ld Hkv=%ld hd_qk=%ld hd_v=%ld scale=%g Tmax=%ld\n", what, long(c.B),
-              long(c.Tq), long(c.Tk), long(c.Hq), long(c.Hkv), long(c.hd), long(c.hv()), double(c.scale()),
-              long(c.cap()));
+  std::printf("attention %s B=%ld Tq=%ld Tk=%ld Hq=%ld Hkv=%ld hd_qk=%ld hd_v=%ld scale=%g Tmax=%ld window=%ld\n",
+              what, long(c.B), long(c.Tq), long(c.Tk), long(c.Hq), long(c.Hkv), long(c.hd), long(c.hv()),
+              double(c.scale()), long(c.cap()), long(c.window));
 }
+
+// The lowest key position `pos` sees: 0, or pos - window + 1 with a sliding window.
+int64_t first_key(int64_t pos, const Case& c) { return c.window > 0 ? std::max<int64_t>(0, pos - c.window + 1) : 0; }
 
 // Naive causal attention in double: full score rows, max-subtracted softmax.
 // q[B, Tq, Hq, hd], k/v with batch strides c.ks() / c.vs() -> out[B, Tq, Hq, hv], lse[B, Hq, Tq].
@@ -58,7 +64,8 @@ void ref_attention(dvec& out, dvec& lse, const dvec& q, const dvec& k, const dve
         const int64_t pos = c.Tk - c.Tq + i, kh = h / G;
         const double* qi = &q[((b * c.Tq + i) * c.Hq + h) * c.hd];
         double mx = -INFINITY;
-        for (int64_t j = 0; j <= pos; ++j) {
+        const int64_t j0 = first_key(pos, c);
+        for (int64_t j = j0; j <= pos; ++j) {
           const double* kj = &k[b * c.ks() + (j * c.Hkv + kh) * c.hd];
           double d = 0;
           for (int64_t e = 0; e < c.hd; ++e) d += qi[e] * kj[e];
@@ -66,9 +73,9 @@ void ref_attention(dvec& out, dvec& lse, const dvec& q, const dvec& k, const dve
           mx = std::max(mx, s[j]);
         }
         double sum = 0;
-        for (int64_t j = 0; j <= pos; ++j) sum += std::exp(s[j] - mx);
+        for (int64_t j = j0; j <= pos; ++j) sum += std::exp(s[j] - mx);
         double* o = &out[((b * c.Tq + i) * c.Hq + h) * hv];
-        for (int64_t j = 0; j <= pos; ++j) {
+        for (int64_t j = j0; j <= pos; ++j) {
           const double p = std::exp(s[j] - mx) / sum;
           const double* vj = &v[b * c.vs() + (j * c.Hkv + kh) * hv];
           for (int64_t e = 0; e < hv; ++e) o[e] += p * vj[e];
@@ -94,7 +101,7 @@ void ref_attention_backward(dvec& dq, dvec& dk, dvec& dv, const dvec& dout, cons
         const int64_t kh = h / G, qo = ((b * T + i) * c.Hq + h) * c.hd, oo = ((b * T + i) * c.Hq + h) * hv;
         double D = 0;
         for (int64_t e = 0; e < hv; ++e) D += dout[oo + e] * out[oo + e];
-        for (int64_t j = 0; j <= i; ++j) {
+        for (int64_t j = first_key(i, c); j <= i; ++j) {
           const int64_t ko = b * c.ks() + (j * c.Hkv + kh) * c.hd, vo = b * c.vs() + (j * c.Hkv + kh) * hv;
           double s = 0, dp = 0;
           for (int64_t e = 0; e < c.hd; ++e) s += q[qo + e] * k[ko + e];
@@ -130,7 +137,7 @@ void run_forward(std::vector<float>& out, std::vector<float>& lse, const Data& d
   out.assign(c.nout(), 1e30f);
   lse.assign(c.B * c.Hq * c.Tq, 1e30f);
   cpu::attention_forward(out.data(), lse.data(), d.q.data(), d.k.data(), d.v.data(), c.B, c.Tq, c.Tk, c.Hq, c.Hkv,
-                         c.hd, c.hv(), c.scale(), c.ks(), c.Hkv * c.hd, c.vs(), c.Hkv * c.hv());
+                         c.hd, c.hv(), c.scale(), c.ks(), c.Hkv * c.hd, c.vs(), c.Hkv * c.hv(), c.window);
 }
 
 struct Grads {
@@ -141,7 +148,7 @@ Grads run_backward(const Data& d, const std::vector<float>& dout, const Case& c)
   run_forward(out, lse, d, c);
   Grads g{std::vector<float>(c.nq(), 1e30f), std::vector<float>(c.nk(), 1e30f), std::vector<float>(c.nv(), 1e30f)};
   cpu::attention_backward(g.dq.data(), g.dk.data(), g.dv.data(), dout.data(), d.q.data(), d.k.data(), d.v.data(),
-                          out.data(), lse.data(), c.B, c.Tq, c.Hq, c.Hkv, c.hd, c.hv(), c.scale());
+                          out.data(), lse.data(), c.B, c.Tq, c.Hq, c.Hkv, c.hd, c.hv(), c.scale(), c.window);
   return g;
 }
 
@@ -183,6 +190,17 @@ TEST(Attention, ForwardMatchesDoubleReference) {
       {1, 67, 67, 2, 1, 40, 0, 32, 0.11},  // MQA with v narrower than qk
       {2, 5, 70, 4, 2, 16, 0, 24, 0.5},    // v wider than qk, Tq < Tk
       {2, 1, 70, 8, 1, 72, 100, 64, 0.2},  // decode over a cache, transposed score path
+      // Sliding window
+      {2, 70, 70, 4, 2, 32, 0, 0, 0, 5},        // GQA, window far below a key tile
+      {1, 130, 130, 4, 1, 16, 0, 0, 0, 64},     // MQA, window of exactly one key tile
+      {1, 200, 200, 2, 2, 16, 0, 0, 0, 70},     // MHA (few rows per block), window across tiles
+      {2, 37, 37, 3, 3, 16, 0, 0, 0, 1},        // window 1: each query sees only itself
+      {1, 37, 37, 3, 3, 16, 0, 0, 0, 100},      // window >= T: full causal
+      {2, 5, 70, 4, 2, 32, 0, 0, 0, 9},         // Tq < Tk (chunked prefill)
+      {3, 1, 70, 4, 2, 32, 100, 0, 0, 10},      // decode past the window, cache rest NaN
+      {2, 1, 129, 16, 1, 16, 130, 0, 0, 33},    // decode, transposed score path
+      {1, 40, 70, 16, 2, 128, 0, 0, 0, 17},     // hd 128, G = 8, Tq < Tk
+      {2, 70, 70, 4, 4, 24, 0, 16, 0.3, 7},     // MLA dims
   };
   for (const Case& c : cases) {
     print_case("forward", c);
@@ -196,7 +214,7 @@ TEST(Attention, ForwardMatchesDoubleReference) {
     // lse may be null (decode does not need it) and changes nothing else.
     std::vector<float> out2(c.nout(), 1e30f);
     cpu::attention_forward(out2.data(), nullptr, d.q.data(), d.k.data(), d.v.data(), c.B, c.Tq, c.Tk, c.Hq, c.Hkv,
-                           c.hd, c.hv(), c.scale(), c.ks(), c.Hkv * c.hd, c.vs(), c.Hkv * c.hv());
+                           c.hd, c.hv(), c.scale(), c.ks(), c.Hkv * c.hd, c.vs(), c.Hkv * c.hv(), c.window);
     expect_close(out2, out, 0, 0, "lse == null");
   }
 }
@@ -225,6 +243,9 @@ TEST(Attention, BackwardMatchesFiniteDifferencesSmall) {
       {1, 5, 5, 2, 1, 12},  // generic head dim
       {2, 6, 6, 4, 2, 12, 0, 8, 0.37},  // hd_qk != hd_v, explicit scale
       {1, 5, 5, 2, 2, 8, 0, 12, 0.6},   // v wider than qk
+      {2, 9, 9, 4, 2, 16, 0, 0, 0, 3},       // sliding window, GQA
+      {1, 7, 7, 3, 1, 16, 0, 0, 0, 1},       // window 1
+      {2, 6, 6, 4, 2, 12, 0, 8, 0.37, 4},    // window with hd_qk != hd_v
   };
   for (const Case& c : cases) {
     print_case("backward (all FD)", c);
@@ -253,6 +274,10 @@ TEST(Attention, BackwardMatchesReferenceMultiTile) {
       {1, 69, 69, 2, 2, 24},    // generic head dim across tiles
       {2, 70, 70, 4, 4, 24, 0, 16, 0.3},  // MLA expanded: hd_qk 24, hd_v 16, explicit scale
       {1, 67, 67, 8, 2, 32, 0, 64, 0.2},  // v wider than qk across tiles
+      {2, 70, 70, 4, 2, 32, 0, 0, 0, 5},      // sliding window, GQA
+      {1, 130, 130, 4, 1, 16, 0, 0, 0, 40},   // window across key tiles, MQA
+      {1, 200, 200, 2, 2, 16, 0, 0, 0, 70},   // window wider than a key tile
+      {1, 67, 67, 8, 1, 64, 0, 0, 0, 64},     // window of one tile, G = 8
   };
   for (const Case& c : cases) {
     print_case("backward (multi-tile)", c);
@@ -307,6 +332,7 @@ TEST(Attention, DecodeOverLatentCache) {
       {2, 1, 70, 8, 1, 40, 100, 32, 0.2},   // 8 heads: the transposed score path
       {2, 1, 130, 4, 1, 24, 131, 16, 0.3},  // 4 heads: dot products by rows; three key tiles
       {1, 3, 9, 4, 1, 20, 16, 12, 0.25},    // a few queries at once (Tq < Tk), odd dims
+      {2, 1, 130, 4, 1, 24, 131, 16, 0.3, 20},  // sliding window (MLA with attention.window)
   };
   for (const Case& c : cases) {
     print_case("latent decode", c);
@@ -322,7 +348,7 @@ TEST(Attention, DecodeOverLatentCache) {
         }
     std::vector<float> out(c.nout(), 1e30f), lse(c.B * c.Hq * c.Tq, 1e30f);
     cpu::attention_forward(out.data(), lse.data(), q.data(), cache.data(), cache.data(), c.B, c.Tq, c.Tk, c.Hq, 1,
-                           c.hd, c.hv(), c.scale(), c.ks(), row, c.ks(), row);
+                           c.hd, c.hv(), c.scale(), c.ks(), row, c.ks(), row, c.window);
     dvec want, want_lse;
     ref_attention(want, want_lse, st::to_double(q), st::to_double(cache), st::to_double(v), c);
     expect_close(out, want, 2e-5, 1e-4, "out vs double ref");
@@ -345,6 +371,9 @@ TEST(Attention, RejectsBadShapes) {
   EXPECT_THROW(fwd(1, 1, 4, 2, 2, 8, 0, 0.3f, 64, 16, 64, 16), Error);  // no value channels
   EXPECT_THROW(fwd(1, 1, 4, 2, 2, 8, 8, 0.0f, 64, 16, 64, 16), Error);  // scale 0
   EXPECT_THROW(fwd(1, 1, 4, 2, 2, 8, 8, NAN, 64, 16, 64, 16), Error);   // scale NaN
+  EXPECT_THROW(cpu::attention_forward(o.data(), l.data(), x.data(), x.data(), x.data(), 1, 1, 4, 2, 2, 8, 8, 0.3f, 64,
+                                      16, 64, 16, -1),
+               Error);  // negative window
   EXPECT_THROW(cpu::attention_backward(o.data(), o.data(), o.data(), x.data(), x.data(), x.data(), x.data(), x.data(),
                                        l.data(), 1, 4, 4, 3, 8, 8, 0.3f),
                Error);

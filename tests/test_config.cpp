@@ -632,3 +632,18 @@ TEST(Config, MaxNonfiniteStepsKey) {
   expect_has(parse_error("train: {max_nonfinite_steps: 0}\n"), {"train.max_nonfinite_steps", ">= 1"});
   EXPECT_NE(strata::config_help().find("train.max_nonfinite_steps"), std::string::npos);
 }
+
+// The baselines of issue 12: mamba.selective (Mamba-1 only, without inner norms) and attention.window (>= 0).
+TEST(ConfigErrors, MixerBaselines) {
+  Config c = strata::parse_config(
+      "model: {pattern: 'M*', mamba: {version: 1, selective: false}, attention: {window: 64}}\n", "cfg.yaml");
+  EXPECT_FALSE(c.model.mamba.selective);
+  EXPECT_EQ(c.model.attention.window, 64);
+  expect_has(parse_error("model: {pattern: M, mamba: {version: 2, selective: false}}\n"),
+             {"model.mamba.selective=false", "Mamba-1 only", "model.mamba.version: 1"});
+  expect_has(parse_error("model: {pattern: M, mamba: {version: 1, selective: false, inner_norms: true}}\n"),
+             {"model.mamba.selective=false", "inner_norms"});
+  expect_has(parse_error("model: {attention: {window: -1}}\n"), {"'model.attention.window' must be >= 0", "got -1"});
+  // Without Mamba layers the setting changes nothing and is not checked against the version.
+  EXPECT_NO_THROW(strata::parse_config("model: {pattern: '*', mamba: {selective: false}}\n", "cfg.yaml"));
+}

@@ -587,3 +587,34 @@ TEST(HfExport, RefusesModelsNoArchitectureExpresses) {
   EXPECT_EQ(score(*back.model, ids, ScoreMode::forward), score(*lm.model, ids, ScoreMode::forward));
   fs::remove_all(d);
 }
+
+// The strata-only baselines of the mixer comparisons (issue 12) have no Hugging Face counterpart:
+// export names the key instead of writing a config that would load as another model.
+TEST(HfConfig, RefusesStrataOnlyBaselines) {
+  HfConfig h = hf_config_from_json(llama_json(), "cfg.json");
+  EXPECT_NO_THROW(hf_config_to_json(h.model, HfArch::llama, Json::object()));
+  ModelConfig windowed = h.model;
+  windowed.attention.window = 8;
+  try {
+    hf_config_to_json(windowed, HfArch::llama, Json::object());
+    ADD_FAILURE() << "a sliding-window model exported as Llama";
+  } catch (const InputError& e) {
+    expect_has(e.what(), {"LlamaForCausalLM", "attention.window is 8"});
+  }
+  EXPECT_THROW(hf_arch_for(windowed, std::nullopt), InputError);
+
+  ModelConfig m;
+  m.pattern = "M";
+  m.repeat = 2;
+  m.mamba.version = 1;
+  resolve(m);
+  EXPECT_NO_THROW(hf_config_to_json(m, HfArch::mamba, Json::object()));
+  m.mamba.selective = false;
+  try {
+    hf_config_to_json(m, HfArch::mamba, Json::object());
+    ADD_FAILURE() << "a non-selective Mamba exported as MambaForCausalLM";
+  } catch (const InputError& e) {
+    expect_has(e.what(), {"MambaForCausalLM", "mamba.selective is false"});
+  }
+  EXPECT_THROW(hf_arch_for(m, std::nullopt), InputError);
+}

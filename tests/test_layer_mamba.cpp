@@ -1,7 +1,8 @@
 // Mamba (v1) block: parameter names/shapes/init, forward against a double reference of the whole
 // mixer, forward vs step parity, prefill-then-step (outputs and cache state), whole-layer gradients
 // against fp32 central finite differences, and backward refusing to run without a training forward.
-// Forward, parity and gradients run with and without mamba.inner_norms (Jamba's RMSNorms on dt, B, C).
+// Forward, parity and gradients run with and without mamba.inner_norms (Jamba's RMSNorms on dt, B, C),
+// and for mamba.selective = false (the non-selective baseline: dt_bias, B, C instead of x_proj/dt_proj).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -9,6 +10,7 @@
 
 #include "core/error.h"
 #include "layers/mamba.h"
+#include "layers/mamba2.h"
 #include "layer_gradcheck.h"
 #include "testing.h"
 
@@ -20,6 +22,14 @@ namespace {
 
 const char* kPrefix = "layers.2.mixer";
 
+// The mixer's settings that change its dataflow: selective (plain and with Jamba's inner norms) and
+// the non-selective baseline.
+struct Variant {
+  const char* name;
+  bool inner, selective;
+};
+const Variant kVariants[] = {{"selective", false, true}, {"selective, inner norms", true, true}, {"non-selective", false, false}};
+
 struct Fixture {
   ModelConfig cfg;
   ParamStore store;
@@ -28,7 +38,8 @@ struct Fixture {
   Ctx ctx;
 
   // d_inner = 2 D; dt_rank 0 -> resolve() derives ceil(D / 16).
-  Fixture(int D, int S, int K, bool bias, bool conv_bias, uint64_t seed, int dt_rank = 0, bool inner_norms = false) {
+  Fixture(int D, int S, int K, bool bias, bool conv_bias, uint64_t seed, int dt_rank = 0, bool inner_norms = false,
+          bool selective = true) {
     cfg.d_model = D;
     cfg.pattern = "M*M-";
     cfg.repeat = 2;  // n_layers = 8
@@ -40,6 +51,7 @@ struct Fixture {
     cfg.mamba.bias = bias;
     cfg.mamba.conv_bias = conv_bias;
     cfg.mamba.inner_norms = inner_norms;
+    cfg.mamba.selective = selective;
     cfg.norm_eps = 1e-5f;
     resolve(cfg);
     blk = make_mamba(cfg, store, kPrefix);
@@ -67,8 +79,10 @@ struct Fixture {
         for (int64_t j = 0; j < in.numel; ++j) v[j] += std::log(float(j % cfg.mamba.d_state + 1));
       } else if (sub == "D") {
         v = st::uniform(size_t(in.numel), seed + i, 0.5f, 1.5f);
-      } else if (sub == "dt_proj.bias") {
+      } else if (sub == "dt_proj.bias" || sub == "dt_bias") {
         v = st::uniform(size_t(in.numel), seed + i, -3.0f, 0.0f);
+      } else if (sub == "B" || sub == "C") {  // non-selective B, C: O(1), as x_proj's outputs are
+        v = st::randn(size_t(in.numel), seed + i, 1.0f);
       } else if (sub.ends_with("layernorm.weight")) {  // around 1, so that a missing weight shows
         v = st::randn(size_t(in.numel), seed + i, 0.3f);
         for (float& e : v) e += 1.0f;
@@ -110,6 +124,9 @@ std::vector<double> ref_mamba(Fixture& f, const std::vector<float>& x, int64_t B
               *bdt = f.p("dt_proj.bias"), *alog = f.p("A_log"), *Dsk = f.p("D"), *wout = f.p("out_proj.weight"),
               *bout = f.p("out_proj.bias"), *ndt = f.p("dt_layernorm.weight"), *nb = f.p("b_layernorm.weight"),
               *nc = f.p("c_layernorm.weight");
+  // Non-selective: dt = softplus(dt_bias), B and C the learned [S] vectors, no x_proj / dt_proj.
+  const float *bsel = f.p("B"), *csel = f.p("C");
+  if (bsel) bdt = f.p("dt_bias");
   const int64_t N = B * T;
   std::vector<double> xi(N * Di), z(N * Di), xc(N * Di), ys(N * Di), y(N * D, 0.0);
   for (int64_t n = 0; n < N; ++n)
@@ -134,7 +151,10 @@ std::vector<double> ref_mamba(Fixture& f, const std::vector<float>& x, int64_t B
       const int64_t n = b * T + t;
       for (int64_t o = 0; o < R + 2 * S; ++o) {
         double acc = 0;
-        for (int64_t c = 0; c < Di; ++c) acc += double(wx[o * Di + c]) * xc[n * Di + c];
+        if (bsel)
+          acc = o < R ? 0.0 : o < R + S ? bsel[o - R] : csel[o - R - S];
+        else
+          for (int64_t c = 0; c < Di; ++c) acc += double(wx[o * Di + c]) * xc[n * Di + c];
         dbl[o] = acc;
       }
       if (ndt) {  // inner norms: RMSNorm of dt, B and C separately
@@ -150,7 +170,7 @@ std::vector<double> ref_mamba(Fixture& f, const std::vector<float>& x, int64_t B
       }
       for (int64_t c = 0; c < Di; ++c) {
         double dl = bdt[c];
-        for (int64_t r = 0; r < R; ++r) dl += double(wdt[c * R + r]) * dbl[r];
+        for (int64_t r = 0; wdt && r < R; ++r) dl += double(wdt[c * R + r]) * dbl[r];
         const double dt = dl > 20 ? dl : std::log1p(std::exp(dl)), u = xc[n * Di + c];
         double acc = 0;
         for (int64_t s = 0; s < S; ++s) {
@@ -259,16 +279,77 @@ TEST(LayerMamba, ParametersAndInit) {
   }
 }
 
+// mamba.selective = false: x_proj and dt_proj are gone (an honest parameter count); dt_bias, B, C
+// replace them; the flops drop the two projections. With inner norms or Mamba-2 it is refused.
+TEST(LayerMamba, NonSelectiveParameters) {
+  Fixture f(64, 16, 4, false, true, 1, 0, false, false);
+  const int64_t D = 64, Di = 128, S = 16, K = 4;
+  struct Want {
+    const char* sub;
+    Shape shape;
+    bool decay;
+  };
+  const Want want[] = {{"in_proj.weight", {2 * Di, D}, true}, {"conv1d.weight", {Di, 1, K}, true},
+                       {"conv1d.bias", {Di}, false},          {"dt_bias", {Di}, false},
+                       {"B", {S}, false},                     {"C", {S}, false},
+                       {"A_log", {Di, S}, false},             {"D", {Di}, false},
+                       {"out_proj.weight", {D, Di}, true}};
+  ASSERT_EQ(f.store.infos().size(), std::size(want));
+  for (auto& w : want) {
+    const ParamInfo* in = f.info(w.sub);
+    ASSERT_NE(in, nullptr) << w.sub;
+    EXPECT_EQ(in->shape, w.shape) << w.sub;
+    EXPECT_EQ(in->decay, w.decay) << w.sub;
+  }
+  EXPECT_EQ(f.info("x_proj.weight"), nullptr);
+  EXPECT_EQ(f.info("dt_proj.weight"), nullptr);
+  EXPECT_EQ(f.info("dt_proj.bias"), nullptr);
+  for (int64_t s = 0; s < S; ++s) EXPECT_EQ(f.p("B")[s], 1.0f);
+  const double c_std = sample_std(f.p("C"), S);
+  EXPECT_GT(c_std, 0.3);  // N(0, 1) over 16 draws
+  EXPECT_LT(c_std, 2.0);
+  for (int64_t c = 0; c < Di; ++c) {
+    const double dt = std::log1p(std::exp(double(f.p("dt_bias")[c])));
+    EXPECT_GE(dt, 0.001 * 0.999);
+    EXPECT_LE(dt, 0.1 * 1.001);
+  }
+  EXPECT_EQ(f.blk->cache_bytes_fixed(), int64_t(4 * Di * (K - 1 + S)));
+  const double proj = 2.0 * Di * D + Di * D;
+  EXPECT_DOUBLE_EQ(f.blk->flops_per_token(10), 2.0 * (proj + Di * K + 3.0 * Di * S));
+  // Fewer parameters than the selective mixer by exactly x_proj and dt_proj.weight.
+  Fixture sel(64, 16, 4, false, true, 1);
+  const int64_t R = 4;
+  int64_t n_sel = 0, n_non = 0;
+  for (auto& in : sel.store.infos()) n_sel += in.numel;
+  for (auto& in : f.store.infos()) n_non += in.numel;
+  EXPECT_EQ(n_sel - n_non, (R + 2 * S) * Di + Di * R - 2 * S);
+
+  EXPECT_THROW(Fixture(32, 8, 3, false, true, 2, 0, true, false), InputError);  // inner norms
+  ModelConfig m2;
+  m2.d_model = 32;
+  m2.mamba.version = 2;
+  m2.mamba.selective = false;
+  resolve(m2);
+  ParamStore ps;
+  try {
+    make_mamba2(m2, ps, kPrefix);
+    ADD_FAILURE() << "Mamba-2 with selective: false must be refused";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("Mamba-1 only"), std::string::npos) << e.what();
+  }
+}
+
 TEST(LayerMamba, ForwardMatchesDoubleReference) {
-  for (bool inner : {false, true})
+  for (const Variant& var : kVariants)
     for (bool bias : {false, true}) {
-      Fixture f(24, 5, 4, bias, !bias, 3, 3, inner);
+      const bool inner = var.inner;
+      Fixture f(24, 5, 4, bias, !bias, 3, 3, inner, var.selective);
       f.randomize(30);
       const int64_t B = 2, T = 21, D = 24;
       auto x = st::randn(B * T * D, 31);
       auto y = f.forward(x, B, T, false);
       expect_close(y, ref_mamba(f, x, B, T), 1e-5, 1e-4,
-                   std::string(bias ? "y vs double ref (biases)" : "y vs double ref") + (inner ? " inner norms" : ""));
+                   std::string(bias ? "y vs double ref (biases)" : "y vs double ref") + " " + var.name);
       f.arena.reset();
       auto yt = f.forward(x, B, T, true);  // the training path computes the same values
       expect_close(yt, y, 0, 0, "training forward == inference forward");
@@ -276,11 +357,11 @@ TEST(LayerMamba, ForwardMatchesDoubleReference) {
 }
 
 TEST(LayerMamba, StepParityAndPrefill) {
-  for (bool inner : {false, true}) {
-    std::printf("inner_norms = %d\n", int(inner));
+  for (const Variant& var : kVariants) {
+    std::printf("%s\n", var.name);
     // T = 37: not a multiple of the scan's 16-token backward chunk, nor of any tile; 3 blocks of 16
     // inner channels (d_inner = 40) with a tail.
-    Fixture f(20, 6, 4, true, true, 4, 0, inner);
+    Fixture f(20, 6, 4, true, true, 4, 0, var.inner, var.selective);
     f.randomize(40);
     const int64_t B = 2, T = 37, T1 = 13, D = 20;
     auto x = st::randn(B * T * D, 41);
@@ -326,10 +407,11 @@ TEST(LayerMamba, StepParityAndPrefill) {
 }
 
 TEST(LayerMamba, GradientsMatchFiniteDifferences) {
-  for (bool inner : {false, true}) {
-    std::printf("inner_norms = %d\n", int(inner));
+  for (const Variant& var : kVariants) {
+    std::printf("%s\n", var.name);
+    const bool inner = var.inner;
     const int64_t D = 12, T = 19;  // T past the scan's 16-token recompute chunk
-    Fixture f(int(D), 4, 3, true, true, 5, 2, inner);
+    Fixture f(int(D), 4, 3, true, true, 5, 2, inner, var.selective);
     f.randomize(50);
     st::GradCheck o;
     o.T = T;

@@ -21,13 +21,22 @@ struct Case {
   const char* pattern;
   int mamba_version;
   const char* attention = "gqa";  // attention.kind of the '*' layers
+  bool selective = true;          // mamba.selective (false: the non-selective baseline, Mamba-1)
+  int window = 0;                 // attention.window (sliding window; T = 21 decodes well past it)
 };
+
+ModelConfig case_model(const Case& k) {
+  ModelConfig c = tiny_model(k.pattern, k.mamba_version, k.attention);
+  c.mamba.selective = k.selective;
+  c.attention.window = k.window;
+  return c;
+}
 
 class ModelParity : public ::testing::TestWithParam<Case> {};
 
 TEST_P(ModelParity, DecodeEqualsForwardAndPrefillThenStep) {
   Case k = GetParam();
-  Model m(tiny_model(k.pattern, k.mamba_version, k.attention), 3);
+  Model m(case_model(k), 3);
   const int64_t B = 2, T = 21, V = m.vocab(), T1 = 13;
   auto ids = random_tokens(B * T, 5);
   Arena arena;
@@ -72,15 +81,55 @@ INSTANTIATE_TEST_SUITE_P(Blocks, ModelParity,
                          ::testing::Values(Case{"attention", "*", 2}, Case{"mamba1", "M", 1}, Case{"mamba2", "M", 2},
                                            Case{"mlp", "-", 2}, Case{"moe", "E", 2},
                                            Case{"jamba_mix", "M-*E", 2}, Case{"mamba1_mix", "ME*-", 1},
-                                           Case{"mla", "*", 2, "mla"}, Case{"mla_mix", "M*E-", 2, "mla"}),
+                                           Case{"mla", "*", 2, "mla"}, Case{"mla_mix", "M*E-", 2, "mla"},
+                                           Case{"mamba1_nonselective", "M", 1, "gqa", false},
+                                           Case{"nonselective_mix", "M*-", 1, "gqa", false},
+                                           Case{"attention_window", "*", 2, "gqa", true, 5},
+                                           Case{"window_mix", "M*-*", 2, "gqa", true, 4},
+                                           Case{"mla_window", "*", 2, "mla", true, 5}),
                          [](const auto& info) { return std::string(info.param.name); });
 
+// A sliding window of W leaves the first W positions as they are under full causal attention (they
+// see the same keys) and changes every later one.
+TEST(ModelWindow, ChangesOnlyPositionsPastTheWindow) {
+  for (const char* kind : {"gqa", "mla"}) {
+    ModelConfig c = tiny_model("*-*", 2, kind);
+    Model full(c, 4);
+    c.attention.window = 5;
+    Model win(c, 4);  // same seed: same parameters
+    const int64_t B = 2, T = 16, V = full.vocab(), W = 5;
+    auto ids = random_tokens(B * T, 6);
+    Arena arena;
+    Ctx ctx{Device::cpu, &arena, false};
+    std::vector<float> a(size_t(B * T * V)), b(size_t(B * T * V));
+    full.forward_logits(ctx, a.data(), ids.data(), B, T, nullptr);
+    arena.reset();
+    win.forward_logits(ctx, b.data(), ids.data(), B, T, nullptr);
+    for (int64_t r = 0; r < B; ++r)
+      for (int64_t t = 0; t < T; ++t) {
+        double d = 0;
+        for (int64_t v = 0; v < V; ++v) {
+          const size_t i = size_t((r * T + t) * V + v);
+          d = std::max(d, double(std::abs(a[i] - b[i])));
+        }
+        if (t < W)
+          EXPECT_EQ(d, 0.0) << kind << " position " << t << " sees the same keys";
+        else
+          EXPECT_GT(d, 1e-4) << kind << " position " << t << " is past the window";
+      }
+  }
+}
+
 // d(loss)/d(param) of the whole model against central differences (fp32 forward, double loss).
-// (attention: gqa, then mla)
+// (attention: gqa, then mla; each also with a sliding window of 3 < T; then the non-selective Mamba-1)
 class ModelGradient : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(ModelGradient, MatchesFiniteDifferences) {
-  ModelConfig c = tiny_model("M*E-", 2, GetParam());
+  const std::string name = GetParam();
+  const bool nonselective = name == "mamba1_nonselective", windowed = name.ends_with("_window");
+  ModelConfig c = tiny_model("M*E-", nonselective ? 1 : 2, name.substr(0, 3));
+  if (windowed) c.attention.window = 3;
+  if (nonselective) c.mamba.selective = false;
   c.moe.aux_loss = 0.0f;  // the aux loss's f_e is piecewise constant: keep the check to the smooth part
   Model m(c, 11);
   const int64_t B = 2, T = 9;
@@ -132,7 +181,8 @@ TEST_P(ModelGradient, MatchesFiniteDifferences) {
   EXPECT_EQ(bad, 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Attention, ModelGradient, ::testing::Values("gqa", "mla"),
+INSTANTIATE_TEST_SUITE_P(Attention, ModelGradient,
+                         ::testing::Values("gqa", "mla", "gqa_window", "mla_window", "mamba1_nonselective"),
                          [](const auto& info) { return std::string(info.param); });
 
 // Gradient accumulation passes 1/accum as loss_scale; every gradient, the MoE aux loss's included,

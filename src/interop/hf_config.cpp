@@ -771,6 +771,15 @@ Json hf_config_to_json(const ModelConfig& m, HfArch arch, const Json& base, cons
     j["eos_token_id"] = nullptr;
     j["pad_token_id"] = nullptr;
   }
+  // strata-only settings, checked before the architecture's own writer: no Hugging Face mixer has them.
+  const std::string layers = expanded(m);
+  if (!m.mamba.selective && layers.find('M') != std::string::npos)
+    cannot(arch, "mamba.selective is false (strata's non-selective S4D-like baseline: dt, B and C do not depend on "
+                 "the input); no Hugging Face Mamba mixer expresses it");
+  if (m.attention.window > 0 && layers.find('*') != std::string::npos)
+    cannot(arch, fmt::format("attention.window is {} (strata's sliding-window attention); this architecture's "
+                             "attention is full causal",
+                             m.attention.window));
   io_of(arch).write(j, m);
   j["architectures"] = Json::array({hf_arch_info(arch).class_name});
   j["model_type"] = hf_arch_info(arch).model_type;

@@ -27,12 +27,15 @@ class Attention final : public Block {
         Hq_(cfg.attention.heads),
         Hkv_(cfg.attention.kv_heads),
         hd_(cfg.attention.head_dim),
-        rot_(!cfg.attention.rope ? 0 : cfg.attention.rope_dims > 0 ? cfg.attention.rope_dims : cfg.attention.head_dim) {
+        rot_(!cfg.attention.rope ? 0 : cfg.attention.rope_dims > 0 ? cfg.attention.rope_dims : cfg.attention.head_dim),
+        window_(cfg.attention.window) {
     STRATA_CHECK(D_ > 0, "{}: d_model must be positive (got {})", prefix, D_);
     STRATA_CHECK(Hq_ > 0 && Hkv_ > 0 && Hq_ % Hkv_ == 0,
                  "{}: attention.kv_heads ({}) must be positive and divide attention.heads ({}); call resolve()", prefix,
                  Hkv_, Hq_);
     STRATA_CHECK(hd_ > 0, "{}: attention.head_dim must be positive (got {})", prefix, hd_);
+    if (window_ < 0)
+      throw InputError(fmt::format("{}: attention.window must be >= 0 (0 = full causal; got {})", prefix, window_));
     STRATA_CHECK(rot_ % 2 == 0 && rot_ <= hd_,
                  "{}: attention.rope_dims ({}) must be even and at most head_dim ({}): RoPE rotates pairs of channels",
                  prefix, rot_, hd_);
@@ -72,7 +75,7 @@ class Attention final : public Block {
       rotate(ctx, a.q, B, T, Hq_, 0, false);
       rotate(ctx, a.k, B, T, Hkv_, 0, false);
       STRATA_OP(ctx.device, attention_forward, a.att, a.lse, a.q, a.k, a.v, B, T, T, Hq_, Hkv_, hd_, hd_, scale(),
-                T * Ck, Ck, T * Ck, Ck);
+                T * Ck, Ck, T * Ck, Ck, window_);
       linear_forward(ctx, y, a.att, w(wo_), nullptr, N, Cq, D_);
     }
     if (ac) {
@@ -97,7 +100,7 @@ class Attention final : public Block {
     float* dv = ar.alloc(N * Ck);
     linear_backward(ctx, datt, g(wo_), nullptr, dy, a.att, w(wo_), N, Cq, D_, false);
     STRATA_OP(ctx.device, attention_backward, dq, dk, dv, datt, a.q, a.k, a.v, a.att, a.lse, B, T, Hq_, Hkv_, hd_, hd_,
-              scale());
+              scale(), window_);
     // The gradients w.r.t. the pre-RoPE q and k are the inverse rotation of those w.r.t. the rotated ones.
     rotate(ctx, dq, B, T, Hq_, 0, true);
     rotate(ctx, dk, B, T, Hkv_, 0, true);
@@ -117,7 +120,8 @@ class Attention final : public Block {
   }
 
   // x[B, D] -> y[B, D]: the token at position cache->pos. Its rotated key and value are appended to
-  // the cache, then its query attends over the pos + 1 cached positions. Temporaries come from
+  // the cache, then its query attends over the pos + 1 cached positions (the last window_ of them with
+  // a sliding window: the cache still keeps every position). Temporaries come from
   // ctx.arena; any saved training state is left alone.
   void step(Ctx& ctx, float* y, const float* x, int64_t B, BlockCache* cache) override {
     STRATA_CHECK(ctx.arena, "attention step needs ctx.arena");
@@ -142,16 +146,16 @@ class Attention final : public Block {
     STRATA_OP(ctx.device, copy_strided, ac->k.data() + pos * Ck, bstride, k, Ck, B, Ck);
     STRATA_OP(ctx.device, copy_strided, ac->v.data() + pos * Ck, bstride, v, Ck, B, Ck);
     STRATA_OP(ctx.device, attention_forward, att, nullptr, q, ac->k.data(), ac->v.data(), B, 1, pos + 1, Hq_, Hkv_,
-              hd_, hd_, scale(), bstride, Ck, bstride, Ck);
+              hd_, hd_, scale(), bstride, Ck, bstride, Ck, window_);
     linear_forward(ctx, y, att, w(wo_), nullptr, B, Cq, D_);
     ac->pos = pos + 1;
   }
 
   // Multiply-adds x2 per token: the four projections, plus q.k and p.v over the keys a token sees,
-  // averaged over a causal sequence of T tokens ((T + 1) / 2 keys), as the kernels compute them.
+  // averaged over a causal sequence of T tokens (mean_keys_per_query), as the kernels compute them.
   double flops_per_token(int64_t T) const override {
     const double proj = 2.0 * double(D_) * double(hd_) * double(2 * Hq_ + 2 * Hkv_);
-    return proj + 2.0 * 2.0 * double(Hq_) * double(hd_) * (double(T) + 1.0) / 2.0;
+    return proj + 2.0 * 2.0 * double(Hq_) * double(hd_) * mean_keys_per_query(T, window_);
   }
   int64_t cache_bytes_per_token() const override { return int64_t(sizeof(float)) * 2 * Hkv_ * hd_; }
 
@@ -187,6 +191,7 @@ class Attention final : public Block {
   ParamStore& store_;
   int64_t D_, Hq_, Hkv_, hd_;
   int64_t rot_;                 // channels RoPE rotates per head; 0 = no positional encoding
+  int64_t window_;              // attention.window: sliding window (0 = full causal)
   std::vector<float> inv_freq_;  // [rot_ / 2], attention.rope_type's table
   ParamRef wq_, wk_, wv_, wo_;
   SavedActs<Acts> saved_;

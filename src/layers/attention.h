@@ -28,4 +28,13 @@ struct AttentionCache final : BlockCache {
 //   q_proj.weight [Hq*hd, D], k_proj.weight [Hkv*hd, D], v_proj.weight [Hkv*hd, D], o_proj.weight [D, Hq*hd].
 std::unique_ptr<Block> make_attention(const ModelConfig& cfg, ParamStore& store, const std::string& prefix);
 
+// Keys a query sees on average over a causal sequence of T tokens: (T + 1) / 2, or with a sliding
+// window W < T, (T W - W (W - 1) / 2) / T (the first W - 1 queries see fewer than W). For the
+// attention blocks' flops_per_token.
+inline double mean_keys_per_query(int64_t T, int64_t window) {
+  if (window <= 0 || window >= T) return (double(T) + 1.0) / 2.0;
+  const double W = double(window);
+  return (double(T) * W - W * (W - 1.0) / 2.0) / double(T);
+}
+
 }  // namespace strata

@@ -20,6 +20,9 @@ struct AttentionConfig {
   float rope_high_freq_factor = 4.0f;  // llama3: "high_freq_factor"
   int rope_original_max_positions = 8192;  // llama3: "original_max_position_embeddings"
   std::string kind = "gqa";  // gqa (covers mha/mqa) | mla (DeepSeek-V2/V3 multi-head latent attention)
+  // sliding-window attention (gqa and mla), each query sees the last `window` positions (itself included);
+  // 0 = full causal. The cheap-attention baseline of the synthetic comparisons; strata-only (no HF export).
+  int window = 0;
   // kind == mla only (heads and rope_theta as above; kv_heads unused; 0 -> derived from head_dim hd):
   int q_lora_rank = 0;         // 0: plain q_proj; > 0: q_a_proj -> RMSNorm -> q_b_proj (not derived)
   int kv_lora_rank = 0;        // width of the cached latent c_kv; 0 -> 4 * hd
@@ -43,6 +46,10 @@ struct MambaConfig {
   bool conv_bias = true;
   bool bias = false;  // in_proj / out_proj bias
   bool inner_norms = false;  // Mamba-1 only: RMSNorm (eps = norm_eps) on dt, B and C after x_proj (Jamba)
+  // Mamba-1 only. false: the non-selective (S4D-like) baseline of the Mamba paper's ablations: dt, B
+  // and C do not depend on the input (dt = softplus(dt_bias) per channel, B and C learned [d_state]
+  // vectors); x_proj and dt_proj are gone. A strata-only model (no Hugging Face export).
+  bool selective = true;
 };
 
 struct MlpConfig {

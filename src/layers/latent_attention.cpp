@@ -14,6 +14,7 @@
 #include "kernels/cpu/norm.h"
 #include "kernels/cpu/rope.h"
 #include "kernels/dispatch.h"
+#include "layers/attention.h"
 #include "layers/block_state.h"
 #include "layers/linear.h"
 #include "layers/rope_freq.h"
@@ -56,9 +57,12 @@ class LatentAttention final : public Block {
         dqk_(dn_ + dr_),
         W_(r_ + dr_),
         interleave_(cfg.attention.rope_interleave),
-        theta_(cfg.attention.rope_theta) {
+        theta_(cfg.attention.rope_theta),
+        window_(cfg.attention.window) {
     const auto& a = cfg.attention;
     STRATA_CHECK(D_ > 0 && H_ > 0, "{}: d_model ({}) and attention.heads ({}) must be positive", prefix, D_, H_);
+    if (window_ < 0)
+      throw InputError(fmt::format("{}: attention.window must be >= 0 (0 = full causal; got {})", prefix, window_));
     STRATA_CHECK(r_ > 0, "{}: attention.kv_lora_rank must be positive (got {}); call resolve()", prefix, r_);
     STRATA_CHECK(rq_ >= 0, "{}: attention.q_lora_rank must be >= 0 (got {})", prefix, rq_);
     STRATA_CHECK(dn_ > 0 && dv_ > 0, "{}: attention.qk_nope_head_dim ({}) and v_head_dim ({}) must be positive", prefix,
@@ -132,7 +136,7 @@ class LatentAttention final : public Block {
       for (int64_t h = 0; h < H_; ++h) copy_rows(ctx.device, a.k + h * dqk_ + dn_, Cq, a.kpe, dr_, N, dr_, Pairs::keep);
       copy_rows(ctx.device, a.v, dv_, kv + dn_, dn_ + dv_, N * H_, dv_, Pairs::keep);
       STRATA_OP(ctx.device, attention_forward, a.att, a.lse, a.q, a.k, a.v, B, T, T, H_, H_, dqk_, dv_, scale_,
-                T * Cq, Cq, T * Co, Co);
+                T * Cq, Cq, T * Co, Co, window_);
       linear_forward(ctx, y, a.att, w(wo_), nullptr, N, Co, D_);
     }
     if (lc) {
@@ -164,7 +168,7 @@ class LatentAttention final : public Block {
     float* pe = ar.alloc(N * H_ * dr_);
     linear_backward(ctx, datt, g(wo_), nullptr, dy, a.att, w(wo_), N, Co, D_, false);
     STRATA_OP(ctx.device, attention_backward, dq, dk, dv, datt, a.q, a.k, a.v, a.att, a.lse, B, T, H_, H_, dqk_, dv_,
-              scale_);
+              scale_, window_);
     // Back through the expansion: dkv_h = [dk_nope_h, dv_h]; the shared rope key gets the sum over heads.
     copy_rows(ctx.device, dkv, dn_ + dv_, dk, dqk_, N * H_, dn_, Pairs::keep);
     copy_rows(ctx.device, dkv + dn_, dn_ + dv_, dv, dv_, N * H_, dv_, Pairs::keep);
@@ -241,7 +245,7 @@ class LatentAttention final : public Block {
                 0.0f, qabs + h * W_, H_ * W_);
     copy_rows(ctx.device, qabs + r_, W_, q + dn_, dqk_, B * H_, dr_, Pairs::keep);
     STRATA_OP(ctx.device, attention_forward, olat, nullptr, qabs, rows, rows, B, 1, pos + 1, H_, 1, W_, r_, scale_,
-              bstride, W_, bstride, W_);
+              bstride, W_, bstride, W_, window_);
     for (int64_t h = 0; h < H_; ++h)  // o_h[B, dv] = olat_h[B, r] Wuv_h[dv, r]^T
       STRATA_OP(ctx.device, gemm, false, true, B, dv_, r_, 1.0f, olat + h * r_, H_ * r_,
                 wkvb + (h * (dn_ + dv_) + dn_) * r_, r_, 0.0f, o + h * dv_, Co);
@@ -250,11 +254,11 @@ class LatentAttention final : public Block {
   }
 
   // Multiply-adds x2 per token of the expanded form that training runs: the projections, plus q.k
-  // (dqk) and p.v (dv) per head over the (T + 1) / 2 keys a token sees on average.
+  // (dqk) and p.v (dv) per head over the keys a token sees on average (mean_keys_per_query).
   double flops_per_token(int64_t T) const override {
     const double q = rq_ ? double(D_) * rq_ + double(rq_) * H_ * dqk_ : double(D_) * H_ * dqk_;
     const double proj = q + double(D_) * W_ + double(r_) * H_ * (dn_ + dv_) + double(H_) * dv_ * D_;
-    return 2.0 * proj + 2.0 * double(H_) * double(dqk_ + dv_) * (double(T) + 1.0) / 2.0;
+    return 2.0 * proj + 2.0 * double(H_) * double(dqk_ + dv_) * mean_keys_per_query(T, window_);
   }
   int64_t cache_bytes_per_token() const override { return int64_t(sizeof(float)) * W_; }
 
@@ -313,6 +317,7 @@ class LatentAttention final : public Block {
   int64_t D_, H_, rq_, r_, dn_, dr_, dv_, dqk_, W_;
   bool interleave_;
   float theta_, scale_ = 0.0f;
+  int64_t window_;  // attention.window: sliding window (0 = full causal)
   std::vector<float> inv_freq_;  // [dr / 2] RoPE frequencies
   ParamRef wq_, wqa_, q_norm_, wqb_, wkva_, kv_norm_, wkvb_, wo_;
   SavedActs<Acts> saved_;

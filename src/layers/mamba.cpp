@@ -2,6 +2,10 @@
 // mamba.inner_norms, as Jamba) / dt_proj -> selective scan (gated by silu(z)) -> out_proj. Projections whose outputs are split (in_proj into x|z, x_proj into dt|B|C) are
 // run as separate GEMMs over row blocks of the weight, so every piece lands in its own contiguous
 // buffer as the kernels want it, with no copies.
+// With mamba.selective = false (the Mamba paper's non-selective S4D-like baseline) x_proj and dt_proj
+// are not declared: the scan gets delta = 0 with delta_bias = dt_bias (so dt = softplus(dt_bias), per
+// channel) and B, C are learned [d_state] vectors broadcast over batch and time; their gradients are
+// the scan's dBm, dCm summed over batch and time. Same kernels, same cache, same decode step.
 #include "layers/mamba.h"
 
 #include <algorithm>
@@ -12,6 +16,7 @@
 #include "core/error.h"
 #include "kernels/cpu/conv1d.h"
 #include "kernels/cpu/elementwise.h"
+#include "kernels/cpu/gemm.h"
 #include "kernels/cpu/norm.h"
 #include "kernels/cpu/scan.h"
 #include "kernels/dispatch.h"
@@ -57,12 +62,17 @@ class Mamba final : public Block {
         K_(cfg.mamba.d_conv),
         R_(cfg.mamba.dt_rank),
         norms_(cfg.mamba.inner_norms),
+        selective_(cfg.mamba.selective),
         eps_(cfg.norm_eps) {
     STRATA_CHECK(D_ > 0 && Di_ > 0, "{}: d_model ({}) and mamba.expand ({}) must be positive", prefix, D_,
                  cfg.mamba.expand);
     STRATA_CHECK(S_ > 0, "{}: mamba.d_state must be positive (got {})", prefix, S_);
     STRATA_CHECK(K_ > 0, "{}: mamba.d_conv must be positive (got {})", prefix, K_);
     STRATA_CHECK(R_ > 0, "{}: mamba.dt_rank must be positive (got {}; call resolve())", prefix, R_);
+    if (!selective_ && norms_)
+      throw InputError(fmt::format("{}: mamba.selective: false with mamba.inner_norms: true; the non-selective "
+                                   "baseline has no x_proj outputs to normalise (set inner_norms: false)",
+                                   prefix));
     const int64_t n_layers = std::max<int64_t>(1, int64_t(cfg.pattern.size()) * cfg.repeat);
     const auto& m = cfg.mamba;
     // Init as mamba_ssm: PyTorch defaults for the projections and the conv, out_proj additionally
@@ -71,10 +81,18 @@ class Mamba final : public Block {
     if (m.bias) in_b_ = store.add(prefix + ".in_proj.bias", {2 * Di_}, Init::zeros(), false);
     conv_w_ = store.add(prefix + ".conv1d.weight", {Di_, 1, K_}, torch_default(K_), true);
     if (m.conv_bias) conv_b_ = store.add(prefix + ".conv1d.bias", {Di_}, torch_default(K_), false);
-    x_w_ = store.add(prefix + ".x_proj.weight", {R_ + 2 * S_, Di_}, torch_default(Di_), true);
-    const float dt_std = 1.0f / std::sqrt(float(R_));
-    dt_w_ = store.add(prefix + ".dt_proj.weight", {Di_, R_}, Init::uniform(-dt_std, dt_std), true);
-    dt_b_ = store.add(prefix + ".dt_proj.bias", {Di_}, dt_bias_init(m.dt_min, m.dt_max, m.dt_init_floor), false);
+    if (selective_) {
+      x_w_ = store.add(prefix + ".x_proj.weight", {R_ + 2 * S_, Di_}, torch_default(Di_), true);
+      const float dt_std = 1.0f / std::sqrt(float(R_));
+      dt_w_ = store.add(prefix + ".dt_proj.weight", {Di_, R_}, Init::uniform(-dt_std, dt_std), true);
+      dt_b_ = store.add(prefix + ".dt_proj.bias", {Di_}, dt_bias_init(m.dt_min, m.dt_max, m.dt_init_floor), false);
+    } else {
+      // Non-selective: the same dt init, named as Mamba-2's input-independent dt_bias; B and C as
+      // S4D initialises them (B = 1, C ~ N(0, 1)), not decayed (like A_log and D).
+      dt_b_ = store.add(prefix + ".dt_bias", {Di_}, dt_bias_init(m.dt_min, m.dt_max, m.dt_init_floor), false);
+      b_ssm_ = store.add(prefix + ".B", {S_}, Init::constant(1.0f), false);
+      c_ssm_ = store.add(prefix + ".C", {S_}, Init::normal(1.0f), false);
+    }
     a_log_ = store.add(prefix + ".A_log", {Di_, S_}, a_log_init(S_), false);
     d_ = store.add(prefix + ".D", {Di_}, Init::constant(1.0f), false);
     out_w_ =
@@ -102,10 +120,11 @@ class Mamba final : public Block {
     a.xin = ar.alloc(N * Di_);
     a.z = ar.alloc(N * Di_);
     a.xc = ar.alloc(N * Di_);
-    a.dtr = ar.alloc(N * R_);
-    a.Bm = ar.alloc(N * S_);
-    a.Cm = ar.alloc(N * S_);
-    a.delta = ar.alloc(N * Di_);
+    // Non-selective: project_x adds B and C into zeroed rows, and delta stays 0 (dt = softplus(dt_bias)).
+    a.dtr = selective_ ? ar.alloc(N * R_) : nullptr;
+    a.Bm = ssm_input(ar, N * S_);
+    a.Cm = ssm_input(ar, N * S_);
+    a.delta = ssm_input(ar, N * Di_);
     a.ys = ar.alloc(N * Di_);
     if (norms_) {
       a.raw = ar.alloc(N * (R_ + 2 * S_));
@@ -145,7 +164,7 @@ class Mamba final : public Block {
     float* dz = ar.alloc(N * Di_);
     float* dBm = ar.alloc(N * S_);
     float* dCm = ar.alloc(N * S_);
-    float* ddtr = ar.alloc(N * R_);
+    float* ddtr = selective_ ? ar.alloc(N * R_) : nullptr;
     float* dA = ar.alloc_zeroed(Di_ * S_);
 
     linear_backward(ctx, dys, g(out_w_), out_b_.valid() ? g(out_b_) : nullptr, dy, a.ys, w(out_w_), N, Di_, D_, false);
@@ -154,25 +173,15 @@ class Mamba final : public Block {
     // A = -exp(A_log), so dA_log = dA * A.
     float* ga = g(a_log_);
     STRATA_OP(ctx.device, mul_add_inplace, ga, dA, A, Di_ * S_);
-    linear_backward(ctx, ddtr, g(dt_w_), nullptr, ddelta, a.dtr, w(dt_w_), N, R_, Di_, false);
-    if (norms_) {
-      // Back through the RMSNorms: from here on ddtr, dBm, dCm are the grads of x_proj's raw outputs.
-      float* draw = ar.alloc(N * (R_ + 2 * S_));
-      const float *raw_dt = a.raw, *raw_b = a.raw + N * R_, *raw_c = a.raw + N * (R_ + S_);
-      STRATA_OP(ctx.device, rmsnorm_backward, draw, g(dt_norm_), ddtr, raw_dt, w(dt_norm_), a.rstd, N, R_);
-      STRATA_OP(ctx.device, rmsnorm_backward, draw + N * R_, g(b_norm_), dBm, raw_b, w(b_norm_), a.rstd + N, N, S_);
-      STRATA_OP(ctx.device, rmsnorm_backward, draw + N * (R_ + S_), g(c_norm_), dCm, raw_c, w(c_norm_), a.rstd + 2 * N,
-                N, S_);
-      ddtr = draw;
-      dBm = draw + N * R_;
-      dCm = draw + N * (R_ + S_);
+    if (!selective_) {
+      // B and C were broadcast over the N = B*T rows: their grads are the column sums of dBm, dCm
+      // (linear_backward's bias reduction, both products skipped). ddelta is unused (delta = 0 is no
+      // parameter); dt_bias got its grad inside the scan backward.
+      STRATA_OP(ctx.device, linear_backward, nullptr, nullptr, g(b_ssm_), dBm, nullptr, nullptr, N, 0, S_, false);
+      STRATA_OP(ctx.device, linear_backward, nullptr, nullptr, g(c_ssm_), dCm, nullptr, nullptr, N, 0, S_, false);
+    } else {
+      backward_x_proj(ctx, dxc, ddtr, dBm, dCm, ddelta, a, N);
     }
-    // x_proj's three row blocks all read xc: their input grads add into the scan's dxc.
-    const float* wx = w(x_w_);
-    float* gx = g(x_w_);
-    linear_backward(ctx, dxc, gx, nullptr, ddtr, a.xc, wx, N, Di_, R_, true);
-    linear_backward(ctx, dxc, gx + R_ * Di_, nullptr, dBm, a.xc, wx + R_ * Di_, N, Di_, S_, true);
-    linear_backward(ctx, dxc, gx + (R_ + S_) * Di_, nullptr, dCm, a.xc, wx + (R_ + S_) * Di_, N, Di_, S_, true);
     float* dxin = dys;  // dys is dead after the scan backward
     STRATA_OP(ctx.device, conv1d_causal_backward, dxin, g(conv_w_), conv_b_.valid() ? g(conv_b_) : nullptr, dxc, a.xin,
               w(conv_w_), conv_bias(), B, T, Di_, K_, true);
@@ -201,10 +210,10 @@ class Mamba final : public Block {
     float* xin = ar.alloc(B * Di_);
     float* z = ar.alloc(B * Di_);
     float* xc = ar.alloc(B * Di_);
-    float* dtr = ar.alloc(B * R_);
-    float* Bm = ar.alloc(B * S_);
-    float* Cm = ar.alloc(B * S_);
-    float* delta = ar.alloc(B * Di_);
+    float* dtr = selective_ ? ar.alloc(B * R_) : nullptr;
+    float* Bm = ssm_input(ar, B * S_);
+    float* Cm = ssm_input(ar, B * S_);
+    float* delta = ssm_input(ar, B * Di_);
     float* ys = ar.alloc(B * Di_);
     float* raw = norms_ ? ar.alloc(B * (R_ + 2 * S_)) : nullptr;
     float* rstd = norms_ ? ar.alloc(3 * B) : nullptr;
@@ -224,7 +233,8 @@ class Mamba final : public Block {
   // Multiply-adds x2 of the projections, the conv and the scan (state update and readout: ~3 per
   // channel and state); independent of the context length.
   double flops_per_token(int64_t) const override {
-    const double proj = double(D_) * 2 * Di_ + double(Di_) * (R_ + 2 * S_) + double(R_) * Di_ + double(Di_) * D_;
+    const double xdt = selective_ ? double(Di_) * (R_ + 2 * S_) + double(R_) * Di_ : 0.0;  // x_proj, dt_proj
+    const double proj = double(D_) * 2 * Di_ + xdt + double(Di_) * D_;
     // The inner norms (~4 flops per value of dt|B|C) are counted too.
     const double norms = norms_ ? 2.0 * double(R_ + 2 * S_) : 0.0;
     return 2.0 * (proj + double(Di_) * K_ + 3.0 * double(Di_) * S_ + norms);
@@ -241,6 +251,32 @@ class Mamba final : public Block {
     float* rstd = nullptr;  // inner norms: [3, N] (dt, B, C)
   };
 
+  // Back through dt_proj, the inner norms (if any) and x_proj, given the scan's ddelta, dBm, dCm;
+  // x_proj's input grads add into dxc. Selective only.
+  void backward_x_proj(Ctx& ctx, float* dxc, float* ddtr, float* dBm, float* dCm, const float* ddelta,
+                       const Acts& a, int64_t N) {
+    Arena& ar = *ctx.arena;
+    linear_backward(ctx, ddtr, g(dt_w_), nullptr, ddelta, a.dtr, w(dt_w_), N, R_, Di_, false);
+    if (norms_) {
+      // Back through the RMSNorms: from here on ddtr, dBm, dCm are the grads of x_proj's raw outputs.
+      float* draw = ar.alloc(N * (R_ + 2 * S_));
+      const float *raw_dt = a.raw, *raw_b = a.raw + N * R_, *raw_c = a.raw + N * (R_ + S_);
+      STRATA_OP(ctx.device, rmsnorm_backward, draw, g(dt_norm_), ddtr, raw_dt, w(dt_norm_), a.rstd, N, R_);
+      STRATA_OP(ctx.device, rmsnorm_backward, draw + N * R_, g(b_norm_), dBm, raw_b, w(b_norm_), a.rstd + N, N, S_);
+      STRATA_OP(ctx.device, rmsnorm_backward, draw + N * (R_ + S_), g(c_norm_), dCm, raw_c, w(c_norm_), a.rstd + 2 * N,
+                N, S_);
+      ddtr = draw;
+      dBm = draw + N * R_;
+      dCm = draw + N * (R_ + S_);
+    }
+    // x_proj's three row blocks all read xc: their input grads add into the scan's dxc.
+    const float* wx = w(x_w_);
+    float* gx = g(x_w_);
+    linear_backward(ctx, dxc, gx, nullptr, ddtr, a.xc, wx, N, Di_, R_, true);
+    linear_backward(ctx, dxc, gx + R_ * Di_, nullptr, dBm, a.xc, wx + R_ * Di_, N, Di_, S_, true);
+    linear_backward(ctx, dxc, gx + (R_ + S_) * Di_, nullptr, dCm, a.xc, wx + (R_ + S_) * Di_, N, Di_, S_, true);
+  }
+
   const float* w(ParamRef r) const { return store_.data(r); }
   float* g(ParamRef r) { return store_.grad(r); }
   const float* conv_bias() const { return conv_b_.valid() ? w(conv_b_) : nullptr; }
@@ -252,12 +288,23 @@ class Mamba final : public Block {
     return A;
   }
 
+  // The scan's delta, Bm or Cm buffer: zeroed when non-selective (project_x adds B, C into it; delta
+  // stays 0), uninitialised otherwise (project_x writes all of it).
+  float* ssm_input(Arena& ar, int64_t n) const { return selective_ ? ar.alloc(n) : ar.alloc_zeroed(n); }
+
   // xc[N, d_inner] -> dt|B|C through x_proj's row blocks, then delta = dtr dt_proj.weight^T (the
   // dt_proj bias is added inside the scan, as mamba_simple passes it as delta_bias). With inner
   // norms the GEMMs write raw[N, R + 2S] and dtr, Bm, Cm are their RMSNorms (rstd[3, N] saved), as
   // JambaMambaMixer normalises them before dt_proj and the scan.
+  // Non-selective: Bm, Cm (zeroed by ssm_input) get the B, C rows broadcast over the N rows (a source
+  // stride of 0); xc is not read and delta stays 0.
   void project_x(Ctx& ctx, float* dtr, float* Bm, float* Cm, float* delta, float* raw, float* rstd, const float* xc,
                  int64_t N) const {
+    if (!selective_) {
+      STRATA_OP(ctx.device, add_strided, Bm, S_, w(b_ssm_), 0, N, S_);
+      STRATA_OP(ctx.device, add_strided, Cm, S_, w(c_ssm_), 0, N, S_);
+      return;
+    }
     const float* wx = w(x_w_);
     float* pdt = norms_ ? raw : dtr;
     float* pb = norms_ ? raw + N * R_ : Bm;
@@ -275,10 +322,12 @@ class Mamba final : public Block {
 
   ParamStore& store_;
   int64_t D_, Di_, S_, K_, R_;
-  bool norms_;  // mamba.inner_norms
+  bool norms_;      // mamba.inner_norms
+  bool selective_;  // mamba.selective (false: no x_proj / dt_proj; dt_bias, B, C instead)
   float eps_;
   ParamRef in_w_, in_b_, conv_w_, conv_b_, x_w_, dt_w_, dt_b_, a_log_, d_, out_w_, out_b_;
   ParamRef dt_norm_, b_norm_, c_norm_;  // inner norms only
+  ParamRef b_ssm_, c_ssm_;              // non-selective only: B, C [S]
   SavedActs<Acts> saved_;
 };
 

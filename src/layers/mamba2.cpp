@@ -84,6 +84,10 @@ class Mamba2 final : public Block {
     STRATA_CHECK(N_ > 0, "{}: mamba.d_state must be positive (got {})", prefix, N_);
     STRATA_CHECK(K_ > 0, "{}: mamba.d_conv must be positive (got {})", prefix, K_);
     STRATA_CHECK(Q_ > 0, "{}: mamba.chunk must be positive (got {})", prefix, Q_);
+    if (!cfg.mamba.selective)
+      throw InputError(fmt::format("{}: mamba.selective: false (the non-selective baseline) is implemented for "
+                                   "Mamba-1 only; set mamba.version: 1",
+                                   prefix));
     Cd_ = Di_ + 2 * G_ * N_;
     const int64_t n_in = Di_ + Cd_ + H_;
     const int64_t n_layers = std::max<int64_t>(1, int64_t(cfg.pattern.size()) * cfg.repeat);

@@ -109,6 +109,8 @@ const Schema& schema() {
         F("model.attention.rope_low_freq_factor", "llama3: low_freq_factor", {}, M, At, &AttentionConfig::rope_low_freq_factor),
         F("model.attention.rope_high_freq_factor", "llama3: high_freq_factor (> low_freq_factor)", {}, M, At, &AttentionConfig::rope_high_freq_factor),
         F("model.attention.rope_original_max_positions", "llama3: original_max_position_embeddings", {}, M, At, &AttentionConfig::rope_original_max_positions),
+        F("model.attention.window", "sliding window (gqa, mla), each query attends to the last `window` positions, itself "
+          "included (0 = full causal); strata-only, no HF export", {}, M, At, &AttentionConfig::window),
         F("model.attention.kind", "attention variant (gqa covers MHA and MQA; mla: DeepSeek multi-head latent attention)", {"gqa", "mla"}, M, At, &AttentionConfig::kind),
         F("model.attention.q_lora_rank", "mla: rank of the query compression (0 = none: a plain q_proj)", {}, M, At, &AttentionConfig::q_lora_rank),
         F("model.attention.kv_lora_rank", "mla: width of the cached key/value latent (0 = 4 * head_dim)", {}, M, At, &AttentionConfig::kv_lora_rank),
@@ -131,6 +133,8 @@ const Schema& schema() {
         F("model.mamba.conv_bias", "bias in the causal convolution", {}, M, Ma, &MambaConfig::conv_bias),
         F("model.mamba.bias", "bias in in_proj / out_proj", {}, M, Ma, &MambaConfig::bias),
         F("model.mamba.inner_norms", "Mamba-1: RMSNorm on dt, B and C after x_proj (Jamba)", {}, M, Ma, &MambaConfig::inner_norms),
+        F("model.mamba.selective", "Mamba-1: false = non-selective S4D-like baseline (dt, B, C independent of the input; "
+          "strata-only, no HF export)", {}, M, Ma, &MambaConfig::selective),
         F("model.mlp.hidden", "SwiGLU hidden width (0 = 8/3 * d_model rounded up to 64)", {}, M, Ml, &MlpConfig::hidden),
         F("model.moe.experts", "routed experts", {}, M, Mo, &MoeConfig::experts),
         F("model.moe.top_k", "experts each token is sent to (1 .. experts)", {}, M, Mo, &MoeConfig::top_k),
@@ -716,6 +720,7 @@ class Loader {
     range(c, "model.attention.qk_rope_head_dim", 0, true, INFINITY, true, " (0 = head_dim / 2)");
     range(c, "model.attention.v_head_dim", 0, true, INFINITY, true, " (0 = head_dim)");
     range(c, "model.attention.softmax_scale", 0, true, INFINITY, false, " (0 = 1 / sqrt(qk head dim))");
+    range(c, "model.attention.window", 0, true, INFINITY, true, " (0 = full causal)");
     range(c, "model.mamba.d_state", 1, true);
     range(c, "model.mamba.d_conv", 1, true);
     range(c, "model.mamba.expand", 1, true, 64);
@@ -726,6 +731,15 @@ class Loader {
     range(c, "model.mamba.dt_min", 0, false);
     range(c, "model.mamba.dt_max", 0, false);
     range(c, "model.mamba.dt_init_floor", 0, false);
+    if (!m.mamba.selective && m.pattern.find('M') != std::string::npos) {
+      if (m.mamba.version != 1)
+        fail({"model.mamba.selective", "model.mamba.version"},
+             fmt::format("{} (the non-selective baseline) is implemented for Mamba-1 only; set model.mamba.version: 1",
+                         kv(c, "model.mamba.selective")));
+      if (m.mamba.inner_norms)
+        fail({"model.mamba.selective", "model.mamba.inner_norms"},
+             fmt::format("{} has no x_proj outputs for model.mamba.inner_norms to normalise", kv(c, "model.mamba.selective")));
+    }
     if (m.mamba.dt_max < m.mamba.dt_min)
       fail({"model.mamba.dt_max", "model.mamba.dt_min"},
            fmt::format("{} is below {}", kv(c, "model.mamba.dt_max"), kv(c, "model.mamba.dt_min")));

@@ -52,6 +52,7 @@ struct Case {
   int64_t Tmax = 0;          // cache capacity (batch stride Tmax * tstride); 0 -> Tk
   bool shared_rows = false;  // MLA latent cache: v = the first hv channels of each k row, Hkv = 1
   float scale = 0.0f;        // 0 -> 1/sqrt(hk)
+  int64_t window = 0;        // sliding window (fp32 forward and backward); 0 -> full causal
   int64_t cap() const { return Tmax ? Tmax : Tk; }
   int64_t k_ts() const { return Hkv * hk; }
   int64_t v_ts() const { return shared_rows ? k_ts() : Hkv * hv; }
@@ -59,9 +60,9 @@ struct Case {
 };
 
 void print_case(const char* what, const Case& c) {
-  std::printf("cuda attention %s B=%ld Tq=%ld Tk=%ld Hq=%ld Hkv=%ld hd_qk=%ld hd_v=%ld Tmax=%ld shared=%d\n", what,
-              long(c.B), long(c.Tq), long(c.Tk), long(c.Hq), long(c.Hkv), long(c.hk), long(c.hv), long(c.cap()),
-              int(c.shared_rows));
+  std::printf("cuda attention %s B=%ld Tq=%ld Tk=%ld Hq=%ld Hkv=%ld hd_qk=%ld hd_v=%ld Tmax=%ld shared=%d window=%ld\n",
+              what, long(c.B), long(c.Tq), long(c.Tk), long(c.Hq), long(c.Hkv), long(c.hk), long(c.hv), long(c.cap()),
+              int(c.shared_rows), long(c.window));
 }
 
 void check_forward(const Case& c, uint64_t seed) {
@@ -72,17 +73,17 @@ void check_forward(const Case& c, uint64_t seed) {
   const size_t nout = size_t(c.B * c.Tq * c.Hq * c.hv), nlse = size_t(c.B * c.Hq * c.Tq);
   std::vector<float> out(nout), lse(nlse);
   cpu::attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), c.B, c.Tq, c.Tk, c.Hq, c.Hkv, c.hk,
-                         c.hv, c.sc(), c.cap() * c.k_ts(), c.k_ts(), c.cap() * c.v_ts(), c.v_ts());
+                         c.hv, c.sc(), c.cap() * c.k_ts(), c.k_ts(), c.cap() * c.v_ts(), c.v_ts(), c.window);
 
   DevVec<float> dq(q), dk(k), dvv(v), dout(nout), dlse(nlse);
   cuda::attention_forward(dout.p, dlse.p, dq.p, dk.p, c.shared_rows ? dk.p : dvv.p, c.B, c.Tq, c.Tk, c.Hq, c.Hkv,
-                          c.hk, c.hv, c.sc(), c.cap() * c.k_ts(), c.k_ts(), c.cap() * c.v_ts(), c.v_ts());
+                          c.hk, c.hv, c.sc(), c.cap() * c.k_ts(), c.k_ts(), c.cap() * c.v_ts(), c.v_ts(), c.window);
   st::expect_close(dout.host(), out, 2e-5, 1e-4, "out");
   st::expect_close(dlse.host(), lse, 2e-5, 1e-5, "lse");
   // lse is optional
   DevVec<float> dout2(nout);
   cuda::attention_forward(dout2.p, nullptr, dq.p, dk.p, c.shared_rows ? dk.p : dvv.p, c.B, c.Tq, c.Tk, c.Hq, c.Hkv,
-                          c.hk, c.hv, c.sc(), c.cap() * c.k_ts(), c.k_ts(), c.cap() * c.v_ts(), c.v_ts());
+                          c.hk, c.hv, c.sc(), c.cap() * c.k_ts(), c.k_ts(), c.cap() * c.v_ts(), c.v_ts(), c.window);
   st::expect_close(dout2.host(), out, 2e-5, 1e-4, "out (no lse)");
 }
 
@@ -169,15 +170,15 @@ void check_backward(const Case& c, uint64_t seed) {
   const auto go = st::randn(size_t(c.B * T * c.Hq * c.hv), seed + 3);
   std::vector<float> out(go.size()), lse(size_t(c.B * c.Hq * T));
   cpu::attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), c.B, T, T, c.Hq, c.Hkv, c.hk, c.hv,
-                         c.sc(), T * c.Hkv * c.hk, c.Hkv * c.hk, T * c.Hkv * c.hv, c.Hkv * c.hv);
+                         c.sc(), T * c.Hkv * c.hk, c.Hkv * c.hk, T * c.Hkv * c.hv, c.Hkv * c.hv, c.window);
   std::vector<float> gq(q.size()), gk(k.size()), gv(v.size());
   cpu::attention_backward(gq.data(), gk.data(), gv.data(), go.data(), q.data(), k.data(), v.data(), out.data(),
-                          lse.data(), c.B, T, c.Hq, c.Hkv, c.hk, c.hv, c.sc());
+                          lse.data(), c.B, T, c.Hq, c.Hkv, c.hk, c.hv, c.sc(), c.window);
 
   DevVec<float> dq_in(q), dk_in(k), dv_in(v), dgo(go), dout(out), dlse(lse);
   DevVec<float> dgq(q.size()), dgk(k.size()), dgv(v.size());
   cuda::attention_backward(dgq.p, dgk.p, dgv.p, dgo.p, dq_in.p, dk_in.p, dv_in.p, dout.p, dlse.p, c.B, T, c.Hq, c.Hkv,
-                           c.hk, c.hv, c.sc());
+                           c.hk, c.hv, c.sc(), c.window);
   const auto hq = dgq.host(), hk = dgk.host(), hv = dgv.host();
   st::expect_close(hq, gq, 2e-4, 2e-4, "dq");
   st::expect_close(hk, gk, 2e-4, 2e-4, "dk");
@@ -185,16 +186,16 @@ void check_backward(const Case& c, uint64_t seed) {
   // The CUDA forward's out/lse feed the backward just as well (what a training step does).
   DevVec<float> fout(out.size()), flse(lse.size());
   cuda::attention_forward(fout.p, flse.p, dq_in.p, dk_in.p, dv_in.p, c.B, T, T, c.Hq, c.Hkv, c.hk, c.hv, c.sc(),
-                          T * c.Hkv * c.hk, c.Hkv * c.hk, T * c.Hkv * c.hv, c.Hkv * c.hv);
+                          T * c.Hkv * c.hk, c.Hkv * c.hk, T * c.Hkv * c.hv, c.Hkv * c.hv, c.window);
   DevVec<float> dgq2(q.size()), dgk2(k.size()), dgv2(v.size());
   cuda::attention_backward(dgq2.p, dgk2.p, dgv2.p, dgo.p, dq_in.p, dk_in.p, dv_in.p, fout.p, flse.p, c.B, T, c.Hq,
-                           c.Hkv, c.hk, c.hv, c.sc());
+                           c.Hkv, c.hk, c.hv, c.sc(), c.window);
   st::expect_close(dgq2.host(), gq, 2e-4, 2e-4, "dq (cuda forward)");
   st::expect_close(dgk2.host(), gk, 2e-4, 2e-4, "dk (cuda forward)");
   st::expect_close(dgv2.host(), gv, 2e-4, 2e-4, "dv (cuda forward)");
   // Deterministic: no atomics, so a second run is bitwise equal.
   cuda::attention_backward(dgq2.p, dgk2.p, dgv2.p, dgo.p, dq_in.p, dk_in.p, dv_in.p, dout.p, dlse.p, c.B, T, c.Hq,
-                           c.Hkv, c.hk, c.hv, c.sc());
+                           c.Hkv, c.hk, c.hv, c.sc(), c.window);
   EXPECT_EQ(std::memcmp(dgq2.host().data(), hq.data(), hq.size() * sizeof(float)), 0) << "dq not reproducible";
   EXPECT_EQ(std::memcmp(dgk2.host().data(), hk.data(), hk.size() * sizeof(float)), 0) << "dk not reproducible";
   EXPECT_EQ(std::memcmp(dgv2.host().data(), hv.data(), hv.size() * sizeof(float)), 0) << "dv not reproducible";
@@ -214,6 +215,26 @@ TEST(CudaAttention, BackwardOddAndMlaDims) {
   check_backward({1, 70, 70, 4, 4, 192, 128, 0, false, 0.125f}, 52);  // expanded MLA training
   check_backward({1, 33, 33, 2, 1, 256, 256}, 53);                     // the largest supported dims
   check_backward({2, 64, 64, 2, 2, 16, 16}, 54);                       // exact tile multiples
+}
+
+// Sliding window against the CPU twin: training/prefill shapes (row tiles whose first key is inside
+// the sequence), decode over a long cache (split keys, the splits below the window empty), MLA dims.
+TEST(CudaAttention, SlidingWindow) {
+  SKIP_WITHOUT_DEVICE();
+  auto win = [](Case c, int64_t w) {
+    c.window = w;
+    return c;
+  };
+  check_forward(win({2, 130, 130, 8, 2, 64, 64}, 5), 81);    // window far below a key tile
+  check_forward(win({1, 257, 257, 4, 1, 64, 64}, 100), 82);  // window across key tiles, MQA
+  check_forward(win({2, 100, 100, 8, 8, 32, 32}, 1), 83);    // window 1
+  check_forward(win({2, 7, 300, 4, 2, 64, 64}, 40), 84);     // Tq < Tk
+  check_forward(win({2, 1, 1000, 8, 2, 64, 64, 1100}, 70), 85);  // decode, split keys
+  check_forward(win({1, 3, 90, 8, 1, 576, 512, 100, true, 0.07f}, 20), 86);  // latent (MLA) queries
+  check_backward(win({2, 37, 37, 4, 2, 64, 64}, 6), 87);
+  check_backward(win({1, 130, 130, 8, 2, 64, 64}, 50), 88);   // several row and key tiles
+  check_backward(win({2, 45, 45, 6, 3, 40, 24}, 9), 89);      // odd dims
+  check_backward(win({1, 200, 200, 2, 2, 16, 16}, 64), 90);   // window of one key tile of the backward
 }
 
 // Argument checks run on the host before anything touches the device, so this runs everywhere.

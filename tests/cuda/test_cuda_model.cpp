@@ -32,6 +32,8 @@ struct Case {
   const char* pattern;
   int mamba_version;
   bool mla;
+  bool selective = true;  // mamba.selective (false: the non-selective Mamba-1 baseline)
+  int window = 0;         // attention.window (sliding window; T = 37 decodes past it)
 };
 
 class CudaModel : public ::testing::TestWithParam<Case> {};
@@ -40,7 +42,9 @@ class CudaModel : public ::testing::TestWithParam<Case> {};
 TEST_P(CudaModel, ForwardMatchesCpuAndDecodeMatchesForward) {
   STRATA_SKIP_WITHOUT_CUDA();
   const Case k = GetParam();
-  const ModelConfig cfg = tiny(k.pattern, k.mamba_version, k.mla);
+  ModelConfig cfg = tiny(k.pattern, k.mamba_version, k.mla);
+  cfg.mamba.selective = k.selective;
+  cfg.attention.window = k.window;
   Model cpu_m(cfg, 3), gpu_m(cfg, 3);
   gpu_m.params().to_device(Device::cuda);
   const int64_t T = 37, V = cpu_m.vocab();
@@ -91,7 +95,10 @@ INSTANTIATE_TEST_SUITE_P(Blocks, CudaModel,
                          ::testing::Values(Case{"attention", "*", 2, false}, Case{"mamba1", "M", 1, false},
                                            Case{"mamba2", "M", 2, false}, Case{"mlp", "-", 2, false},
                                            Case{"moe", "E", 2, false}, Case{"mla", "*", 2, true},
-                                           Case{"jamba_mix", "M-*E", 2, false}, Case{"mla_mix", "M*E-", 1, true}),
+                                           Case{"jamba_mix", "M-*E", 2, false}, Case{"mla_mix", "M*E-", 1, true},
+                                           Case{"mamba1_nonselective", "M", 1, false, false},
+                                           Case{"window_mix", "M*-*", 1, false, false, 8},
+                                           Case{"mla_window", "*", 2, true, true, 8}),
                          [](const auto& info) { return std::string(info.param.name); });
 
 std::vector<double> losses(const std::string& metrics_path) {

@@ -13,6 +13,10 @@
 // products straight from the cache instead. Every reduction runs in a fixed order inside one task,
 // so results do not depend on the thread count.
 //
+// Sliding window (window > 0): row r sees keys lo[r]..pos[r], lo = max(0, pos - window + 1). The
+// forward starts its key tiles at the block's first lower bound instead of 0 and masks below lo as
+// it masks above pos; the backward skips the query blocks that see nothing of a key tile.
+//
 // qk and v head dims are separate (MLA: 192 / 128 expanded, 576 / 512 over the latent cache) and
 // key/value rows are strided independently, so an absorbed MLA decode step reads k (the whole
 // cached row) and v (its first kv_lora_rank channels) from the same cache rows in place. Equal dims
@@ -41,6 +45,9 @@ using ssm_math::exp_nonpos;
 
 constexpr int64_t kBK = 64;    // keys per tile
 constexpr int64_t kRows = 64;  // target rows (query positions x group heads) per tile
+// A query block spans at most kRows positions, so with a sliding window every row's lowest visible
+// key lies in the block's first key tile: the running max is finite after it (softmax_tile_*).
+static_assert(kRows <= kBK);
 // Below this many rows the forward takes scores as dot products straight from K and keeps them by
 // rows: the transposed layout would pad the rows to a whole vector (8x waste for MHA decode).
 constexpr int64_t kTransposeRows = 8;
@@ -195,25 +202,27 @@ constexpr int64_t kParallelWork = int64_t(1) << 18;
 inline float exp_clamped(float d) { return exp_nonpos(d > -100.0f ? d : -100.0f); }
 
 // Online-softmax update for one key tile with scores by rows, S[r, 0:kn] (stride kBK); row r sees
-// keys up to pos[r]. Scores become probabilities (0 where masked), m and l are updated, alpha[r]
+// keys lo[r]..pos[r]. Scores become probabilities (0 where masked), m and l are updated, alpha[r]
 // receives the factor for the row's previous output.
 STRATA_CPU_CLONES
-void softmax_tile_rows(float* S, int64_t R, int64_t kn, int64_t j0, const int64_t* pos, float* m, float* l,
-                       float* alpha) {
+void softmax_tile_rows(float* S, int64_t R, int64_t kn, int64_t j0, const int64_t* pos, const int64_t* lo, float* m,
+                       float* l, float* alpha) {
   for (int64_t r = 0; r < R; ++r) {
     float* s = S + r * kBK;
     const int64_t n = std::clamp<int64_t>(pos[r] - j0 + 1, 0, kn);
+    const int64_t j1 = std::clamp<int64_t>(lo[r] - j0, 0, n);
     float mx = m[r];
 #pragma omp simd reduction(max : mx)
-    for (int64_t j = 0; j < n; ++j) mx = s[j] > mx ? s[j] : mx;
+    for (int64_t j = j1; j < n; ++j) mx = s[j] > mx ? s[j] : mx;
     alpha[r] = exp_clamped(m[r] - mx);
     float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-    for (int64_t j = 0; j < n; ++j) {
+    for (int64_t j = j1; j < n; ++j) {
       const float p = exp_nonpos(s[j] - mx);
       s[j] = p;
       sum += p;
     }
+    for (int64_t j = 0; j < j1; ++j) s[j] = 0.0f;
     for (int64_t j = n; j < kn; ++j) s[j] = 0.0f;
     l[r] = l[r] * alpha[r] + sum;
     m[r] = mx;
@@ -221,15 +230,16 @@ void softmax_tile_rows(float* S, int64_t R, int64_t kn, int64_t j0, const int64_
 }
 
 // The same update with scores transposed, St[j, r] (stride rs) for W rows: vectors run across rows.
+// masked: some key of the tile lies above a row's pos (causal) or below its lo (sliding window).
 STRATA_CPU_CLONES
-void softmax_tile_cols(float* St, int64_t rs, int64_t W, int64_t kn, int64_t j0, const int64_t* pos, bool masked,
-                       float* m, float* l, float* mx, float* alpha) {
+void softmax_tile_cols(float* St, int64_t rs, int64_t W, int64_t kn, int64_t j0, const int64_t* pos,
+                       const int64_t* lo, bool masked, float* m, float* l, float* mx, float* alpha) {
   const float ninf = -std::numeric_limits<float>::infinity();
   if (masked)
     for (int64_t j = 0; j < kn; ++j) {
       float* s = St + j * rs;
 #pragma omp simd
-      for (int64_t r = 0; r < W; ++r) s[r] = j0 + j > pos[r] ? ninf : s[r];
+      for (int64_t r = 0; r < W; ++r) s[r] = j0 + j > pos[r] || j0 + j < lo[r] ? ninf : s[r];
     }
   std::copy(m, m + W, mx);
   for (int64_t j = 0; j < kn; ++j) {
@@ -237,7 +247,8 @@ void softmax_tile_cols(float* St, int64_t rs, int64_t W, int64_t kn, int64_t j0,
 #pragma omp simd
     for (int64_t r = 0; r < W; ++r) mx[r] = s[r] > mx[r] ? s[r] : mx[r];
   }
-  // Every row sees key 0, so mx is finite after the first tile.
+  // Every row sees a key of its block's first tile (key 0, or its lo with a window), so mx is finite
+  // after the first tile.
 #pragma omp simd
   for (int64_t r = 0; r < W; ++r) {
     alpha[r] = exp_clamped(m[r] - mx[r]);
@@ -264,7 +275,7 @@ template <int HK, int HV>
 STRATA_CPU_CLONES
 void forward_impl(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B, int64_t Tq,
                   int64_t Tk, int64_t Hq, int64_t Hkv, int64_t hk_rt, int64_t hv_rt, float scale, int64_t kbs,
-                  int64_t ks, int64_t vbs, int64_t vs) {
+                  int64_t ks, int64_t vbs, int64_t vs, int64_t window) {
   const int64_t hk = HK ? HK : hk_rt, hv = HV ? HV : hv_rt;
   const int64_t G = Hq / Hkv;
   const int64_t BQ = query_block(G);
@@ -284,8 +295,9 @@ void forward_impl(float* out, float* lse, const float* q, const float* k, const 
     float* l = m + Rs;           // [Rs] running sum
     float* mx = l + Rs;          // [Rs] max after this tile
     float* alpha = mx + Rs;      // [Rs] rescale of the previous tiles
-    std::vector<int64_t> posv(static_cast<size_t>(Rs));
+    std::vector<int64_t> posv(static_cast<size_t>(2 * Rs));
     int64_t* pos = posv.data();  // [Rs] position of each row
+    int64_t* lo = pos + Rs;      // [Rs] lowest key each row sees (0 without a window)
     std::vector<float*> ptr(size_t(Rmax + kBK));
     float** Orow = ptr.data();
     float** Strow = Orow + Rmax;
@@ -312,20 +324,23 @@ void forward_impl(float* out, float* lse, const float* q, const float* k, const 
       }
       if (!few)
         for (int64_t c = 0; c < hk; ++c) std::fill(Qt + c * Rs + R, Qt + c * Rs + W, 0.0f);
-      for (int64_t r = 0; r < W; ++r) pos[r] = off + i0 + std::min(r, R - 1) / G, m[r] = ninf, l[r] = 0.0f;
+      for (int64_t r = 0; r < W; ++r) {
+        pos[r] = off + i0 + std::min(r, R - 1) / G, m[r] = ninf, l[r] = 0.0f;
+        lo[r] = window > 0 ? std::max<int64_t>(0, pos[r] - window + 1) : 0;
+      }
       std::fill(Os, Os + R * hv, 0.0f);
       const float* kb = k + b * kbs + kvh * hk;
       const float* vb = v + b * vbs + kvh * hv;
-      const int64_t kend = off + i1;  // keys [0, kend) are visible to some row of the block
-      for (int64_t j0 = 0; j0 < kend; j0 += kBK) {
+      const int64_t kend = off + i1;  // keys [lo[0], kend) are visible to some row of the block
+      for (int64_t j0 = lo[0]; j0 < kend; j0 += kBK) {
         const int64_t kn = std::min(kBK, kend - j0);
         const float* kt = kb + j0 * ks;
         if (few) {
           scores_dot<HK>(St, Qt, kt, ks, R, kn, hk);
-          softmax_tile_rows(St, R, kn, j0, pos, m, l, alpha);
+          softmax_tile_rows(St, R, kn, j0, pos, lo, m, l, alpha);
         } else {
           gemm_w<true>(Strow, kn, kt, ks, 1, Qt, Rs, hk, W);
-          softmax_tile_cols(St, Rs, W, kn, j0, pos, j0 + kn - 1 > off + i0, m, l, mx, alpha);
+          softmax_tile_cols(St, Rs, W, kn, j0, pos, lo, window > 0 || j0 + kn - 1 > off + i0, m, l, mx, alpha);
         }
         for (int64_t r = 0; r < R; ++r) {
           float* o = Os + r * hv;
@@ -356,7 +371,7 @@ template <int HK, int HV>
 STRATA_CPU_CLONES
 void backward_impl(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
                    const float* out, const float* lse, int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_t hk_rt,
-                   int64_t hv_rt, float scale) {
+                   int64_t hv_rt, float scale, int64_t window) {
   const int64_t hk = HK ? HK : hk_rt, hv = HV ? HV : hv_rt;
   const int64_t G = Hq / Hkv;
   const int64_t BQ = query_block(G);
@@ -416,7 +431,10 @@ void backward_impl(float* dq, float* dk, float* dv, const float* dout, const flo
         transpose_tile(Vt, vb + j0 * vs, vs, kn, hv);
         std::fill(dKs, dKs + kBK * hk, 0.0f);
         std::fill(dVs, dVs + kBK * hv, 0.0f);
-        for (int64_t i0 = j0 / BQ * BQ; i0 < T; i0 += BQ) {  // from the block holding position j0
+        // Query blocks from the one holding position j0 to the last that sees the tile: with a
+        // window, positions from j0 + kn - 1 + window on see no key of it.
+        const int64_t iend = window > 0 ? std::min(T, j0 + kn - 1 + window) : T;
+        for (int64_t i0 = j0 / BQ * BQ; i0 < iend; i0 += BQ) {
           const int64_t i1 = std::min(T, i0 + BQ);
           const int64_t R = (i1 - i0) * G;
           for (int64_t i = i0; i < i1; ++i) {
@@ -430,11 +448,13 @@ void backward_impl(float* dq, float* dk, float* dv, const float* dout, const flo
           scores_t(dSrow, R, dOs, Vt, hv, kn);
           for (int64_t r = 0; r < R; ++r) {
             const int64_t n = std::clamp<int64_t>(i0 + r / G - j0 + 1, 0, kn);
+            const int64_t j1 = window > 0 ? std::clamp<int64_t>(i0 + r / G - window + 1 - j0, 0, n) : 0;
             float* p = P + r * kBK;
             float* ds = dS + r * kBK;
             const float L = Lr[i0 * G + r], Dv = Dr[i0 * G + r];
+            for (int64_t j = 0; j < j1; ++j) p[j] = ds[j] = 0.0f;
 #pragma omp simd
-            for (int64_t j = 0; j < n; ++j) {
+            for (int64_t j = j1; j < n; ++j) {
               const float pj = exp_nonpos(p[j] - L);
               p[j] = pj;
               ds[j] = pj * (ds[j] - Dv);
@@ -485,8 +505,9 @@ void dispatch_dims(int64_t hk, int64_t hv, F&& f) {
 
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B,
                        int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t hd_qk, int64_t hd_v, float scale,
-                       int64_t k_bstride, int64_t k_tstride, int64_t v_bstride, int64_t v_tstride) {
+                       int64_t k_bstride, int64_t k_tstride, int64_t v_bstride, int64_t v_tstride, int64_t window) {
   check_shapes("attention_forward", B, Tq, Tk, Hq, Hkv, hd_qk, hd_v, scale);
+  STRATA_CHECK(window >= 0, "attention_forward: window must be >= 0 (0 = full causal; got {})", window);
   STRATA_CHECK(k_tstride >= Hkv * hd_qk && v_tstride >= Hkv * hd_v,
                "attention_forward: token strides k {} / v {} below Hkv*hd_qk = {} / Hkv*hd_v = {}", k_tstride,
                v_tstride, Hkv * hd_qk, Hkv * hd_v);
@@ -496,17 +517,18 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
   if (B == 0 || Tq == 0) return;
   dispatch_dims(hd_qk, hd_v, [&]<int HK, int HV>() {
     forward_impl<HK, HV>(out, lse, q, k, v, B, Tq, Tk, Hq, Hkv, hd_qk, hd_v, scale, k_bstride, k_tstride, v_bstride,
-                         v_tstride);
+                         v_tstride, window);
   });
 }
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const float* out, const float* lse, int64_t B, int64_t T, int64_t Hq,
-                        int64_t Hkv, int64_t hd_qk, int64_t hd_v, float scale) {
+                        int64_t Hkv, int64_t hd_qk, int64_t hd_v, float scale, int64_t window) {
   check_shapes("attention_backward", B, T, T, Hq, Hkv, hd_qk, hd_v, scale);
+  STRATA_CHECK(window >= 0, "attention_backward: window must be >= 0 (0 = full causal; got {})", window);
   if (B == 0 || T == 0) return;
   dispatch_dims(hd_qk, hd_v, [&]<int HK, int HV>() {
-    backward_impl<HK, HV>(dq, dk, dv, dout, q, k, v, out, lse, B, T, Hq, Hkv, hd_qk, hd_v, scale);
+    backward_impl<HK, HV>(dq, dk, dv, dout, q, k, v, out, lse, B, T, Hq, Hkv, hd_qk, hd_v, scale, window);
   });
 }
 

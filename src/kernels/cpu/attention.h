@@ -16,20 +16,25 @@ namespace strata::cpu {
 //   Tmax: bstride = Tmax*tstride; MLA's latent cache: Hkv = 1, k and v the same rows of
 //   kv_lora_rank + rope channels, v = their first hd_v = kv_lora_rank channels)
 //   -> out[B, Tq, Hq, hd_v]; lse[B, Hq, Tq] = log-sum-exp of the scaled scores (may be null).
+// window > 0: sliding-window attention, the query at position p sees only keys
+// max(0, p - window + 1)..p (the last `window` positions, itself included); 0 = full causal.
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B,
                        int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t hd_qk, int64_t hd_v, float scale,
-                       int64_t k_bstride, int64_t k_tstride, int64_t v_bstride, int64_t v_tstride);
+                       int64_t k_bstride, int64_t k_tstride, int64_t v_bstride, int64_t v_tstride,
+                       int64_t window = 0);
 // attention_forward with q, k, v in bf16 (raw bits), fp32 out and lse: the reference of the CUDA
 // twin's tensor-core kernel (the inputs are widened to fp32 and attention_forward runs; the CUDA
 // kernel also rounds the probabilities to bf16 for its P V product). hd_qk == hd_v == hd.
+// Full causal only (no sliding window: no layer calls it with one).
 void attention_forward_bf16(float* out, float* lse, const uint16_t* q, const uint16_t* k, const uint16_t* v,
                             int64_t B, int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t hd, float scale,
                             int64_t k_bstride, int64_t k_tstride, int64_t v_bstride, int64_t v_tstride);
 // Backward for Tq == Tk == T, contiguous q, k [B, T, H*, hd_qk], v [B, T, Hkv, hd_v], out/dout
 // [B, T, Hq, hd_v]; recomputes probabilities from lse (FlashAttention-2 style). dq, dk, dv assigned.
+// window: as the forward's (the same value it ran with).
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const float* out, const float* lse, int64_t B, int64_t T, int64_t Hq,
-                        int64_t Hkv, int64_t hd_qk, int64_t hd_v, float scale);
+                        int64_t Hkv, int64_t hd_qk, int64_t hd_v, float scale, int64_t window = 0);
 
 // One decode step (a query per sequence) over a paged kv cache, vLLM style: the cache is a pool of
 // num_blocks blocks of block_size token slots; sequence b's token t sits in block
@@ -40,6 +45,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
 //   s = block * block_size + t % block_size, v likewise with v_tstride and hd_v (contiguous
 //   [num_blocks, block_size, Hkv, hd]: tstride = Hkv*hd)
 //   -> out[B, Hq, hd_v]; lse[B, Hq] (may be null). Same math as attention_forward with Tq = 1.
+// Full causal only (no sliding window: the layers' decode path is attention_forward).
 void attention_decode_paged(float* out, float* lse, const float* q, const float* k_cache, const float* v_cache,
                             const int32_t* block_table, const int32_t* seq_lens, int64_t B, int64_t Hq, int64_t Hkv,
                             int64_t hd_qk, int64_t hd_v, float scale, int64_t k_tstride, int64_t v_tstride,

@@ -67,8 +67,9 @@ void check_shapes(const char* what, int64_t B, int64_t Tq, int64_t Tk, int64_t H
 
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B,
                        int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t hd_qk, int64_t hd_v, float scale,
-                       int64_t k_bstride, int64_t k_tstride, int64_t v_bstride, int64_t v_tstride) {
+                       int64_t k_bstride, int64_t k_tstride, int64_t v_bstride, int64_t v_tstride, int64_t window) {
   check_shapes("attention_forward", B, Tq, Tk, Hq, Hkv, hd_qk, hd_v, scale);
+  STRATA_CHECK(window >= 0, "attention_forward: window must be >= 0 (0 = full causal; got {})", window);
   STRATA_CHECK(k_tstride >= Hkv * hd_qk && v_tstride >= Hkv * hd_v,
                "attention_forward: token strides k {} / v {} below Hkv*hd_qk = {} / Hkv*hd_v = {}", k_tstride,
                v_tstride, Hkv * hd_qk, Hkv * hd_v);
@@ -81,6 +82,7 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
   p.k_bstride = k_bstride, p.k_tstride = k_tstride, p.v_bstride = v_bstride, p.v_tstride = v_tstride;
   p.B = int(B), p.Tq = int(Tq), p.Tk = int(Tk), p.Hq = int(Hq), p.Hkv = int(Hkv), p.G = int(Hq / Hkv);
   p.dqk = int(hd_qk), p.dv = int(hd_v);
+  p.window = int(std::min<int64_t>(window, Tk));  // a window of Tk or more is full causal
   p.scale_log2 = scale * kLog2e;
   run_forward<false>(p, int(Tk));
 }
@@ -140,8 +142,9 @@ void attention_decode_paged(float* out, float* lse, const float* q, const float*
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const float* out, const float* lse, int64_t B, int64_t T, int64_t Hq,
-                        int64_t Hkv, int64_t hd_qk, int64_t hd_v, float scale) {
+                        int64_t Hkv, int64_t hd_qk, int64_t hd_v, float scale, int64_t window) {
   check_shapes("attention_backward", B, T, T, Hq, Hkv, hd_qk, hd_v, scale);
+  STRATA_CHECK(window >= 0, "attention_backward: window must be >= 0 (0 = full causal; got {})", window);
   STRATA_CHECK(hd_qk <= 256 && hd_v <= 256,
                "attention_backward (cuda): head dims up to 256 (got qk {}, v {}): the tiles stay in shared memory",
                hd_qk, hd_v);
@@ -152,6 +155,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   p.q = q, p.k = k, p.v = v, p.dout = dout, p.lse = lse, p.dq = dq, p.dk = dk, p.dv = dv;
   p.B = int(B), p.T = int(T), p.Hq = int(Hq), p.Hkv = int(Hkv), p.G = int(Hq / Hkv);
   p.dqk = int(hd_qk), p.dv_dim = int(hd_v);
+  p.window = int(std::min<int64_t>(window, T));  // a window of T or more is full causal
   p.scale = scale, p.scale_log2 = scale * kLog2e;
   const BwdPlan plan = plan_backward(p);
 

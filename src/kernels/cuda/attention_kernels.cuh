@@ -30,6 +30,10 @@
 // FA-2 adds dQ with atomicAdd instead; the separate pass costs 3 more tile products per tile pair
 // (7 instead of 5) but gives bitwise-reproducible gradients, which the CPU twin also guarantees.
 //
+// Sliding window (window > 0, fp32 forward and backward only): the row at position pos sees keys
+// pos - window + 1 .. pos; the forward starts at the tile's lowest visible key, both mask below it,
+// and the backward kernels skip the tiles no row sees.
+//
 // This header holds only device code and pure host planning (no CUDA runtime calls). Everything
 // sits in an anonymous namespace: the header is included by exactly one translation unit of a binary
 // (attention.cu). Without a GPU, tests/cuda/test_cuda_attention.cpp runs these very kernels on the
@@ -83,6 +87,7 @@ struct FwdParams {
   const int32_t* seq_lens;     // paged: [B]
   int max_blocks, block_size, num_blocks;
   int B, Tq, Tk, Hq, Hkv, G, dqk, dv;
+  int window;        // sliding window (0: full causal); not with kPaged
   float scale_log2;  // softmax scale * log2(e)
   int n_dvc;         // output column chunks (blockIdx.z % n_dvc)
   int nsplit;        // key splits (blockIdx.z / n_dvc)
@@ -163,9 +168,11 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(const FwdParams p) 
 
   int pos[RT];  // position of each of this thread's rows (padding rows copy the last real row)
   for (int i = 0; i < RT; ++i) pos[i] = off + min(r0 + tr * RT + i, R - 1) / G;
-  // Keys [klo, khi) of this split that some row of the tile sees.
+  // Keys [klo, khi) of this split that some row of the tile sees; with a window, from the lowest key
+  // the tile's first row sees (kfirst).
   const int kend = min(Tk, off + (min(r0 + BQ, R) - 1) / G + 1);
   const int klo = split * p.split_len, khi = min(kend, klo + p.split_len);
+  const int kfirst = p.window > 0 ? max(klo, off + r0 / G - p.window + 1) : klo;
 
   if (tid < BQ) {
     const int r = r0 + tid;
@@ -191,7 +198,7 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(const FwdParams p) 
   }
   const int64_t kh = int64_t(kvh) * p.dqk, vh = int64_t(kvh) * p.dv + int64_t(dvc) * DVC;
 
-  for (int j0 = klo; j0 < khi; j0 += kBK) {
+  for (int j0 = kfirst; j0 < khi; j0 += kBK) {
     __syncthreads();  // (A) the previous tile's readers of Qt, Kt, Vs, Pt, koff, voff are done
     if (tid < kBK) {
       const int j = j0 + tid;
@@ -236,14 +243,14 @@ STRATA_UNROLL(8)
           for (int n = 0; n < 8; ++n) s[i][n] = fmaf(qv[i], kv[n], s[i][n]);
       }
     }
-    // Online softmax. Key j0 + tc + 8n is visible to a row iff it is below khi and not after the
-    // row's position. A row with nothing visible yet keeps m = -inf; base 0 then keeps every exp
+    // Online softmax. Key j0 + tc + 8n is visible to a row iff it is below khi, not after the row's
+    // position and (with a window) not before position - window + 1. A row with nothing visible yet keeps m = -inf; base 0 then keeps every exp
     // at exp2(-inf) = 0 instead of NaN (FA-2's softmax.h does the same).
     for (int i = 0; i < RT; ++i) {
       float mx = m[i];
       for (int n = 0; n < 8; ++n) {
         const int j = j0 + tc + 8 * n;
-        if (j >= khi || j > pos[i]) s[i][n] = -INFINITY;
+        if (j >= khi || j > pos[i] || (p.window > 0 && j <= pos[i] - p.window)) s[i][n] = -INFINITY;
         mx = fmaxf(mx, s[i][n]);
       }
       mx = warp_max8(mx);
@@ -365,6 +372,7 @@ struct BwdParams {
   float* dk;
   float* dv;
   int B, T, Hq, Hkv, G, dqk, dv_dim;
+  int window;  // sliding window (0: full causal)
   float scale, scale_log2;
 };
 
@@ -421,7 +429,7 @@ __device__ void load_keys(const BwdParams& p, const BwdSmem& sm, int b, int kvh,
 }
 
 // The recomputed tile: P[row][key] = exp(scale S - lse), dS = P (dO.V - D), 0 where row r0 + row is
-// past T*G or key j0 + key is past T or after the row's position. Thread: rows 2tr, 2tr+1, keys
+// past T*G or key j0 + key is past T, after the row's position or (window) before position - window + 1. Thread: rows 2tr, 2tr+1, keys
 // tc + 8n. Reads Qs, dOs, Ks, Vs, lse_s, D_s; writes Ps (if kWantP) and dSs.
 template <bool kWantP>
 __device__ void p_ds_tile(const BwdParams& p, const BwdSmem& sm, int r0, int j0) {
@@ -454,7 +462,7 @@ __device__ void p_ds_tile(const BwdParams& p, const BwdSmem& sm, int r0, int j0)
     for (int n = 0; n < 4; ++n) {
       const int jj = tc + 8 * n, j = j0 + jj;
       float pr = 0.0f, ds = 0.0f;
-      if (r < R && j < p.T && j <= pos) {
+      if (r < R && j < p.T && j <= pos && (p.window <= 0 || j > pos - p.window)) {
         pr = exp2f(s[i][n] * p.scale_log2 - sm.lse_s[rr]);
         ds = pr * (dp[i][n] - sm.D_s[rr]);
       }
@@ -502,7 +510,10 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dkdv_kernel(const BwdParam
 
   load_keys(p, sm, b, kvh, j0);
   const int R = p.T * p.G;
-  for (int r0 = (j0 * p.G) / kBB * kBB; r0 < R; r0 += kBB) {  // first tile holding position j0
+  // With a window, positions from j0 + kBB - 1 + window on see no key of the tile.
+  const int64_t r_lim = int64_t(j0 + kBB - 1 + p.window) * p.G;
+  const int r_end = p.window > 0 && r_lim < R ? int(r_lim) : R;
+  for (int r0 = (j0 * p.G) / kBB * kBB; r0 < r_end; r0 += kBB) {  // first tile holding position j0
     __syncthreads();  // (A) readers of the previous rows are done (and, first time, keys loaded)
     load_rows(p, sm, b, kvh, r0);
     __syncthreads();  // (B)
@@ -558,7 +569,9 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dq_kernel(const BwdParams 
   load_rows(p, sm, b, kvh, r0);
   const int R = p.T * p.G;
   const int last_pos = (min(r0 + kBB, R) - 1) / p.G;  // keys 0..last_pos are seen by some row
-  for (int j0 = 0; j0 <= last_pos; j0 += kBB) {
+  // With a window, no row sees a key below the first row's position - window + 1.
+  const int first_key = p.window > 0 ? max(0, r0 / p.G - p.window + 1) : 0;
+  for (int j0 = first_key / kBB * kBB; j0 <= last_pos; j0 += kBB) {
     __syncthreads();  // (A) readers of the previous keys are done (and, first time, rows loaded)
     load_keys(p, sm, b, kvh, j0);
     __syncthreads();  // (B)
