@@ -98,8 +98,9 @@ TrainResult train_text(const Config& cfg, const std::string& config_yaml, const 
   const Dataset& data = *data_ptr;
   data.require_windows(tc.seq);  // both splits, before any work that a failed first eval would waste
   // Synthetic tasks: the accuracy at train.seq, then at each further length of data.eval_seqs.
+  const auto* synthetic = dynamic_cast<const SyntheticData*>(&data);
   std::vector<int64_t> acc_seqs;
-  if (data.has_accuracy()) {
+  if (synthetic) {
     acc_seqs.push_back(tc.seq);
     for (int64_t L : parse_eval_seqs(cfg.data.eval_seqs))
       if (L != tc.seq) acc_seqs.push_back(L);
@@ -195,7 +196,7 @@ TrainResult train_text(const Config& cfg, const std::string& config_yaml, const 
     metrics.emplace((fs::path(res.run_dir) / "metrics.jsonl").string(), /*append=*/opts.resume);
     tb.emplace(res.run_dir);
     std::vector<std::string> tags = {"train/loss", "val/loss"};
-    if (data.has_accuracy()) tags.push_back("val/acc");
+    if (synthetic) tags.push_back("val/acc");
     tb->add_hparams_experiment(hparams, tags);
     tb->add_hparams_session_start(hparams, opts.hparams_group);
   }
@@ -268,18 +269,18 @@ TrainResult train_text(const Config& cfg, const std::string& config_yaml, const 
   // The synthetic tasks' evaluation: loss and accuracy at every length, written as it goes; returns
   // the loss at train.seq, the same mean over the tested positions as evaluate() below.
   auto evaluate_accuracy = [&]() {
-    auto evals = evaluate_task(model, ctx, static_cast<const SyntheticData&>(data), acc_seqs, B, T, tc.eval_batches, comm);
+    auto evals = evaluate_task(model, ctx, *synthetic, acc_seqs, B, T, tc.eval_batches, comm);
     nlohmann::json rec = {{"step", step}};
     std::string line;
     for (const LengthEval& e : evals) {
       const std::string sfx = eval_suffix(e.seq, T);
       rec["val_loss" + sfx] = e.loss;
       rec["val_acc" + sfx] = e.acc.token();
-      if (data.has_sequence_accuracy()) rec["val_seq_acc" + sfx] = e.acc.sequence();
+      if (synthetic->has_sequence_accuracy()) rec["val_seq_acc" + sfx] = e.acc.sequence();
       if (tb) {
         tb->add_scalar("val/loss" + sfx, step, float(e.loss));
         tb->add_scalar("val/acc" + sfx, step, float(e.acc.token()));
-        if (data.has_sequence_accuracy()) tb->add_scalar("val/seq_acc" + sfx, step, float(e.acc.sequence()));
+        if (synthetic->has_sequence_accuracy()) tb->add_scalar("val/seq_acc" + sfx, step, float(e.acc.sequence()));
       }
       line += fmt::format(" acc{} {:.3f}", sfx, e.acc.token());
     }
@@ -405,9 +406,10 @@ TrainResult train_text(const Config& cfg, const std::string& config_yaml, const 
       steps_window = 0;
     }
     if (!quiet) progress.update(step, loss, lr, res.tokens_per_s);
-    if (((tc.eval_every > 0 && step % tc.eval_every == 0) || step == tc.steps) && data.has_accuracy()) {
+    const bool eval_now = (tc.eval_every > 0 && step % tc.eval_every == 0) || step == tc.steps;
+    if (eval_now && synthetic) {
       res.val_loss = evaluate_accuracy();
-    } else if ((tc.eval_every > 0 && step % tc.eval_every == 0) || step == tc.steps) {
+    } else if (eval_now) {
       res.val_loss = evaluate();
       if (metrics) metrics->write({{"step", step}, {"val_loss", res.val_loss}});
       if (tb) {
