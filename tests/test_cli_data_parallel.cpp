@@ -181,6 +181,34 @@ TEST(DataParallel, TwoRanksMatchOneProcessOnTheSameGlobalBatch) {
   EXPECT_EQ(at20, 2u) << m;  // the train record and the val record, once each
 }
 
+// A synthetic task (train/synthetic_data.h): the ranks generate only their rows of the same global
+// batch, and share the accuracy evaluation (at train.seq and data.eval_seqs), whose counts they sum.
+TEST(DataParallel, SyntheticTaskMatchesOneProcess) {
+  SKIP_WITHOUT_MPI();
+  std::string d = scratch_dir("dp_synthetic");
+  write_text(d + "/a.yaml",
+             "model: {d_model: 32, pattern: \"*-\", attention: {heads: 4}, mlp: {hidden: 64}}\n"
+             "train: {steps: 20, batch: 8, seq: 32, seed: 1, eval_every: 10, eval_batches: 3, save_every: 0, log_every: 10}\n"
+             "optim: {lr: 3.0e-3, warmup: 5}\n"
+             "data: {kind: selective_copying, eval_seqs: \"64\", selective_copying: {vocab: 8, tokens: 4}}\n");
+  auto one = single("train a.yaml train.run_dir=one --quiet", d);
+  ASSERT_EQ(one.code, 0) << one.out;
+  auto two = mpirun(2, "train a.yaml train.run_dir=two --quiet", d);
+  ASSERT_EQ(two.code, 0) << two.out;
+  Checkpoint a = load_checkpoint(newest(d + "/one")), b = load_checkpoint(newest(d + "/two"));
+  EXPECT_EQ(a.state, b.state);
+  EXPECT_LE(max_abs_diff(a.params, b.params, "params after 20 steps, 1 process vs 2 ranks"), 1e-6);
+  auto evals = [&](const std::string& run) {
+    std::vector<std::string> acc;
+    std::istringstream in(slurp(d + "/" + run + "/metrics.jsonl"));
+    for (std::string line; std::getline(in, line);)
+      if (size_t p = line.find("\"val_acc@64\":"); p != std::string::npos) acc.push_back(line.substr(p, line.find(',', p) - p));
+    return acc;
+  };
+  EXPECT_EQ(evals("one").size(), 2u);
+  EXPECT_EQ(evals("one"), evals("two")) << "the same accuracy: counts summed over the ranks";
+}
+
 TEST(DataParallel, ResumesFromTwoRanksInOneProcess) {
   SKIP_WITHOUT_MPI();
   std::string d = scratch_dir("dp_resume");

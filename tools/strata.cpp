@@ -201,8 +201,8 @@ int main(int argc, char** argv) {
       if (multirun.multirun) return run_multirun(cfg_path, overrides, multirun);
       if (cfg_path.empty()) throw InputError("train: a config file is required (e.g. strata train experiments/quickstart.yaml)");
       Config cfg = load_config(cfg_path, overrides);
-      if (cfg.model.vocab != "bytes")
-        throw InputError(fmt::format("train: model.vocab is '{}'; training reads byte-level text, so only vocab: bytes trains",
+      if (cfg.model.vocab != "bytes" && cfg.data.kind == "text")  // the synthetic kinds train on token ids
+        throw InputError(fmt::format("train: model.vocab is '{}'; data.kind text is byte-level, so only vocab: bytes trains on it",
                                      cfg.model.vocab));
       TrainOptions o;
       o.resume = resume;

@@ -42,10 +42,34 @@ struct OptimConfig {
   float clip = 1.0f;  // max global grad norm; 0 -> off
 };
 
+// The synthetic tasks (train/synthetic_*.h): sequences generated on the fly from the run's seed, with
+// targets only at the tested positions (-1 elsewhere). train.seq is their length.
+struct MqarConfig {  // Zoology's multi-query associative recall
+  int vocab = 8192;       // keys from [1, vocab / 2), values from [vocab / 2, vocab)
+  int pairs = 8;          // key-value pairs at the start of each sequence
+  int queries = 0;        // keys queried again later (0 = pairs: every key, as Zoology)
+  float power_a = 0.01f;  // query gaps drawn with probability ~ gap^(power_a - 1) (1 = uniform)
+};
+
+struct SelectiveCopyingConfig {  // the Mamba paper's selective copying
+  int vocab = 16;        // the noise token, vocab - 1 (the copy marker) and vocab - 2 data symbols
+  int tokens = 16;       // data tokens scattered in the noise, to be copied in order
+  int noise_token = 0;
+};
+
+struct InductionHeadsConfig {  // the Mamba paper's induction heads
+  int vocab = 16;
+  int trigger = -1;  // the special token (-1 = vocab - 1)
+};
+
 struct DataConfig {
-  std::string kind = "text";  // text (byte-level)
+  std::string kind = "text";  // text (byte-level) | mqar | selective_copying | induction_heads
   std::string path = "";
   float val_fraction = 0.05f;
+  std::string eval_seqs = "";  // synthetic kinds: further lengths the accuracy is measured at ("256 1024")
+  MqarConfig mqar;
+  SelectiveCopyingConfig selective_copying;
+  InductionHeadsConfig induction_heads;
 };
 
 // The robot policy (models/multirate.h): a planner at planner_hz and a controller at control_hz,

@@ -2,9 +2,11 @@
 
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "core/device.h"
 #include "core/error.h"
+#include "kernels/cpu/argmax.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/embedding.h"
 #include "kernels/cpu/loss.h"
@@ -177,12 +179,21 @@ void Model::step_on_device(Ctx& ctx, float* logits_dev, const int32_t* ids_dev, 
 
 ModelCache Model::allocate_cache(int64_t B, int64_t max_T) const { return trunk_.allocate_cache(B, max_T); }
 
-float Model::eval_loss(Ctx& ctx, const int32_t* ids, const int32_t* targets, int64_t B, int64_t T) {
+float Model::eval_loss(Ctx& ctx, const int32_t* ids, const int32_t* targets, int64_t B, int64_t T, int32_t* argmax) {
   const int64_t N = B * T, V = cfg_.vocab_size;
   float* logits = ctx.arena->alloc(N * V);
   float* losses = ctx.arena->alloc(N);
   logits_on_device(ctx, logits, stage_ids(ctx, ids, N), B, T, nullptr);
-  return STRATA_OP_VALUE(ctx.device, softmax_xent_forward, losses, logits, stage_ids(ctx, targets, N), N, V);
+  float loss = STRATA_OP_VALUE(ctx.device, softmax_xent_forward, losses, logits, stage_ids(ctx, targets, N), N, V);
+  if (argmax) {
+    std::vector<float> host;
+    if (ctx.device != Device::cpu) {
+      host.resize(size_t(N * V));
+      copy_bytes(host.data(), Device::cpu, logits, ctx.device, sizeof(float) * N * V);
+    }
+    cpu::argmax_rows(argmax, host.empty() ? logits : host.data(), N, V);
+  }
+  return loss;
 }
 
 double Model::flops_per_token(int64_t T) const {

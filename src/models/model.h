@@ -55,8 +55,9 @@ class Model {
   void step_on_device(Ctx& ctx, float* logits_dev, const int32_t* ids_dev, ModelCache& cache);
   ModelCache allocate_cache(int64_t B, int64_t max_T) const;
 
-  // Mean cross-entropy without saving activations (evaluation).
-  float eval_loss(Ctx& ctx, const int32_t* ids, const int32_t* targets, int64_t B, int64_t T);
+  // Mean cross-entropy without saving activations (evaluation). With argmax (host [B, T]), also the
+  // predicted id at every position (the first of equal logits), for accuracy metrics.
+  float eval_loss(Ctx& ctx, const int32_t* ids, const int32_t* targets, int64_t B, int64_t T, int32_t* argmax = nullptr);
 
   int64_t vocab() const { return cfg_.vocab_size; }
   double flops_per_token(int64_t T) const;  // forward only

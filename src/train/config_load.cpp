@@ -19,6 +19,7 @@
 #include "core/error.h"
 #include "core/params.h"
 #include "layers/block.h"
+#include "train/synthetic_task.h"
 
 namespace strata {
 namespace {
@@ -78,6 +79,9 @@ const Schema& schema() {
     constexpr auto Tr = &Config::train;
     constexpr auto O = &Config::optim;
     constexpr auto D = &Config::data;
+    constexpr auto Mq = &DataConfig::mqar;
+    constexpr auto Sc = &DataConfig::selective_copying;
+    constexpr auto Ih = &DataConfig::induction_heads;
     constexpr auto At = &ModelConfig::attention;
     constexpr auto Ma = &ModelConfig::mamba;
     constexpr auto Ml = &ModelConfig::mlp;
@@ -171,9 +175,21 @@ const Schema& schema() {
         F("optim.beta2", "AdamW second-moment decay", {}, O, &OptimConfig::beta2),
         F("optim.eps", "AdamW epsilon", {}, O, &OptimConfig::eps),
         F("optim.clip", "max global gradient norm (0 = no clipping)", {}, O, &OptimConfig::clip),
-        F("data.kind", "dataset format (text = byte-level text file)", {"text"}, D, &DataConfig::kind),
+        F("data.kind", "dataset: text = byte-level text file; the synthetic tasks (docs/research.md) are generated from train.seed",
+          {"text", "mqar", "selective_copying", "induction_heads"}, D, &DataConfig::kind),
         F("data.path", "training text file, relative to the working directory", {}, D, &DataConfig::path),
         F("data.val_fraction", "fraction at the end of the file held out for validation", {}, D, &DataConfig::val_fraction),
+        // The synthetic kinds; to_yaml writes only the section of the kind in use.
+        F("data.eval_seqs", "synthetic kinds: space-separated further sequence lengths the accuracy is measured at (val_acc@L)", {}, D, &DataConfig::eval_seqs),
+        F("data.mqar.vocab", "mqar: token ids; keys from [1, vocab/2), values from [vocab/2, vocab)", {}, D, Mq, &MqarConfig::vocab),
+        F("data.mqar.pairs", "mqar: key-value pairs at the start of each sequence", {}, D, Mq, &MqarConfig::pairs),
+        F("data.mqar.queries", "mqar: keys queried again, one tested position each (0 = pairs)", {}, D, Mq, &MqarConfig::queries),
+        F("data.mqar.power_a", "mqar: query gaps drawn with probability ~ gap^(power_a - 1), as Zoology (1 = uniform)", {}, D, Mq, &MqarConfig::power_a),
+        F("data.selective_copying.vocab", "selective_copying: token ids: the noise token, the copy marker (vocab - 1) and vocab - 2 data symbols", {}, D, Sc, &SelectiveCopyingConfig::vocab),
+        F("data.selective_copying.tokens", "selective_copying: data tokens scattered in the noise and copied in order at the end", {}, D, Sc, &SelectiveCopyingConfig::tokens),
+        F("data.selective_copying.noise_token", "selective_copying: the filler token id", {}, D, Sc, &SelectiveCopyingConfig::noise_token),
+        F("data.induction_heads.vocab", "induction_heads: token ids", {}, D, Ih, &InductionHeadsConfig::vocab),
+        F("data.induction_heads.trigger", "induction_heads: the special token whose successor is recalled at the end (-1 = vocab - 1)", {}, D, Ih, &InductionHeadsConfig::trigger),
         // The robot policy (models/multirate.h, docs/robotics.md); its blocks take their settings from model.*.
         F("robot.planner.pattern", "planner layers, one character per sublayer as model.pattern (\"\" = no robot policy: a language model)", {}, R, Rp, &RobotNetConfig::pattern),
         F("robot.planner.d_model", "planner width", {}, R, Rp, &RobotNetConfig::d_model),
@@ -415,6 +431,8 @@ class Loader {
     for (const Field& f : schema().fields)
       if (auto it = entries_.find(f.key); it != entries_.end()) assign(f, it->second, c);
     check_values(c);
+    check_data_values(c);
+    derive_task_vocab(c);
     // resolve() fills head_dim from d_model / heads; the divisibility check only applies then.
     const bool head_dim_derived = c.model.attention.head_dim == 0;
     const AttentionConfig written = c.model.attention;
@@ -423,6 +441,7 @@ class Loader {
     check_mla(c, written);
     check_sizes(c);
     check_robot(c);
+    check_task(c);
     c.source_path = src_;
     return c;
   }
@@ -778,6 +797,68 @@ class Loader {
     range(c, "data.val_fraction", 0, false, 1, false);
   }
 
+  // data.eval_seqs and the keys of the synthetic kind in use (a text run leaves their defaults alone).
+  void check_data_values(const Config& c) const {
+    const std::string& kind = c.data.kind;
+    if (kind == "text") {
+      if (!c.data.eval_seqs.empty())
+        fail({"data.eval_seqs", "data.kind"}, fmt::format("{} measures the synthetic tasks' accuracy at other lengths; data.kind "
+                                                          "is 'text' (remove data.eval_seqs, or use one of: {})",
+                                                          kv(c, "data.eval_seqs"), synthetic_kinds()));
+      return;
+    }
+    try {
+      parse_eval_seqs(c.data.eval_seqs);
+    } catch (const InputError& e) {
+      fail({"data.eval_seqs"}, e.what());
+    }
+    if (kind == "mqar") {
+      const MqarConfig& q = c.data.mqar;
+      range(c, "data.mqar.pairs", 1, true);
+      range(c, "data.mqar.queries", 0, true, q.pairs, true, " (0 = pairs; at most data.mqar.pairs)");
+      range(c, "data.mqar.power_a", 0, false);
+      range(c, "data.mqar.vocab", 4, true);
+      if (q.vocab / 2 - 1 < q.pairs)
+        fail({"data.mqar.vocab", "data.mqar.pairs"},
+             fmt::format("{} has {} key ids ([1, vocab/2)), fewer than {} distinct keys; raise the vocab to at least {}",
+                         kv(c, "data.mqar.vocab"), q.vocab / 2 - 1, kv(c, "data.mqar.pairs"), 2 * q.pairs + 2));
+    } else if (kind == "selective_copying") {
+      range(c, "data.selective_copying.vocab", 3, true, INFINITY, true, " (the noise token, the copy marker and data symbols)");
+      range(c, "data.selective_copying.tokens", 1, true);
+      range(c, "data.selective_copying.noise_token", 0, true, c.data.selective_copying.vocab - 2, true,
+            " (vocab - 1 is the copy marker)");
+    } else if (kind == "induction_heads") {
+      range(c, "data.induction_heads.vocab", 2, true);
+      range(c, "data.induction_heads.trigger", -1, true, c.data.induction_heads.vocab - 1, true, " (-1 = vocab - 1)");
+    }
+  }
+
+  // A synthetic task's model vocabulary, unless the config writes one: ids, as many as the task's.
+  void derive_task_vocab(Config& c) const {
+    if (!is_synthetic_kind(c.data.kind) || find("model.vocab") || find("model.vocab_size")) return;
+    c.model.vocab = "ids";
+    c.model.vocab_size = int(synthetic_task(c.data).vocab);
+  }
+
+  // On resolved values: the model's vocabulary covers the task's ids, and train.seq and every
+  // data.eval_seqs length hold the task's sequences.
+  void check_task(const Config& c) const {
+    if (!is_synthetic_kind(c.data.kind)) return;
+    const SyntheticTask t = synthetic_task(c.data);
+    if (c.model.vocab_size < t.vocab)
+      fail({"model.vocab_size", "model.vocab", t.vocab_key},
+           fmt::format("the model's vocabulary (model.vocab_size={}{}) does not cover the task's ids: {}; set "
+                       "model.vocab: ids and model.vocab_size: {}, or leave both out to take them from the task",
+                       c.model.vocab_size, c.model.vocab == "bytes" ? ", from model.vocab='bytes'" : "", kv(c, t.vocab_key), t.vocab));
+    if (c.train.seq < t.min_seq)
+      fail({"train.seq", "data.kind"}, fmt::format("{} is shorter than data.kind={} needs: at least {}", kv(c, "train.seq"),
+                                                   c.data.kind, t.min_seq_rule));
+    for (int64_t L : parse_eval_seqs(c.data.eval_seqs))
+      if (L < t.min_seq)
+        fail({"data.eval_seqs", "data.kind"}, fmt::format("{} has {}, shorter than data.kind={} needs: at least {}",
+                                                          kv(c, "data.eval_seqs"), L, c.data.kind, t.min_seq_rule));
+  }
+
   // The robot section, when the planner has a pattern (else it is unused and left alone).
   void check_robot(const Config& c) const {
     const RobotConfig& r = c.robot;
@@ -955,6 +1036,14 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   return parse_config(text, path, overrides);
 }
 
+// data.eval_seqs only for the synthetic kinds, and data.<kind>.* only for the kind in use.
+static bool data_key_in_use(const DataConfig& d, const std::string& key) {
+  if (key == "data.eval_seqs") return d.kind != "text";
+  for (const char* k : {"mqar", "selective_copying", "induction_heads"})
+    if (key.rfind(fmt::format("data.{}.", k), 0) == 0) return d.kind == k;
+  return true;
+}
+
 std::string to_yaml(const Config& c) {
   std::string out;
   std::vector<std::string> open;  // the sections currently open, outermost first
@@ -963,6 +1052,8 @@ std::string to_yaml(const Config& c) {
     // directories and the PyTorch peer's reader see no new section); parsing it back gives the
     // same defaults.
     if (!c.robot.enabled() && f.key.rfind("robot.", 0) == 0) continue;
+    // Likewise a text run's data section: the synthetic kinds' keys appear only for the kind in use.
+    if (!data_key_in_use(c.data, f.key)) continue;
     std::vector<std::string> path;
     for (size_t s = 0, d; (d = f.key.find('.', s)) != std::string::npos; s = d + 1) path.push_back(f.key.substr(s, d - s));
     size_t k = 0;

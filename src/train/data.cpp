@@ -57,6 +57,10 @@ void TextData::train_batch_rows(int32_t* ids, int32_t* targets, int64_t B, int64
   }
 }
 
+std::string TextData::describe() const {
+  return fmt::format("'{}' ({} train / {} val bytes)", path_, train_size(), val_size());
+}
+
 void TextData::val_batch(int32_t* ids, int32_t* targets, int64_t B, int64_t T, int64_t i, int64_t of) const {
   int64_t n = val_size();
   if (n < T + 1)

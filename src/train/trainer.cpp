@@ -20,7 +20,9 @@
 #include "train/checkpoint.h"
 #include "train/config_hparams.h"
 #include "train/config_load.h"
-#include "train/data.h"
+#include "train/dataset.h"
+#include "train/synthetic_data.h"
+#include "train/task_eval.h"
 #include "train/distributed.h"
 #include "train/distributed_nccl.h"
 #include "train/metrics.h"
@@ -92,8 +94,17 @@ TrainResult train_text(const Config& cfg, const std::string& config_yaml, const 
   const Device device = tc.device == "cuda" ? Device::cuda : Device::cpu;
   require_device(device, "train.device");
   const std::vector<HParam> hparams = hparams_of(cfg, opts.hparams.empty() ? default_hparam_keys() : opts.hparams);
-  TextData data(cfg.data.path, cfg.data.val_fraction);
+  const std::unique_ptr<Dataset> data_ptr = make_dataset(cfg);
+  const Dataset& data = *data_ptr;
   data.require_windows(tc.seq);  // both splits, before any work that a failed first eval would waste
+  // Synthetic tasks: the accuracy at train.seq, then at each further length of data.eval_seqs.
+  const auto* synthetic = dynamic_cast<const SyntheticData*>(&data);
+  std::vector<int64_t> acc_seqs;
+  if (synthetic) {
+    acc_seqs.push_back(tc.seq);
+    for (int64_t L : parse_eval_seqs(cfg.data.eval_seqs))
+      if (L != tc.seq) acc_seqs.push_back(L);
+  }
   Model model(cfg.model, tc.seed);
   ParamStore& ps = model.params();
   const int64_t P = ps.numel();
@@ -200,7 +211,9 @@ TrainResult train_text(const Config& cfg, const std::string& config_yaml, const 
   if (lead) {
     metrics.emplace((fs::path(res.run_dir) / "metrics.jsonl").string(), /*append=*/opts.resume);
     tb.emplace(res.run_dir);
-    tb->add_hparams_experiment(hparams, {"train/loss", "val/loss"});
+    std::vector<std::string> tags = {"train/loss", "val/loss"};
+    if (synthetic) tags.push_back("val/acc");
+    tb->add_hparams_experiment(hparams, tags);
     tb->add_hparams_session_start(hparams, opts.hparams_group);
   }
   Arena arena(device);
@@ -265,9 +278,8 @@ TrainResult train_text(const Config& cfg, const std::string& config_yaml, const 
   };
 
   if (!quiet)
-    fmt::print(stderr, "training {} ({} layers '{}', {:.2f}M params, {}) on '{}' ({} train / {} val bytes) -> {}\n",
-               cfg.source_path, model.layers().size(), model.layer_pattern(), double(P) / 1e6, tc.precision,
-               cfg.data.path, data.train_size(), data.val_size(), res.run_dir);
+    fmt::print(stderr, "training {} ({} layers '{}', {:.2f}M params, {}) on {} -> {}\n", cfg.source_path,
+               model.layers().size(), model.layer_pattern(), double(P) / 1e6, tc.precision, data.describe(), res.run_dir);
   if (!quiet && W > 1)
     fmt::print(stderr, "data parallel: {} processes over {}, {} rows each of every global batch of {}, {} gradient "
                "buckets{}, {}\n", W, nccl ? nccl->backend() : comm.backend(), B_rank, B, reducer->bucket_count(),
@@ -286,6 +298,30 @@ TrainResult train_text(const Config& cfg, const std::string& config_yaml, const 
   std::vector<double> agree;
   float loss = 0;
   int nonfinite_in_row = 0;
+  // The synthetic tasks' evaluation: loss and accuracy at every length, written as it goes; returns
+  // the loss at train.seq, the same mean over the tested positions as evaluate() below.
+  auto evaluate_accuracy = [&]() {
+    auto evals = evaluate_task(model, ctx, *synthetic, acc_seqs, B, T, tc.eval_batches, comm);
+    nlohmann::json rec = {{"step", step}};
+    std::string line;
+    for (const LengthEval& e : evals) {
+      const std::string sfx = eval_suffix(e.seq, T);
+      rec["val_loss" + sfx] = e.loss;
+      rec["val_acc" + sfx] = e.acc.token();
+      if (synthetic->has_sequence_accuracy()) rec["val_seq_acc" + sfx] = e.acc.sequence();
+      if (tb) {
+        tb->add_scalar("val/loss" + sfx, step, float(e.loss));
+        tb->add_scalar("val/acc" + sfx, step, float(e.acc.token()));
+        if (synthetic->has_sequence_accuracy()) tb->add_scalar("val/seq_acc" + sfx, step, float(e.acc.sequence()));
+      }
+      line += fmt::format(" acc{} {:.3f}", sfx, e.acc.token());
+    }
+    if (metrics) metrics->write(rec);
+    if (!quiet) progress.message(fmt::format("step {} val_loss {:.4f}{} (train {:.4f})", step, evals[0].loss, line, loss));
+    if (tb) tb->flush();
+    res.val_acc = float(evals[0].acc.token());
+    return float(evals[0].loss);
+  };
   while (step < tc.steps) {
     float lr = learning_rate(cfg.optim, step, tc.steps);
     ps.zero_grad();
@@ -416,7 +452,10 @@ TrainResult train_text(const Config& cfg, const std::string& config_yaml, const 
       steps_window = 0;
     }
     if (!quiet) progress.update(step, loss, lr, res.tokens_per_s);
-    if ((tc.eval_every > 0 && step % tc.eval_every == 0) || step == tc.steps) {
+    const bool eval_now = (tc.eval_every > 0 && step % tc.eval_every == 0) || step == tc.steps;
+    if (eval_now && synthetic) {
+      res.val_loss = evaluate_accuracy();
+    } else if (eval_now) {
       res.val_loss = evaluate();
       if (metrics) metrics->write({{"step", step}, {"val_loss", res.val_loss}});
       if (tb) {

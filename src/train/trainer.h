@@ -23,6 +23,7 @@ struct TrainOptions {
 struct TrainResult {
   int64_t step = 0;            // optimizer steps completed
   float train_loss = 0, val_loss = -1;
+  float val_acc = -1;          // synthetic tasks: accuracy at train.seq at the last evaluation
   bool interrupted = false;    // SIGINT/SIGTERM: a checkpoint was saved
   std::string run_dir, last_checkpoint;
   double seconds = 0, tokens_per_s = 0;
