@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "cli.h"
+#include "data_parallel_testing.h"
 #include "train/checkpoint.h"
 #include "train/distributed.h"
 
@@ -40,21 +41,6 @@ std::string skip_reason() {
     if (!why.empty()) GTEST_SKIP() << "skipped: " << why;   \
   } while (0)
 
-// A small hybrid (Mamba-2, attention, MLP) with an even global batch. No MoE: its load-balancing
-// loss is computed over each rank's own tokens, so a data-parallel MoE is not the same function.
-std::string dp_config(int steps) {
-  return "model:\n"
-         "  d_model: 32\n"
-         "  pattern: \"M*-\"\n"
-         "  mamba: {version: 2, d_state: 8, head_dim: 16, chunk: 8}\n"
-         "  attention: {heads: 4, kv_heads: 2}\n"
-         "  mlp: {hidden: 48}\n"
-         "train: {steps: " + std::to_string(steps) + ", batch: 4, seq: 24, seed: 7, eval_every: 10, eval_batches: 2, "
-         "save_every: 5, keep_checkpoints: 3, log_every: 5}\n"
-         "optim: {lr: 3.0e-3, warmup: 4}\n"
-         "data: {kind: text, path: data.txt, val_fraction: 0.1}\n";
-}
-
 RunResult mpirun(int np, const std::string& args, const std::string& cwd) {
   return run_raw(fmt::format("{} -np {} '{}' {}", kMpirun, np, strata_bin(), args), cwd);
 }
@@ -64,23 +50,6 @@ std::string newest(const std::string& run_dir) {
   auto c = newest_good_checkpoint(run_dir, nullptr);
   EXPECT_TRUE(c.has_value()) << "no checkpoint in " << run_dir;
   return c.value_or("");
-}
-
-// Prints the largest difference (as the oracle tests do) and returns it.
-double max_abs_diff(const std::vector<NamedArray>& a, const std::vector<NamedArray>& b, const std::string& what) {
-  EXPECT_EQ(a.size(), b.size());
-  double worst = 0;
-  std::string where;
-  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
-    EXPECT_EQ(a[i].name, b[i].name);
-    EXPECT_EQ(a[i].data.size(), b[i].data.size());
-    for (size_t j = 0; j < a[i].data.size() && j < b[i].data.size(); ++j) {
-      double d = std::fabs(double(a[i].data[j]) - double(b[i].data[j]));
-      if (!(d <= worst)) worst = d, where = a[i].name;  // NaN counts as the worst
-    }
-  }
-  std::printf("%s: max |diff| %.3g (%s)\n", what.c_str(), worst, where.c_str());
-  return worst;
 }
 
 int count_checkpoints(const std::string& run_dir) {
@@ -148,6 +117,35 @@ std::string slurp(const std::string& path) {
 void wait_for_metrics(const std::string& run_dir) {
   for (int i = 0; i < 600 && !fs::exists(run_dir + "/metrics.jsonl"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
+}
+
+// Starts a 2-rank job that would train for ever (`extra`: more overrides), sends `sig` to one rank
+// once it trains, and expects every rank to stop at once, exit 0 and leave exactly one checkpoint,
+// which it returns (its step is 0 where something failed).
+Checkpoint signal_one_rank(const std::string& d, const std::string& extra, int rank, int sig) {
+  write_text(d + "/a.yaml", dp_config(100000));
+  pid_t job = spawn(fmt::format("{} -np 2 '{}' train a.yaml train.run_dir=r train.save_every=0 {} --quiet", kMpirun,
+                                strata_bin(), extra),
+                    d);
+  if (job <= 0) return ADD_FAILURE() << "could not start mpirun", Checkpoint{};
+  wait_for_metrics(d + "/r");
+  pid_t pid = rank_pid(d, rank);
+  if (pid <= 0) {
+    kill(job, SIGKILL);
+    waitpid(job, nullptr, 0);
+    return ADD_FAILURE() << "rank " << rank << " not found; log:\n" << slurp(d + "/out.log"), Checkpoint{};
+  }
+  kill(pid, sig);
+  bool hung = false;
+  int code = wait_exit(job, 300, &hung);
+  if (hung) return ADD_FAILURE() << "the job did not stop:\n" << slurp(d + "/out.log"), Checkpoint{};
+  EXPECT_EQ(code, 0) << slurp(d + "/out.log");
+  EXPECT_EQ(count_checkpoints(d + "/r"), 1);
+  Checkpoint c = load_checkpoint(newest(d + "/r"));  // verified: every tensor, full size, checksums
+  EXPECT_GT(c.state.step, 0);
+  EXPECT_NE(slurp(d + "/out.log").find("interrupted at step " + std::to_string(c.state.step)), std::string::npos)
+      << slurp(d + "/out.log");
+  return c;
 }
 
 }  // namespace
@@ -228,22 +226,7 @@ TEST(DataParallel, ResumesFromTwoRanksInOneProcess) {
 TEST(DataParallel, SigtermToOneRankStopsEveryRankWithOneCheckpoint) {
   SKIP_WITHOUT_MPI();
   std::string d = scratch_dir("dp_sigterm");
-  write_text(d + "/a.yaml", dp_config(100000));
-  pid_t job = spawn(fmt::format("{} -np 2 '{}' train a.yaml train.run_dir=r train.save_every=0 --quiet", kMpirun, strata_bin()), d);
-  ASSERT_GT(job, 0);
-  wait_for_metrics(d + "/r");
-  pid_t r1 = rank_pid(d, 1);
-  ASSERT_GT(r1, 0) << "rank 1 not found; log:\n" << slurp(d + "/out.log");
-  kill(r1, SIGTERM);
-  bool hung = false;
-  int code = wait_exit(job, 300, &hung);
-  ASSERT_FALSE(hung) << slurp(d + "/out.log");
-  EXPECT_EQ(code, 0) << slurp(d + "/out.log");
-  EXPECT_EQ(count_checkpoints(d + "/r"), 1);
-  Checkpoint c = load_checkpoint(newest(d + "/r"));
-  EXPECT_GT(c.state.step, 0);
-  EXPECT_NE(slurp(d + "/out.log").find("interrupted at step " + std::to_string(c.state.step)), std::string::npos)
-      << slurp(d + "/out.log");
+  Checkpoint c = signal_one_rank(d, "", 1, SIGTERM);
   // And the requeued job goes on from it.
   auto resumed = mpirun(2, "train a.yaml train.run_dir=r train.steps=" + std::to_string(c.state.step + 2) + " --quiet --resume", d);
   EXPECT_EQ(resumed.code, 0) << resumed.out;
@@ -252,19 +235,7 @@ TEST(DataParallel, SigtermToOneRankStopsEveryRankWithOneCheckpoint) {
 // Slurm's warning before the time limit (sbatch --signal=USR1@90) reaches every task; one is enough.
 TEST(DataParallel, Sigusr1ToRankZeroStopsEveryRankWithOneCheckpoint) {
   SKIP_WITHOUT_MPI();
-  std::string d = scratch_dir("dp_usr1");
-  write_text(d + "/a.yaml", dp_config(100000));
-  pid_t job = spawn(fmt::format("{} -np 2 '{}' train a.yaml train.run_dir=r train.save_every=0 --quiet", kMpirun, strata_bin()), d);
-  ASSERT_GT(job, 0);
-  wait_for_metrics(d + "/r");
-  pid_t r0 = rank_pid(d, 0);
-  ASSERT_GT(r0, 0) << "rank 0 not found; log:\n" << slurp(d + "/out.log");
-  kill(r0, SIGUSR1);
-  bool hung = false;
-  int code = wait_exit(job, 300, &hung);
-  ASSERT_FALSE(hung) << slurp(d + "/out.log");
-  EXPECT_EQ(code, 0) << slurp(d + "/out.log");
-  EXPECT_EQ(count_checkpoints(d + "/r"), 1);
+  signal_one_rank(scratch_dir("dp_usr1"), "", 0, SIGUSR1);
 }
 
 // ZeRO-1 (train.dist_zero1): each rank updates its shard of the parameters with its shard of the
@@ -355,22 +326,7 @@ TEST(DataParallel, Zero1ResumesAtAnotherWorldSize) {
 TEST(DataParallel, Zero1SigtermStopsWithOneGoodCheckpoint) {
   SKIP_WITHOUT_MPI();
   std::string d = scratch_dir("dp_zero1_sigterm");
-  write_text(d + "/a.yaml", dp_config(100000));
-  pid_t job = spawn(fmt::format("{} -np 2 '{}' train a.yaml train.run_dir=r train.save_every=0 train.dist_zero1=true --quiet",
-                                kMpirun, strata_bin()),
-                    d);
-  ASSERT_GT(job, 0);
-  wait_for_metrics(d + "/r");
-  pid_t r1 = rank_pid(d, 1);
-  ASSERT_GT(r1, 0) << "rank 1 not found; log:\n" << slurp(d + "/out.log");
-  kill(r1, SIGTERM);
-  bool hung = false;
-  int code = wait_exit(job, 300, &hung);
-  ASSERT_FALSE(hung) << slurp(d + "/out.log");
-  EXPECT_EQ(code, 0) << slurp(d + "/out.log");
-  EXPECT_EQ(count_checkpoints(d + "/r"), 1);
-  Checkpoint c = load_checkpoint(newest(d + "/r"));  // verified: every tensor, full size, checksums
-  EXPECT_GT(c.state.step, 0);
+  Checkpoint c = signal_one_rank(d, "train.dist_zero1=true", 1, SIGTERM);
   // Rank 1's shard of the moments (the end of the buffer) was gathered, not left at zero.
   ASSERT_FALSE(c.adam_v.empty());
   double last = 0;

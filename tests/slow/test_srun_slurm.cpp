@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "cli.h"
+#include "data_parallel_testing.h"
 #include "local_slurm.h"
 #include "testing.h"
 #include "train/checkpoint.h"
@@ -23,40 +24,10 @@ namespace st = strata::testing;
 
 namespace {
 
-// A small hybrid (Mamba-2, attention, MLP; no MoE, whose load-balancing loss is per rank) with an
-// even global batch, as in test_cli_data_parallel.cpp.
-std::string dp_config(int steps) {
-  return "model:\n"
-         "  d_model: 32\n"
-         "  pattern: \"M*-\"\n"
-         "  mamba: {version: 2, d_state: 8, head_dim: 16, chunk: 8}\n"
-         "  attention: {heads: 4, kv_heads: 2}\n"
-         "  mlp: {hidden: 48}\n"
-         "train: {steps: " + std::to_string(steps) + ", batch: 4, seq: 24, seed: 7, eval_every: 10, eval_batches: 2, "
-         "save_every: 5, keep_checkpoints: 3, log_every: 5}\n"
-         "optim: {lr: 3.0e-3, warmup: 4}\n"
-         "data: {kind: text, path: data.txt, val_fraction: 0.1}\n";
-}
-
 Checkpoint newest(const std::string& run_dir) {
   auto c = newest_good_checkpoint(run_dir, nullptr);
   EXPECT_TRUE(c.has_value()) << "no checkpoint in " << run_dir;
   return c ? load_checkpoint(*c) : Checkpoint{};
-}
-
-// Prints the largest difference of two parameter lists and returns it.
-double max_abs_diff(const std::vector<NamedArray>& a, const std::vector<NamedArray>& b, const std::string& what) {
-  EXPECT_EQ(a.size(), b.size());
-  double worst = 0;
-  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
-    EXPECT_EQ(a[i].data.size(), b[i].data.size());
-    for (size_t j = 0; j < a[i].data.size() && j < b[i].data.size(); ++j) {
-      double d = std::fabs(double(a[i].data[j]) - double(b[i].data[j]));
-      if (!(d <= worst)) worst = d;  // NaN counts as the worst
-    }
-  }
-  std::printf("  %s: max |diff| %.3g\n", what.c_str(), worst);
-  return worst;
 }
 
 #define SKIP_WITHOUT_MPI_OR_SLURM(slurm)                                                                            \
@@ -72,7 +43,7 @@ TEST(SrunSlurm, TwoTasksMatchOneProcessOnTheSameGlobalBatch) {
   st::LocalSlurm slurm(16847);
   SKIP_WITHOUT_MPI_OR_SLURM(slurm);
   const std::string d = st::scratch_dir("srun_equal");
-  st::write_text(d + "/a.yaml", dp_config(20));
+  st::write_text(d + "/a.yaml", st::dp_config(20));
   auto one = st::run_raw("OMP_NUM_THREADS=1 '" + st::strata_bin() + "' train a.yaml train.run_dir=one --quiet", d);
   ASSERT_EQ(one.code, 0) << one.out;
   // As root, and with no OMPI_MCA_* settings: a direct launch needs neither mpirun's
@@ -83,19 +54,19 @@ TEST(SrunSlurm, TwoTasksMatchOneProcessOnTheSameGlobalBatch) {
   Checkpoint a = newest(d + "/one"), b = newest(d + "/two");
   EXPECT_EQ(a.state, b.state);
   // Not bitwise: one process sums the batch's rows inside each GEMM, two ranks sum halves and then add them.
-  EXPECT_LE(max_abs_diff(a.params, b.params, "params after 20 steps, 1 process vs srun -n 2"), 1e-6);
-  EXPECT_LE(max_abs_diff(a.adam_m, b.adam_m, "AdamW m"), 1e-6);
+  EXPECT_LE(st::max_abs_diff(a.params, b.params, "params after 20 steps, 1 process vs srun -n 2"), 1e-6);
+  EXPECT_LE(st::max_abs_diff(a.adam_m, b.adam_m, "AdamW m"), 1e-6);
   EXPECT_NE(st::read_bytes(d + "/two/metrics.jsonl").find("\"dist_ranks\":2"), std::string::npos);
   // Plain srun: the local cluster's MpiDefault=pmix; the same two ranks give the same bits.
   auto plain = slurm.shell("OMP_NUM_THREADS=1 srun -n 2 '" + st::strata_bin() + "' train a.yaml train.run_dir=plain --quiet", d);
   ASSERT_EQ(plain.code, 0) << plain.out;
-  EXPECT_EQ(max_abs_diff(b.params, newest(d + "/plain").params, "srun --mpi=pmix vs srun (MpiDefault=pmix)"), 0.0);
+  EXPECT_EQ(st::max_abs_diff(b.params, newest(d + "/plain").params, "srun --mpi=pmix vs srun (MpiDefault=pmix)"), 0.0);
   // And mpirun's two ranks: the same reduction order, the same bits.
   if (std::system("command -v mpirun >/dev/null 2>&1") == 0) {
     auto mpi = st::run_raw("mpirun --allow-run-as-root --oversubscribe -x OMP_NUM_THREADS=1 -np 2 '" + st::strata_bin() +
                            "' train a.yaml train.run_dir=mpirun --quiet", d);
     ASSERT_EQ(mpi.code, 0) << mpi.out;
-    EXPECT_EQ(max_abs_diff(b.params, newest(d + "/mpirun").params, "srun -n 2 vs mpirun -np 2"), 0.0);
+    EXPECT_EQ(st::max_abs_diff(b.params, newest(d + "/mpirun").params, "srun -n 2 vs mpirun -np 2"), 0.0);
   }
   std::error_code ec;
   fs::remove_all(d, ec);
@@ -105,7 +76,7 @@ TEST(SrunSlurm, SbatchScriptCheckpointsOnTheTimeLimitSignalRequeuesAndFinishes) 
   st::LocalSlurm slurm(16851);
   SKIP_WITHOUT_MPI_OR_SLURM(slurm);
   const std::string d = st::scratch_dir("srun_sbatch");
-  st::write_text(d + "/a.yaml", dp_config(1000000));  // runs until the signal
+  st::write_text(d + "/a.yaml", st::dp_config(1000000));  // runs until the signal
   const std::string script = st::source_dir() + "/experiments/slurm/train_dp.sbatch";
   auto r = slurm.shell(fmt::format("STRATA='{}' RUN_DIR=run sbatch --parsable --time=00:10:00 '{}' a.yaml train.save_every=0",
                                    st::strata_bin(), script), d);
@@ -133,7 +104,7 @@ TEST(SrunSlurm, SbatchScriptCheckpointsOnTheTimeLimitSignalRequeuesAndFinishes) 
 
   // The requeued job (started now instead of after Slurm's requeue delay) resumes the run; ten more
   // steps in the config let it finish.
-  st::write_text(d + "/a.yaml", dp_config(int(stopped) + 10));
+  st::write_text(d + "/a.yaml", st::dp_config(int(stopped) + 10));
   slurm.shell("scontrol update JobId=" + job + " StartTime=now", d);
   ASSERT_TRUE(st::wait_for([&] { return job_state() == "COMPLETED"; }, 180)) << job_state() << "\n" << st::read_bytes(out_file);
   out = st::read_bytes(out_file);
