@@ -14,6 +14,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "input_error_testing.h"
 #include "train/config_load.h"
 
 namespace fs = std::filesystem;
@@ -21,6 +22,9 @@ using strata::Config;
 using strata::InputError;
 
 namespace {
+
+using strata::testing::error_of;
+using strata::testing::expect_has;
 
 // A config touching every section; line numbers are looked up in the text, never hard-coded.
 const char* kBase =
@@ -65,24 +69,6 @@ std::string replace(std::string s, const std::string& from, const std::string& t
   return s;
 }
 
-// The message of the InputError `f` throws (a failure if it throws nothing or something else).
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    std::printf("  error: %s\n", e.what());
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected strata::InputError, got another exception: " << e.what();
-    return "";
-  }
-  ADD_FAILURE() << "expected an InputError, nothing was thrown";
-  return "";
-}
-
-void expect_has(const std::string& msg, std::initializer_list<std::string> needles) {
-  for (const auto& n : needles) EXPECT_NE(msg.find(n), std::string::npos) << "missing '" << n << "' in: " << msg;
-}
 
 std::string parse_error(const std::string& yaml, const std::vector<std::string>& ov = {}) {
   return error_of([&] { strata::parse_config(yaml, "cfg.yaml", ov); });

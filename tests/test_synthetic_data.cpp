@@ -14,6 +14,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "input_error_testing.h"
 #include "kernels/cpu/argmax.h"
 #include "train/accuracy.h"
 #include "train/config_load.h"
@@ -29,6 +30,9 @@ namespace fs = std::filesystem;
 using namespace strata;
 
 namespace {
+
+using strata::testing::error_of;
+using strata::testing::expect_has;
 
 struct Seq {
   std::vector<int32_t> ids, tgt;
@@ -54,20 +58,6 @@ DataConfig data_of(const std::string& kind) {
   return d;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    std::printf("  error: %s\n", e.what());
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an InputError";
-  return "";
-}
-
-void expect_has(const std::string& msg, std::initializer_list<std::string> needles) {
-  for (const auto& n : needles) EXPECT_NE(msg.find(n), std::string::npos) << "missing '" << n << "' in: " << msg;
-}
 
 }  // namespace
 
