@@ -79,6 +79,11 @@ std::vector<Case> cases() {
     c.tie_embeddings = false;
     add("attention_partial_rope", c);
   }
+  {
+    ModelConfig c = st::tiny_model("*");  // sliding window: 24 positions, each query sees its last 5
+    c.attention.window = 5;
+    add("attention_window", c);
+  }
   add("attention_mla", st::tiny_model("*", 2, "mla"));
   {
     ModelConfig c = st::tiny_model("*", 2, "mla");  // DeepSeek-V2-Lite style: no q compression, rotate_half
@@ -92,6 +97,11 @@ std::vector<Case> cases() {
     c.mamba.inner_norms = true;  // Jamba's dt/B/C norms
     c.mamba.bias = true;
     add("mamba1_inner_norms", c);
+  }
+  {
+    ModelConfig c = st::tiny_model("M", 1);  // the non-selective (S4D-like) baseline
+    c.mamba.selective = false;
+    add("mamba1_nonselective", c);
   }
   add("mamba2", st::tiny_model("M", 2), 32);
   {

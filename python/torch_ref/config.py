@@ -33,6 +33,7 @@ class AttentionConfig:
     v_head_dim: int = 0  # mla; 0 -> head_dim
     rope_interleave: bool = True
     softmax_scale: float = 0.0
+    window: int = 0  # sliding window: each query sees its last `window` positions; 0 = full causal
 
 
 @dataclass
@@ -51,6 +52,7 @@ class MambaConfig:
     conv_bias: bool = True
     bias: bool = False
     inner_norms: bool = False  # Mamba-1: RMSNorm on dt, B, C after x_proj (Jamba)
+    selective: bool = True  # Mamba-1: False = dt, B, C learned constants, not functions of x (S4D-like)
 
 
 @dataclass

@@ -16,7 +16,9 @@ RMSNorm -> head tied to the embedding (lm_head when tie_embeddings is false). Bl
       ssd_minimal.py's chunked ssd_minimal_discrete; decode as Mamba2.step's torch path.
   'M' mamba.version 1: mamba_ssm's Mamba (mamba_simple.py, the path without causal_conv1d /
       fused kernels) with selective_scan_ref (a Python loop over T); decode as Mamba.step.
-      mamba.inner_norms adds Jamba's RMSNorms on dt, B and C (JambaMambaMixer).
+      mamba.inner_norms adds Jamba's RMSNorms on dt, B and C (JambaMambaMixer); mamba.selective
+      False makes dt, B and C learned constants (strata's non-selective, S4D-like baseline).
+  attention.window > 0 (gqa and mla): each query sees only its last `window` positions.
 Parameter names and shapes are strata's (Hugging Face style), so a strata checkpoint's tensors
 load as they are (torch_ref/grads.py: bench/vs_pytorch.py --check and
 tests/test_grad_parity_torch.cpp use it to confirm both sides compute the same function and the same
@@ -116,12 +118,19 @@ def rope_cos_sin(inv_freq, pos0: int, T: int, dtype):
     return emb.cos(), emb.sin()
 
 
-def causal_attention(q, k, v, scale):
+def causal_mask(Tq: int, Tk: int, window: int = 0):
+    """[Tq, Tk] True where a query (the last Tq of Tk positions) may attend: itself and earlier keys,
+    only its last `window` positions when window > 0 (sliding-window attention)."""
+    ones = torch.ones(Tq, Tk, dtype=torch.bool)
+    mask = ones.tril(Tk - Tq)
+    return mask & ~ones.tril(Tk - Tq - window) if window > 0 else mask
+
+
+def causal_attention(q, k, v, scale, window: int = 0):
     """Eager softmax(q k^T * scale + causal mask) v over [B, H, T, d] (queries at the end of the keys)."""
     Tq, Tk = q.shape[-2], k.shape[-2]
     s = (q @ k.transpose(-1, -2)) * scale
-    mask = torch.ones(Tq, Tk, dtype=torch.bool).tril(Tk - Tq)
-    s = s.masked_fill(~mask, -torch.inf)
+    s = s.masked_fill(~causal_mask(Tq, Tk, window), -torch.inf)
     return torch.softmax(s, dim=-1) @ v
 
 
@@ -135,6 +144,7 @@ class Attention(nn.Module):
         D = cfg.d_model
         self.Hq, self.Hkv, self.hd = a.heads, a.kv_heads, a.head_dim
         self.rot = (a.rope_dims or self.hd) if a.rope else 0
+        self.window = a.window
         self.q_proj = nn.Linear(D, self.Hq * self.hd, bias=False)
         self.k_proj = nn.Linear(D, self.Hkv * self.hd, bias=False)
         self.v_proj = nn.Linear(D, self.Hkv * self.hd, bias=False)
@@ -169,7 +179,11 @@ class Attention(nn.Module):
         if cache is not None:
             cache["k"][:, :, :T] = k
             cache["v"][:, :, :T] = v
-        o = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.Hq != self.Hkv)
+        if self.window > 0:
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(T, T, self.window),
+                                               enable_gqa=self.Hq != self.Hkv)
+        else:
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.Hq != self.Hkv)
         return self.o_proj(o.transpose(1, 2).reshape(B, T, self.Hq * self.hd))
 
     def allocate_cache(self, B, max_T):
@@ -182,7 +196,8 @@ class Attention(nn.Module):
         q, k, v = self._qkv(x, pos)
         cache["k"][:, :, pos : pos + 1] = k
         cache["v"][:, :, pos : pos + 1] = v
-        o = F.scaled_dot_product_attention(q, cache["k"][:, :, : pos + 1], cache["v"][:, :, : pos + 1],
+        first = max(0, pos + 1 - self.window) if self.window > 0 else 0  # sliding window: the last `window` keys
+        o = F.scaled_dot_product_attention(q, cache["k"][:, :, first : pos + 1], cache["v"][:, :, first : pos + 1],
                                            enable_gqa=self.Hq != self.Hkv)
         return self.o_proj(o.transpose(1, 2).reshape(B, 1, self.Hq * self.hd))
 
@@ -206,6 +221,7 @@ class LatentAttention(nn.Module):
         self.q_lora = a.q_lora_rank
         self.interleave = a.rope_interleave
         self.scale = a.softmax_scale if a.softmax_scale > 0 else self.dqk ** -0.5
+        self.window = a.window
         if self.q_lora > 0:
             self.q_a_proj = nn.Linear(D, self.q_lora, bias=False)
             self.q_a_layernorm = RMSNorm(self.q_lora, 1e-6)
@@ -244,7 +260,7 @@ class LatentAttention(nn.Module):
         kv = self.kv_b_proj(c).view(B, Tk, self.H, self.dn + self.dv).transpose(1, 2)
         k_nope, v = torch.split(kv, [self.dn, self.dv], dim=-1)
         k = torch.cat((k_nope, kr.expand(-1, self.H, -1, -1)), dim=-1)
-        o = causal_attention(q, k, v, self.scale)
+        o = causal_attention(q, k, v, self.scale, self.window)
         return self.o_proj(o.transpose(1, 2).reshape(B, q.shape[2], self.H * self.dv))
 
     def forward(self, x, cache=None):
@@ -394,6 +410,8 @@ class Mamba2(nn.Module):
     def __init__(self, cfg: ModelConfig, n_layers: int):
         super().__init__()
         m = cfg.mamba
+        if not m.selective:
+            raise ValueError("mamba.selective: false is a Mamba-1 (mamba.version: 1) setting, as in strata")
         D = cfg.d_model
         self.d_inner = m.expand * D
         self.P, self.N, self.G, self.K = m.head_dim, m.d_state, m.ngroups, m.d_conv
@@ -526,25 +544,54 @@ class Mamba(nn.Module):
         self.in_proj = nn.Linear(D, 2 * self.d_inner, bias=m.bias)
         self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, self.K, groups=self.d_inner, padding=self.K - 1,
                                 bias=m.conv_bias)
-        self.x_proj = nn.Linear(self.d_inner, self.R + 2 * self.N, bias=False)
-        if m.inner_norms:  # Jamba's JambaMambaMixer: RMSNorm on dt, B, C (eps = norm_eps)
-            self.dt_layernorm = RMSNorm(self.R, cfg.norm_eps)
-            self.b_layernorm = RMSNorm(self.N, cfg.norm_eps)
-            self.c_layernorm = RMSNorm(self.N, cfg.norm_eps)
+        self.selective = m.selective
         self.inner_norms = m.inner_norms
-        self.dt_proj = nn.Linear(self.R, self.d_inner, bias=True)
-        dt_init_std = self.R ** -0.5
-        nn.init.uniform_(self.dt_proj.weight, -dt_init_std, dt_init_std)
+        if m.selective:
+            self.x_proj = nn.Linear(self.d_inner, self.R + 2 * self.N, bias=False)
+            if m.inner_norms:  # Jamba's JambaMambaMixer: RMSNorm on dt, B, C (eps = norm_eps)
+                self.dt_layernorm = RMSNorm(self.R, cfg.norm_eps)
+                self.b_layernorm = RMSNorm(self.N, cfg.norm_eps)
+                self.c_layernorm = RMSNorm(self.N, cfg.norm_eps)
+            self.dt_proj = nn.Linear(self.R, self.d_inner, bias=True)
+            dt_init_std = self.R ** -0.5
+            nn.init.uniform_(self.dt_proj.weight, -dt_init_std, dt_init_std)
         dt = torch.exp(torch.rand(self.d_inner) * (math.log(m.dt_max) - math.log(m.dt_min))
                        + math.log(m.dt_min)).clamp(min=m.dt_init_floor)
-        with torch.no_grad():
-            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+        dt_bias = dt + torch.log(-torch.expm1(-dt))  # softplus(dt_bias) = dt
+        if m.selective:
+            with torch.no_grad():
+                self.dt_proj.bias.copy_(dt_bias)
+        else:
+            # The non-selective baseline (S4D-like, strata's mamba.selective: false): dt = softplus(dt_bias)
+            # per channel, and B, C [N] shared by every channel, position and sequence (strata's init:
+            # B = 1, C ~ N(0, 1)); no x_proj, no dt_proj.
+            self.dt_bias = nn.Parameter(dt_bias)
+            self.B = nn.Parameter(torch.ones(self.N))
+            self.C = nn.Parameter(torch.randn(self.N))
         A = torch.arange(1, self.N + 1, dtype=torch.float32).repeat(self.d_inner, 1).contiguous()
         self.A_log = nn.Parameter(torch.log(A))
         self.D = nn.Parameter(torch.ones(self.d_inner))
         self.out_proj = nn.Linear(self.d_inner, D, bias=m.bias)
         with torch.no_grad():
             self.out_proj.weight /= math.sqrt(n_layers)
+
+    def _dt_B_C(self, x_flat, batch, seqlen):
+        """dt [batch, d_inner, L] (before the bias), B and C [batch, N, L]: from x (selective) or constants."""
+        if not self.selective:
+            dt = torch.zeros(batch, self.d_inner, seqlen, dtype=x_flat.dtype)
+            B = _up(self.B)[None, :, None].expand(batch, self.N, seqlen).contiguous()
+            C = _up(self.C)[None, :, None].expand(batch, self.N, seqlen).contiguous()
+            return dt, B, C
+        x_dbl = self.x_proj(x_flat)  # (bl d)
+        dt, B, C = self._inner_norms(*torch.split(x_dbl, [self.R, self.N, self.N], dim=-1))
+        dt = self.dt_proj.weight @ dt.t()
+        dt = dt.reshape(-1, batch, seqlen).transpose(0, 1)
+        B = B.reshape(batch, seqlen, self.N).transpose(1, 2).contiguous()
+        C = C.reshape(batch, seqlen, self.N).transpose(1, 2).contiguous()
+        return dt, B, C
+
+    def _dt_bias(self):
+        return _up(self.dt_proj.bias) if self.selective else _up(self.dt_bias)
 
     def _inner_norms(self, dt, B, C):
         if not self.inner_norms:
@@ -562,13 +609,8 @@ class Mamba(nn.Module):
         if cache is not None:
             cache["conv"].copy_(F.pad(x, (self.K - x.shape[-1], 0)))
         x = F.silu(self.conv1d(x)[..., :seqlen])
-        x_dbl = self.x_proj(x.transpose(1, 2).reshape(batch * seqlen, -1))  # (bl d)
-        dt, B, C = self._inner_norms(*torch.split(x_dbl, [self.R, self.N, self.N], dim=-1))
-        dt = self.dt_proj.weight @ dt.t()
-        dt = dt.reshape(-1, batch, seqlen).transpose(0, 1)
-        B = B.reshape(batch, seqlen, self.N).transpose(1, 2).contiguous()
-        C = C.reshape(batch, seqlen, self.N).transpose(1, 2).contiguous()
-        y = selective_scan_ref(x, dt, A, B, C, _up(self.D), z=z, delta_bias=_up(self.dt_proj.bias),
+        dt, B, C = self._dt_B_C(x.transpose(1, 2).reshape(batch * seqlen, -1), batch, seqlen)
+        y = selective_scan_ref(x, dt, A, B, C, _up(self.D), z=z, delta_bias=self._dt_bias(),
                                delta_softplus=True, return_last_state=cache is not None)
         if cache is not None:
             y, last_state = y
@@ -589,11 +631,14 @@ class Mamba(nn.Module):
         if self.conv1d.bias is not None:
             x = x + self.conv1d.bias
         x = F.silu(x)
-        x_db = self.x_proj(x)
-        dt, B, C = self._inner_norms(*torch.split(x_db, [self.R, self.N, self.N], dim=-1))
-        dt = F.linear(dt, self.dt_proj.weight)
+        if self.selective:
+            x_db = self.x_proj(x)
+            dt, B, C = self._inner_norms(*torch.split(x_db, [self.R, self.N, self.N], dim=-1))
+            dt = F.softplus(F.linear(dt, self.dt_proj.weight) + self.dt_proj.bias)
+        else:
+            dt = F.softplus(self.dt_bias).expand(x.shape[0], -1)
+            B, C = self.B.expand(x.shape[0], -1), self.C.expand(x.shape[0], -1)
         A = -torch.exp(_up(self.A_log))
-        dt = F.softplus(dt + self.dt_proj.bias)
         dA = torch.exp(torch.einsum("bd,dn->bdn", dt, A))
         dB = torch.einsum("bd,bn->bdn", dt, B)
         ssm_state.copy_(ssm_state * dA + x[:, :, None] * dB)

@@ -57,6 +57,11 @@ def main():
             heads=4, kind="mla", rope_interleave=False)),
         "mamba1 inner norms": ModelConfig(d_model=32, pattern="M", mamba=MambaConfig(version=1, d_state=8,
                                                                                       inner_norms=True)),
+        "mamba1 non-selective": ModelConfig(d_model=32, pattern="M-", mamba=MambaConfig(version=1, d_state=8,
+                                                                                         selective=False)),
+        "gqa, window 4 (decode past it)": ModelConfig(d_model=32, pattern="*", attention=AttentionConfig(
+            heads=4, kv_heads=2, window=4)),
+        "mla, window 3": ModelConfig(d_model=32, pattern="*", attention=AttentionConfig(heads=4, kind="mla", window=3)),
     }
     for name, mc in cases.items():
         resolve(mc)
