@@ -327,12 +327,14 @@ std::vector<std::string> write_result_plots(const SweepResults& r, const std::st
       if (row.final_acc_at.empty()) continue;
       std::map<int64_t, double> at = row.final_acc_at;
       if (row.train_seq > 0 && std::isfinite(row.final_acc)) at[row.train_seq] = row.final_acc;
-      PlotSeries s{point_label(r, row), {}, {}};
+      // The lengths are the x axis: data.eval_seqs, when swept, would only crowd the legend.
+      const size_t seqs_key = size_t(std::find(r.keys.begin(), r.keys.end(), "data.eval_seqs") - r.keys.begin());
+      PlotSeries s{fmt::format("{} {}", row.dir, values_label(r, row, seqs_key)), {}, {}};
       for (auto& [L, acc] : at) s.x.push_back(double(L)), s.y.push_back(acc);
       series.push_back(std::move(s));
     }
     PlotSpec spec;
-    spec.title = fmt::format("{}: final val acc vs evaluation length", r.name);
+    spec.title = fmt::format("{}: final val acc vs length", r.name);
     spec.x_label = "sequence length (log scale)";
     spec.y_label = "final val acc";
     spec.markers = true;
