@@ -220,18 +220,21 @@ TEST(SweepSpec, BadKeysAndValuesAreRefusedWithFileLineAndValidKeys) {
 
 // The example sweep files load, and every one of their points passes train's checks.
 TEST(SweepSpec, TheExampleSweepsAreValid) {
-  const fs::path dir = fs::path(st::source_dir()) / "experiments/sweeps";
-  if (!fs::is_directory(dir)) GTEST_SKIP() << "no " << dir;
-  int n = 0;
-  for (auto& e : fs::directory_iterator(dir)) {
-    if (e.path().extension() != ".yaml") continue;
-    SCOPED_TRACE(e.path().string());
-    SweepSpec s = load_sweep(e.path().string());
-    EXPECT_NO_THROW(check_sweep(s));
-    EXPECT_GT(s.points.size(), 1u);
-    ++n;
+  // experiments/sweeps: the examples; experiments/research/sweeps: the research experiments (issue 12).
+  for (const char* sub : {"experiments/sweeps", "experiments/research/sweeps"}) {
+    const fs::path dir = fs::path(st::source_dir()) / sub;
+    if (!fs::is_directory(dir)) GTEST_SKIP() << "no " << dir;
+    int n = 0;
+    for (auto& e : fs::directory_iterator(dir)) {
+      if (e.path().extension() != ".yaml") continue;
+      SCOPED_TRACE(e.path().string());
+      SweepSpec s = load_sweep(e.path().string());
+      EXPECT_NO_THROW(check_sweep(s));
+      EXPECT_GT(s.points.size(), 1u);
+      ++n;
+    }
+    EXPECT_GE(n, 3) << sub;
   }
-  EXPECT_GE(n, 3);
 }
 
 // ---- the local executor, end to end ----
@@ -291,6 +294,8 @@ TEST(SweepLocal, FourPointsFinishAndFailuresSayWhy) {
   EXPECT_NE(r.out.find("| point | optim.lr | model.pattern | state | steps | final val loss | best val loss"), std::string::npos);
   EXPECT_NE(r.out.find("| 001 | 1e-3 | MM\\* | done | 6 |"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("4 points: 4 done."), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("val acc"), std::string::npos) << "a text sweep has no accuracy columns";
+  EXPECT_FALSE(fs::exists(dir + "/val_acc_curves.png"));
   // The CSV holds the same rows, and its numbers are the runs' own metrics.
   std::vector<std::string> lines;
   {
@@ -350,6 +355,83 @@ TEST(SweepLocal, FourPointsFinishAndFailuresSayWhy) {
 
 // An interrupted point (SIGTERM: what Slurm's pre-timeout signal becomes) saves a checkpoint and is
 // "interrupted"; running it again resumes from that checkpoint and finishes.
+// A synthetic task's sweep: the table, the CSV and the plots gain the accuracy (final, best, and at
+// every data.eval_seqs length), taken from the runs' metrics.jsonl; a text sweep keeps its columns
+// (SweepLocal.FourPointsFinishAndFailuresSayWhy checks the CSV header exactly).
+TEST(SweepLocal, SyntheticRunsReportAccuracyAtEveryLength) {
+  SweepScratch d("sweep_acc");
+  st::write_text(d / "ih.yaml",
+                 "model:\n"
+                 "  d_model: 32\n"
+                 "  pattern: \"*-\"\n"
+                 "  attention: {heads: 2}\n"
+                 "  mlp: {hidden: 48}\n"
+                 "train: {steps: 4, batch: 4, seq: 16, seed: 1, eval_every: 2, eval_batches: 1, save_every: 0, log_every: 2}\n"
+                 "optim: {lr: 3.0e-3, warmup: 1}\n"
+                 "data:\n"
+                 "  kind: induction_heads\n"
+                 "  eval_seqs: \"32 64\"\n"
+                 "  induction_heads: {vocab: 8}\n");
+  st::write_text(d / "s.yaml",
+                 "base: ih.yaml\n"
+                 "points:\n"
+                 "  - {optim.lr: 1e-3}\n"
+                 "  - {optim.lr: 3e-3, data.eval_seqs: \"32\"}\n");
+  auto r = st::run("sweep s.yaml", d.dir);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::string dir = d / "runs/sweeps/s";
+  // Hand-made records replace point 000's metrics (a resumed step repeated, its last record wins),
+  // so the cells are known exactly.
+  st::write_text(point_dir(dir, 0) + "/metrics.jsonl",
+                 "{\"step\": 2, \"loss\": 2.0, \"tokens_per_s\": 100}\n"
+                 "{\"step\": 2, \"val_loss\": 1.5, \"val_acc\": 0.5, \"val_acc@32\": 0.25, \"val_acc@64\": 0.125}\n"
+                 "{\"step\": 4, \"val_loss\": 1.0, \"val_acc\": 0.25, \"val_acc@32\": 0.0, \"val_acc@64\": 0.5}\n"
+                 "{\"step\": 4, \"loss\": 1.25, \"tokens_per_s\": 100}\n"
+                 "{\"step\": 4, \"val_loss\": 1.0, \"val_acc\": 0.375, \"val_acc@32\": 0.0625, \"val_acc@64\": 0.75}\n");
+  r = st::run("sweep results runs/sweeps/s", d.dir);
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::printf("%s", r.out.c_str());
+  EXPECT_NE(r.out.find("| point | optim.lr | data.eval_seqs | state | steps | final val loss | best val loss | final val acc | best val acc | "
+                       "val acc@32 | val acc@64 | final train loss |"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("| 000 | 1e-3 | 32 64 | done | 4 | 1.0000 | 1.0000 | 0.3750 | 0.5000 | 0.0625 | 0.7500 | 1.2500 |"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("Best val acc "), std::string::npos) << r.out;
+  // Point 001 measured no val_acc@64: that cell is blank; its own numbers are its metrics'.
+  SweepResults res = collect_results(dir);
+  ASSERT_TRUE(res.has_acc);
+  EXPECT_EQ(res.acc_lengths, (std::vector<int64_t>{32, 64}));
+  EXPECT_EQ(res.rows[0].train_seq, 16);
+  double last_acc = NAN, last32 = NAN;
+  {
+    std::istringstream in(read_bytes(point_dir(dir, 1) + "/metrics.jsonl"));
+    for (std::string l; std::getline(in, l);) {
+      json j = json::parse(l);
+      EXPECT_FALSE(j.contains("val_acc@64"));
+      if (j.contains("val_acc")) last_acc = j["val_acc"], last32 = j["val_acc@32"];
+    }
+  }
+  ASSERT_TRUE(std::isfinite(last_acc));
+  EXPECT_EQ(res.rows[1].final_acc, last_acc);
+  EXPECT_EQ(res.rows[1].final_acc_at.at(32), last32);
+  EXPECT_EQ(res.rows[1].final_acc_at.count(64), 0u);
+  EXPECT_NE(r.out.find(fmt::format("| {:.4f} |  | ", last32)), std::string::npos) << r.out;
+  std::vector<std::string> lines;
+  {
+    std::istringstream in(read_bytes(dir + "/results.csv"));
+    for (std::string l; std::getline(in, l);) lines.push_back(l);
+  }
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[0],
+            "point,dir,state,optim.lr,data.eval_seqs,steps,final_val_loss,best_val_loss,final_val_acc,best_val_acc,val_acc@32,val_acc@64,"
+            "final_train_loss,tokens_per_s,wall_s");
+  EXPECT_EQ(lines[1].rfind("0,000,done,1e-3,32 64,4,1,1,0.375,0.5,0.0625,0.75,1.25,100,", 0), 0u) << lines[1];
+  for (const char* png : {"val_acc_curves.png", "final_val_acc_vs_optim.lr.png", "final_val_acc_vs_data.eval_seqs.png", "val_acc_vs_length.png",
+                          "final_val_loss_vs_optim.lr.png"})
+    EXPECT_EQ(read_bytes(dir + "/" + png).substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8)) << png;
+}
+
 TEST(SweepLocal, AnInterruptedPointResumesItsRun) {
   SweepScratch d("sweep_resume");
   st::write_text(d / "one.yaml", "base: tiny.yaml\noverrides: [train.steps=100000, train.save_every=0]\ngrid: {optim.lr: [1e-3]}\n");

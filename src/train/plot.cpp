@@ -153,7 +153,8 @@ Image render_plot(const PlotSpec& spec, const std::vector<PlotSeries>& series) {
   }
 
   // Title, axis labels, legend.
-  draw_text(img, left + (pw - text_width(spec.title, 2)) / 2, 10, spec.title, kBlack, 2);
+  // Centred over the frame; a title wider than the frame starts at the image's left margin instead.
+  draw_text(img, std::max(8, left + (pw - text_width(spec.title, 2)) / 2), 10, spec.title, kBlack, 2);
   draw_text(img, left + (pw - text_width(spec.x_label)) / 2, spec.height - 20, spec.x_label, kBlack);
   draw_text(img, 12, top + (ph + text_width(spec.y_label)) / 2, spec.y_label, kBlack, 1, /*vertical=*/true);
   int ly = top + 6;
