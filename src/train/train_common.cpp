@@ -1,7 +1,12 @@
 #include "train/train_common.h"
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <atomic>
 #include <csignal>
+#include <ctime>
+#include <thread>
 
 #include "core/error.h"
 
@@ -14,19 +19,51 @@ extern "C" void on_signal(int sig) { g_signal.store(sig); }
 
 struct SignalGuard::Saved {
   struct sigaction old_int{}, old_term{}, old_usr1{};
+  sigset_t stop_signals{}, old_mask{};
+  std::atomic<bool> quit{false};
+  std::thread watcher;
 };
+
+namespace {
+// Blocks (or unblocks) the stop signals in this thread and in every thread of the OpenMP team that
+// runs the kernels (threads the team adds later inherit the mask of the thread that creates them).
+void block_in_compute_threads(const sigset_t& set, bool block) {
+  pthread_sigmask(block ? SIG_BLOCK : SIG_UNBLOCK, &set, nullptr);
+#pragma omp parallel
+  pthread_sigmask(block ? SIG_BLOCK : SIG_UNBLOCK, &set, nullptr);
+}
+}  // namespace
 
 SignalGuard::SignalGuard() : old_(new Saved) {
   g_signal.store(0);
+  // The handler stays for threads that still take the signals (a library's own, e.g. MPI's).
   struct sigaction sa{};
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, &old_->old_int);
   sigaction(SIGTERM, &sa, &old_->old_term);
   sigaction(SIGUSR1, &sa, &old_->old_usr1);  // Slurm's warning before the time limit (--signal=USR1@90)
+  sigemptyset(&old_->stop_signals);
+  for (int s : {SIGINT, SIGTERM, SIGUSR1}) sigaddset(&old_->stop_signals, s);
+  pthread_sigmask(SIG_BLOCK, nullptr, &old_->old_mask);
+  block_in_compute_threads(old_->stop_signals, true);
+  // Waits with a timeout so that the destructor can end it; 50 ms is far below a training step.
+  old_->watcher = std::thread([s = old_] {
+    const timespec tick{0, 50'000'000};
+    while (!s->quit.load()) {
+      int sig = sigtimedwait(&s->stop_signals, nullptr, &tick);
+      if (sig > 0) g_signal.store(sig);
+    }
+  });
 }
 
 SignalGuard::~SignalGuard() {
+  old_->quit.store(true);
+  old_->watcher.join();
+  // A signal that came after the watcher's last wait is still pending: the handler takes it as the
+  // signals are unblocked (it only sets the flag, which nobody reads any more).
+  block_in_compute_threads(old_->stop_signals, false);
+  pthread_sigmask(SIG_SETMASK, &old_->old_mask, nullptr);
   sigaction(SIGINT, &old_->old_int, nullptr);
   sigaction(SIGTERM, &old_->old_term, nullptr);
   sigaction(SIGUSR1, &old_->old_usr1, nullptr);

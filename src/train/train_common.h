@@ -12,6 +12,12 @@ namespace strata {
 
 // While alive, SIGINT, SIGTERM and SIGUSR1 (Slurm's --signal=USR1@90 before the time limit) only
 // set a flag (pending_signal() != 0); the previous handlers come back on destruction.
+//
+// The signals never interrupt a computing thread: the calling thread and the OpenMP threads block
+// them, and a watcher thread takes them (sigtimedwait). oneDNN's JIT GEMM kernels (Debian's 2.x;
+// fixed upstream in oneDNN PR #4855, issue #4845) point rsp into the heap while they run, so a signal
+// delivered to such a thread writes its frame into the heap: `strata train` stopped by Ctrl-C or
+// SIGTERM aborted with "corrupted size vs. prev_size" in about half the tries.
 class SignalGuard {
  public:
   SignalGuard();
