@@ -393,15 +393,12 @@ TrainResult train_text(const Config& cfg, const std::string& config_yaml, const 
     }
     nonfinite_in_row = 0;
     float scale = (cfg.optim.clip > 0 && gnorm > cfg.optim.clip) ? float(cfg.optim.clip / gnorm) : 1.0f;
-    if (!zero1) {
-      STRATA_OP(device, adamw_update, ps.flat(), ps.flat_grad(), opt_m.data(), opt_v.data(), opt_decay.data(), P, lr,
-                cfg.optim.beta1, cfg.optim.beta2, cfg.optim.eps, cfg.optim.weight_decay, step + 1, scale);
-    } else {
-      // This rank's shard of the update (AdamW is elementwise: the same values as the whole update),
-      // then every rank's shard to every rank.
-      STRATA_OP(device, adamw_update, ps.flat() + shard.lo, ps.flat_grad() + shard.lo, opt_m.data(), opt_v.data(),
-                opt_decay.data(), shard.size(), lr, cfg.optim.beta1, cfg.optim.beta2, cfg.optim.eps,
-                cfg.optim.weight_decay, step + 1, scale);
+    // This rank's shard of the update (all of it without ZeRO-1; AdamW is elementwise, so a shard's
+    // values are those of the whole update), then ZeRO-1 brings every rank's shard to every rank.
+    STRATA_OP(device, adamw_update, ps.flat() + shard.lo, ps.flat_grad() + shard.lo, opt_m.data(), opt_v.data(),
+              opt_decay.data(), shard.size(), lr, cfg.optim.beta1, cfg.optim.beta2, cfg.optim.eps,
+              cfg.optim.weight_decay, step + 1, scale);
+    if (zero1) {
       auto t0 = std::chrono::steady_clock::now();
       (nccl ? *nccl : comm).all_gather(ps.flat(), shard_sizes, "the parameters' all-gather (ZeRO-1)");
       gather_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
