@@ -241,7 +241,7 @@ std::string results_csv(const SweepResults& r) {
 std::vector<std::string> write_result_plots(const SweepResults& r, const std::string& out_dir) {
   std::vector<std::string> written;
   // One line per point against step: train loss, val loss, val accuracy.
-  auto curves = [&](auto curve_of, const std::string& what, const std::string& file) {
+  auto curves = [&](auto curve_of, const std::string& what, const std::string& file, bool markers) {
     std::vector<PlotSeries> series;
     for (const SweepRow& row : r.rows) {
       const std::vector<std::pair<int64_t, double>>& c = curve_of(row);
@@ -255,14 +255,14 @@ std::vector<std::string> write_result_plots(const SweepResults& r, const std::st
     spec.title = fmt::format("{}: {}", r.name, what);
     spec.x_label = "step";
     spec.y_label = what;
-    spec.markers = file != "loss_curves.png";
+    spec.markers = markers;  // the sparse evaluation points, not the dense train-loss log
     const std::string path = (fs::path(out_dir) / file).string();
     write_png(path, render_plot(spec, series));
     written.push_back(path);
   };
-  curves([](const SweepRow& row) -> auto& { return row.train_curve; }, "train loss", "loss_curves.png");
-  curves([](const SweepRow& row) -> auto& { return row.val_curve; }, "validation loss", "val_loss_curves.png");
-  if (r.has_acc) curves([](const SweepRow& row) -> auto& { return row.acc_curve; }, "validation accuracy", "val_acc_curves.png");
+  curves([](const SweepRow& row) -> auto& { return row.train_curve; }, "train loss", "loss_curves.png", false);
+  curves([](const SweepRow& row) -> auto& { return row.val_curve; }, "validation loss", "val_loss_curves.png", true);
+  if (r.has_acc) curves([](const SweepRow& row) -> auto& { return row.acc_curve; }, "validation accuracy", "val_acc_curves.png", true);
 
   // A final metric against each swept key; one series per combination of the other keys' values
   // (a grid then shows, e.g., one lr curve per pattern), or one series when that would be too many.
