@@ -20,6 +20,7 @@ struct LoadedModel {
   int64_t step = 0;  // training step of the checkpoint
   std::string tokenizer_json;  // the stored tokenizer.json ("" when none)
   std::string hf_config_json;  // the Hugging Face config.json it was imported from ("" when none)
+  std::string tokenizer_config_json;  // its tokenizer_config.json ("" when none): chat template, special tokens
   std::shared_ptr<const Tokenizer> tokenizer;  // set iff config.model.vocab == "tokenizer"
   std::vector<int32_t> eos_ids;                // end-of-sequence ids from the HF config (may be empty)
 };
