@@ -142,6 +142,14 @@ class FakeRunner : public ModelRunner {
       }
     }
     if (next_logits != b.logits_rows.size()) return violation("logits_rows not increasing or out of range");
+    // A batch holding a one-row sequence (a decode step) beside a longer chunk (a prefill).
+    bool one = false, many = false;
+    for (int64_t i = 0, start = 0; i < n; ++i)
+      if (i + 1 == n || b.seq[size_t(i + 1)] != b.seq[size_t(i)]) {
+        (i == start ? one : many) = true;
+        start = i + 1;
+      }
+    mixed_batches += one && many;
   }
   void copy_state(int32_t from, int32_t to) override {
     if (!uses_state_slots() || from < 0 || to < 0 || from >= pools_.num_state_slots || to >= pools_.num_state_slots ||
@@ -157,7 +165,7 @@ class FakeRunner : public ModelRunner {
     st_len_[size_t(slot)] = 0;
   }
 
-  int64_t violations = 0, stale_reads = 0, runs = 0, max_rows = 0, copies = 0;
+  int64_t violations = 0, stale_reads = 0, runs = 0, max_rows = 0, copies = 0, mixed_batches = 0;
   std::string first_violation;
   bool throw_next_run = false;
 

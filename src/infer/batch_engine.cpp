@@ -47,6 +47,8 @@ BatchEngine::BatchEngine(ModelRunner& runner, BatchEngineOptions opts)
         "be >= 1, max_context ({}) and prefix_block ({}) >= 0",
         opts_.max_batch_tokens, opts_.max_running, opts_.max_queue, opts_.snapshot_interval_pages, opts_.max_context,
         opts_.prefix_block));
+  // Every running sequence must get its decode row in every step, or the last ones would starve.
+  opts_.max_running = std::min(opts_.max_running, opts_.max_batch_tokens);
   STRATA_CHECK(uses_pages_ || uses_slots_, "engine: the model has neither attention nor Mamba layers");
   STRATA_CHECK(vocab_ >= 1, "engine: vocab {}", vocab_);
   block_ = (!uses_pages_ && opts_.prefix_block > 0) ? opts_.prefix_block : pools_.page_size;

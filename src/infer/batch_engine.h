@@ -33,7 +33,7 @@ namespace strata {
 
 struct BatchEngineOptions {
   int64_t max_batch_tokens = 512;  // rows per step: decode rows plus prefill chunks
-  int64_t max_running = 256;       // sequences holding memory at once
+  int64_t max_running = 256;       // sequences holding memory at once (at most max_batch_tokens)
   int64_t max_queue = 1024;        // requests waiting (not running) before submit() throws EngineBusy
   bool prefix_caching = true;
   // Mamba models: snapshot the state every this many pages (and at each prompt's last full page).
