@@ -101,15 +101,13 @@ std::vector<Job> random_jobs(uint64_t seed, int n, int64_t max_arrival, bool sam
   auto below = [&](int64_t k) { return int64_t(g() % uint64_t(k)); };
   std::vector<std::vector<int32_t>> systems(3);
   for (auto& s : systems)
-    for (int64_t i = 0, L = 5 + below(12); i < L; ++i) s.push_back(int32_t(below(V)));
+    for (int64_t i = 0, L = std::min(5 + below(12), max_prompt - 1); i < L; ++i) s.push_back(int32_t(below(V)));
   std::vector<Job> jobs;
   for (int i = 0; i < n; ++i) {
     Job j;
     j.params.prompt = below(4) ? systems[size_t(below(3))] : std::vector<int32_t>{};
-    for (int64_t k = 0, L = 1 + below(max_prompt - int64_t(j.params.prompt.size()) - 1 + 1); k < L &&
-                           int64_t(j.params.prompt.size()) < max_prompt;
-         ++k)
-      j.params.prompt.push_back(int32_t(below(V)));
+    const int64_t tail = 1 + below(max_prompt - int64_t(j.params.prompt.size()));  // at least one own token
+    for (int64_t k = 0; k < tail; ++k) j.params.prompt.push_back(int32_t(below(V)));
     j.params.max_tokens = 1 + below(max_new);
     j.params.sampler.temperature = sampled ? 1.5f : 0.0f;
     j.params.sampler.top_k = sampled && below(2) ? 8 : 0;
@@ -453,4 +451,32 @@ TEST(BatchEngine, SubmitAndCancelFromOtherThreadsWhileOneThreadSteps) {
     }
   }
   expect_clean(m, e);
+}
+
+TEST_P(EngineKinds, ManySeedsPageSizesBudgetsAndMemorySizes) {
+  int64_t preemptions = 0, hits = 0;
+  for (uint64_t seed = 0; seed < 24; ++seed) {
+    const int64_t page = int64_t(1 + seed % 5), budget = int64_t(1 + seed * 7 % 13);
+    const int64_t max_prompt = 16, max_new = 8;
+    const int64_t max_pages = (max_prompt + max_new + page - 1) / page;
+    // From barely one sequence's worth of memory to plenty.
+    const int64_t pages = max_pages + int64_t(seed % 4) * max_pages / 2, slots = 1 + int64_t(seed % 4) * 2;
+    FakeRunner m(GetParam(), page, pages, max_pages, slots, V);
+    BatchEngineOptions o;
+    o.max_batch_tokens = budget;
+    o.snapshot_interval_pages = int64_t(1 + seed % 3);
+    o.prefix_caching = seed % 6 != 5;
+    BatchEngine e(m, o);
+    Collector c;
+    std::vector<Job> jobs = random_jobs(1000 + seed, 16, 30, seed % 2 == 1, max_prompt, max_new);
+    run_jobs(e, c, jobs);
+    SCOPED_TRACE("seed " + std::to_string(seed) + ", page " + std::to_string(page) + ", budget " + std::to_string(budget));
+    expect_all_match(GetParam(), c, jobs);
+    expect_clean(m, e);
+    EXPECT_LE(m.max_rows, budget);
+    preemptions += e.stats().preemptions;
+    hits += e.stats().prefix_hit_tokens;
+  }
+  std::printf("%s: %lld pre-emptions, %lld prefix-hit tokens over 24 engines\n", kind_name(GetParam()),
+              (long long)preemptions, (long long)hits);
 }
