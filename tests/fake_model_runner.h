@@ -26,7 +26,9 @@ inline uint64_t fmix(uint64_t h, uint64_t x) {
   return h ^ (h >> 33);
 }
 constexpr uint64_t kStateInit = 0x1234567ull;
-inline uint64_t attn_step(uint64_t h, int64_t token, int64_t pos) { return fmix(h, uint64_t(token) * 1000003u + uint64_t(pos)); }
+inline uint64_t attn_step(uint64_t h, int64_t token, int64_t pos) {
+  return fmix(h, uint64_t(token) * 1000003u + uint64_t(pos));
+}
 inline uint64_t state_step(uint64_t h, int64_t token) { return fmix(h, uint64_t(token) + 17); }
 
 inline void logits_from(FakeKind kind, uint64_t ha, uint64_t hs, int64_t V, float* out) {
@@ -142,6 +144,14 @@ class FakeRunner : public ModelRunner {
       }
     }
     if (next_logits != b.logits_rows.size()) return violation("logits_rows not increasing or out of range");
+    // Block table entries past each sequence's last row are -1.
+    if (uses_pages())
+      for (int64_t i = 0; i < n; ++i)
+        if (i + 1 == n || b.seq[size_t(i + 1)] != b.seq[size_t(i)]) {
+          const int64_t s = b.seq[size_t(i)];
+          for (int64_t k = (b.pos[size_t(i)] + P) / P; k < b.max_pages; ++k)
+            if (b.block_table[size_t(s * b.max_pages + k)] != -1) return violation("a page past the sequence's end");
+        }
     // A batch holding a one-row sequence (a decode step) beside a longer chunk (a prefill).
     bool one = false, many = false;
     for (int64_t i = 0, start = 0; i < n; ++i)

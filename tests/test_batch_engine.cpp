@@ -296,8 +296,8 @@ TEST_P(EngineKinds, StopIdsMaxTokensAndCallbackStop) {
   ASSERT_EQ(free_run.size(), 10u);
   RequestParams stop = p;
   stop.stop_ids = {free_run[3]};
-  std::vector<int32_t> want_stop(free_run.begin(), free_run.begin() + 1 +
-                                                       (std::find(free_run.begin(), free_run.end(), free_run[3]) - free_run.begin()));
+  const auto first_stop = std::find(free_run.begin(), free_run.end(), free_run[3]);
+  std::vector<int32_t> want_stop(free_run.begin(), first_stop + 1);
   int64_t s = e.submit(stop, c.callback());
   RequestParams len = p;
   len.max_tokens = 4;
@@ -470,7 +470,8 @@ TEST_P(EngineKinds, ManySeedsPageSizesBudgetsAndMemorySizes) {
     Collector c;
     std::vector<Job> jobs = random_jobs(1000 + seed, 16, 30, seed % 2 == 1, max_prompt, max_new);
     run_jobs(e, c, jobs);
-    SCOPED_TRACE("seed " + std::to_string(seed) + ", page " + std::to_string(page) + ", budget " + std::to_string(budget));
+    SCOPED_TRACE("seed " + std::to_string(seed) + ", page " + std::to_string(page) + ", budget " +
+                 std::to_string(budget));
     expect_all_match(GetParam(), c, jobs);
     expect_clean(m, e);
     EXPECT_LE(m.max_rows, budget);

@@ -74,5 +74,6 @@ TEST(PrefixHash, KeysNameTheWholePrefix) {
   EXPECT_EQ(a0, b0);
   EXPECT_NE(prefix_block_key(a0, x + 2, 2), prefix_block_key(b0, y + 2, 2));
   int32_t z[2] = {9, 9};
-  EXPECT_NE(prefix_block_key(a0, z, 2), prefix_block_key(prefix_block_key(0, y + 2, 2), z, 2));  // same block, other parent
+  // The same block after another parent.
+  EXPECT_NE(prefix_block_key(a0, z, 2), prefix_block_key(prefix_block_key(0, y + 2, 2), z, 2));
 }

@@ -81,7 +81,8 @@ int64_t BatchEngine::submit(RequestParams p, TokenCallback on_event) {
   if (!std::isfinite(s.temperature) || s.temperature < 0)
     throw InputError(fmt::format("request: temperature {} (it must be >= 0; 0 = greedy)", s.temperature));
   if (s.top_k < 0) throw InputError(fmt::format("request: top_k {} (it must be >= 0; 0 = off)", s.top_k));
-  if (!(s.top_p > 0 && s.top_p <= 1)) throw InputError(fmt::format("request: top_p {} (it must be in (0, 1])", s.top_p));
+  if (!(s.top_p > 0 && s.top_p <= 1))
+    throw InputError(fmt::format("request: top_p {} (it must be in (0, 1])", s.top_p));
   if (!on_event) throw InputError("request: no event callback");
   std::lock_guard lk(mu_);
   if (queued_ + int64_t(inbox_.size()) >= opts_.max_queue)
@@ -271,7 +272,9 @@ bool BatchEngine::step() {
     }
     if (end == int64_t(r.tokens.size())) b.logits_rows.push_back(int32_t(b.ids.size() - 1));
     b.block_table.resize(size_t((s + 1) * b.max_pages), -1);
-    std::copy(r.pages.begin(), r.pages.end(), b.block_table.begin() + s * b.max_pages);
+    // The pages of positions < end only (the contract: -1 past the sequence's length), though more are reserved.
+    const size_t used = std::min(r.pages.size(), size_t((end + block_ - 1) / block_));
+    std::copy(r.pages.begin(), r.pages.begin() + int64_t(used), b.block_table.begin() + s * b.max_pages);
     b.state_slot.push_back(r.slot);
     seqs.push_back(&r);
     rows_of.push_back(end - r.computed);

@@ -64,8 +64,8 @@ int32_t CachedPool::lookup(uint64_t key) const {
 
 bool CachedPool::publish(int32_t unit, uint64_t key) {
   check_unit(unit);
-  STRATA_CHECK(ref_[size_t(unit)] > 0 && !cached_[size_t(unit)], "CachedPool: publish of unit {} (refcount {}, cached {})",
-               unit, ref_[size_t(unit)], bool(cached_[size_t(unit)]));
+  STRATA_CHECK(ref_[size_t(unit)] > 0 && !cached_[size_t(unit)],
+               "CachedPool: publish of unit {} (refcount {}, cached {})", unit, ref_[size_t(unit)], bool(cached_[size_t(unit)]));
   if (!by_key_.emplace(key, unit).second) return false;
   key_[size_t(unit)] = key;
   cached_[size_t(unit)] = true;
