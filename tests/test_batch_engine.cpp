@@ -466,6 +466,7 @@ TEST_P(EngineKinds, ManySeedsPageSizesBudgetsAndMemorySizes) {
     o.max_batch_tokens = budget;
     o.snapshot_interval_pages = int64_t(1 + seed % 3);
     o.prefix_caching = seed % 6 != 5;
+    o.admission_watermark_pages = int64_t(seed % 3);
     BatchEngine e(m, o);
     Collector c;
     std::vector<Job> jobs = random_jobs(1000 + seed, 16, 30, seed % 2 == 1, max_prompt, max_new);
@@ -480,4 +481,28 @@ TEST_P(EngineKinds, ManySeedsPageSizesBudgetsAndMemorySizes) {
   }
   std::printf("%s: %lld pre-emptions, %lld prefix-hit tokens over 24 engines\n", kind_name(GetParam()),
               (long long)preemptions, (long long)hits);
+}
+
+TEST_P(EngineKinds, AdmitsEveryRequestThatFitsInOneStep) {
+  FakeRunner m(GetParam(), 4, 200, 16, 8, V);
+  BatchEngineOptions o;
+  o.admission_watermark_pages = 3;
+  BatchEngine e(m, o);
+  Collector c;
+  RequestParams p;
+  p.prompt = {1, 2, 3, 4, 5};
+  p.max_tokens = 4;
+  for (int i = 0; i < 5; ++i) e.submit(p, c.callback());
+  EXPECT_EQ(e.stats().waiting, 5);
+  e.step();
+  EXPECT_EQ(e.stats().running, 5);
+  EXPECT_EQ(e.stats().waiting, 0);
+  EngineStats s = e.stats();
+  EXPECT_EQ(s.kv_pages_used, GetParam() == FakeKind::mamba ? 0 : 10);  // 2 pages each (5 tokens, then a 6th)
+  EXPECT_EQ(s.state_slots_used, GetParam() == FakeKind::attention ? 0 : 5);
+  EXPECT_EQ(s.kv_pages_total, GetParam() == FakeKind::mamba ? 0 : 200);
+  EXPECT_EQ(s.state_slots_total, GetParam() == FakeKind::attention ? 0 : 8);
+  drain(e);
+  expect_clean(m, e);
+  EXPECT_EQ(e.stats().generated_tokens, 20);
 }

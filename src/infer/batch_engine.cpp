@@ -61,6 +61,7 @@ BatchEngine::BatchEngine(ModelRunner& runner, BatchEngineOptions opts)
                   : pools_.max_pages > 0 ? pools_.max_pages * pools_.page_size
                                          : int64_t(1) << 20;
   max_context_ = opts_.max_context > 0 ? std::min(opts_.max_context, limit) : limit;
+  watermark_ = opts_.admission_watermark_pages >= 0 ? opts_.admission_watermark_pages : pages_.total() / 100;
   publish_stats();
 }
 
@@ -191,7 +192,9 @@ bool BatchEngine::try_admit(Request& r) {
     }
   if (snap >= 0) slots_.retain(snap);
   const int64_t need = uses_pages_ ? (n + block_ - 1) / block_ - k : 0;
-  if (pages_.available() < need || (uses_slots_ && slots_.available() < 1)) {
+  // Alone, a request may take every page (it fits: submit() checked max_context).
+  const int64_t headroom = uses_pages_ && !running_.empty() ? watermark_ : 0;
+  if (pages_.available() < need + headroom || (uses_slots_ && slots_.available() < 1)) {
     for (int32_t p : hit) pages_.release(p);
     if (snap >= 0) slots_.release(snap);
     return false;

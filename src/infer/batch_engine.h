@@ -36,6 +36,9 @@ struct BatchEngineOptions {
   int64_t max_running = 256;       // sequences holding memory at once (at most max_batch_tokens)
   int64_t max_queue = 1024;        // requests waiting (not running) before submit() throws EngineBusy
   bool prefix_caching = true;
+  // Pages left free after admitting a request while others run, so that the running ones can cross
+  // their next page boundaries without pre-empting the newcomer at once; -1: 1% of the pool (vLLM's).
+  int64_t admission_watermark_pages = -1;
   // Mamba models: snapshot the state every this many pages (and at each prompt's last full page).
   // Smaller: more prefix hits, but prefill chunks are cut there and snapshots churn the free slots.
   int64_t snapshot_interval_pages = 16;
@@ -84,6 +87,7 @@ class BatchEngine : public Engine {
   bool uses_pages_ = false, uses_slots_ = false;
   int64_t block_ = 16;  // tokens per page and per prefix key
   int64_t max_context_ = 0;
+  int64_t watermark_ = 0;
   int64_t vocab_ = 0;
   CachedPool pages_;
   CachedPool slots_;
