@@ -115,6 +115,16 @@ class Moe final : public Block {
   // x[B, D] -> y[B, D]: the forward of one token per sequence; leaves saved training state alone.
   void step(Ctx& ctx, float* y, const float* x, int64_t B, BlockCache*) override { run(ctx, y, x, B, false); }
 
+  std::unique_ptr<BlockRowCache> allocate_row_cache(const PoolSizes&) const override { return nullptr; }
+
+  // x[n, D] -> y[n, D]: the forward of n independent tokens. With ctx.row_tile (batch invariance)
+  // one token at a time: the experts' grouped products have as many rows as tokens routed to each
+  // expert, which depends on the other rows, so each token runs alone (every product of one row).
+  void step_rows(Ctx& ctx, float* y, const float* x, const RowStep& rs, BlockRowCache*) override {
+    if (ctx.row_tile <= 0) return run(ctx, y, x, rs.n, false);
+    for (int64_t i = 0; i < rs.n; ++i) run(ctx, y + i * D_, x + i * D_, 1, false);
+  }
+
   double aux_loss() const override { return aux_; }
 
   double flops_per_token(int64_t) const override {

@@ -1,0 +1,293 @@
+// The serving engine's model side (Model::step_rows through infer/model_runner.h): ragged batches of
+// several sequences (prefill chunks of random sizes mixed with other sequences' decode rows,
+// shuffled page ids, state slots that are not the sequence indices) give every position the logits
+// Model::forward_logits gives the whole sequence; with the runner's row tiles a sequence's logits
+// are bitwise the same alone, chunked differently, or mixed with other sequences; copy_state /
+// reset_state behave as prefix snapshots need; malformed batches are refused.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <numeric>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "infer/model_runner.h"
+#include "input_error_testing.h"
+#include "model_testing.h"
+#include "models/model.h"
+
+using namespace strata;
+
+namespace {
+
+constexpr int64_t kPage = 4;
+
+ModelConfig tiny(const std::string& pattern, int mamba_version = 2, const std::string& attention = "gqa") {
+  return strata::testing::tiny_model(pattern, mamba_version, attention);
+}
+
+// A schedule of several sequences through one runner. Each sequence gets its pages (a random
+// permutation of the pool) and its state slot (a permutation too) up front; every iteration takes a
+// random subset of the unfinished sequences, in random order, each with a chunk of 1..max_chunk
+// rows. Returns the logits of every position of every sequence: [seq][pos * V ...].
+struct Schedule {
+  uint64_t seed = 1;
+  int64_t max_chunk = 6;
+  bool one_at_a_time = false;  // a single sequence per iteration
+};
+
+std::vector<std::vector<float>> run_schedule(Model& m, const std::vector<std::vector<int32_t>>& seqs,
+                                             const Schedule& sc, int64_t row_tile = 16) {
+  const int64_t S = int64_t(seqs.size()), V = m.vocab();
+  int64_t longest = 0;
+  for (auto& s : seqs) longest = std::max<int64_t>(longest, int64_t(s.size()));
+  PoolSizes ps;
+  ps.page_size = kPage;
+  ps.max_pages = (longest + kPage - 1) / kPage + 1;
+  ps.num_pages = S * ps.max_pages + 3;
+  ps.num_state_slots = S + 2;
+  auto runner = make_model_runner(m, ps, RunnerOptions{row_tile});
+  Rng r(sc.seed);
+  std::vector<int32_t> pages(size_t(ps.num_pages)), slots(size_t(ps.num_state_slots));
+  std::iota(pages.begin(), pages.end(), 0);
+  std::iota(slots.begin(), slots.end(), 0);
+  for (int64_t i = int64_t(pages.size()) - 1; i > 0; --i) std::swap(pages[size_t(i)], pages[r.below(uint64_t(i + 1))]);
+  for (int64_t i = int64_t(slots.size()) - 1; i > 0; --i) std::swap(slots[size_t(i)], slots[r.below(uint64_t(i + 1))]);
+  std::vector<std::vector<int32_t>> table(static_cast<size_t>(S));
+  for (int64_t s = 0; s < S; ++s)
+    for (int64_t j = 0; j < ps.max_pages; ++j) table[size_t(s)].push_back(pages[size_t(s * ps.max_pages + j)]);
+  if (runner->uses_state_slots())
+    for (int64_t s = 0; s < S; ++s) runner->reset_state(slots[size_t(s)]);
+
+  std::vector<std::vector<float>> out(static_cast<size_t>(S));
+  for (int64_t s = 0; s < S; ++s) out[size_t(s)].assign(seqs[size_t(s)].size() * size_t(V), NAN);
+  std::vector<int64_t> done(size_t(S), 0);
+  for (;;) {
+    std::vector<int64_t> live;
+    for (int64_t s = 0; s < S; ++s)
+      if (done[size_t(s)] < int64_t(seqs[size_t(s)].size())) live.push_back(s);
+    if (live.empty()) break;
+    for (int64_t i = int64_t(live.size()) - 1; i > 0; --i) std::swap(live[size_t(i)], live[r.below(uint64_t(i + 1))]);
+    const int64_t take = sc.one_at_a_time ? 1 : 1 + int64_t(r.below(uint64_t(live.size())));
+    RowBatch b;
+    b.max_pages = ps.max_pages;
+    std::vector<std::pair<int64_t, int64_t>> where;  // (seq, pos) of each row
+    for (int64_t k = 0; k < take; ++k) {
+      const int64_t s = live[size_t(k)], left = int64_t(seqs[size_t(s)].size()) - done[size_t(s)];
+      const int64_t len = std::min<int64_t>(left, 1 + int64_t(r.below(uint64_t(sc.max_chunk))));
+      for (int64_t j = 0; j < len; ++j) {
+        const int64_t p = done[size_t(s)] + j;
+        b.ids.push_back(seqs[size_t(s)][size_t(p)]);
+        b.pos.push_back(int32_t(p));
+        b.seq.push_back(int32_t(k));
+        b.logits_rows.push_back(int32_t(b.ids.size() - 1));
+        where.emplace_back(s, p);
+      }
+      done[size_t(s)] += len;
+      b.block_table.insert(b.block_table.end(), table[size_t(s)].begin(), table[size_t(s)].end());
+      b.state_slot.push_back(runner->uses_state_slots() ? slots[size_t(s)] : -1);
+    }
+    std::vector<float> logits(b.logits_rows.size() * size_t(V));
+    runner->run(b, logits.data());
+    for (size_t i = 0; i < where.size(); ++i)
+      std::copy_n(logits.begin() + int64_t(i) * V, V,
+                  out[size_t(where[i].first)].begin() + where[i].second * V);
+  }
+  return out;
+}
+
+std::vector<std::vector<int32_t>> random_seqs(const std::vector<int64_t>& lens, uint64_t seed) {
+  std::vector<std::vector<int32_t>> s;
+  for (size_t i = 0; i < lens.size(); ++i) s.push_back(strata::testing::random_tokens(lens[i], seed + i));
+  return s;
+}
+
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  double d = 0;
+  for (size_t i = 0; i < a.size(); ++i) d = std::max(d, double(std::fabs(a[i] - b[i])));
+  return std::isnan(d) ? INFINITY : d;
+}
+
+struct Case {
+  const char* name;
+  const char* pattern;
+  int mamba_version;
+  const char* attention;
+};
+
+class StepRows : public ::testing::TestWithParam<Case> {};
+
+// Every position's logits from the ragged schedules against forward_logits of each full sequence,
+// with and without row tiles.
+TEST_P(StepRows, RaggedScheduleMatchesForwardLogits) {
+  const Case k = GetParam();
+  Model m(tiny(k.pattern, k.mamba_version, k.attention), 11);
+  const auto seqs = random_seqs({23, 9, 1, 17, 30}, 100);
+  Arena arena;
+  Ctx ctx{Device::cpu, &arena, false};
+  std::vector<std::vector<float>> want;
+  for (auto& s : seqs) {
+    arena.reset();
+    std::vector<float> l(s.size() * size_t(m.vocab()));
+    m.forward_logits(ctx, l.data(), s.data(), 1, int64_t(s.size()), nullptr);
+    want.push_back(l);
+  }
+  for (int64_t tile : {int64_t(16), int64_t(0)})
+    for (uint64_t seed : {1, 2, 3}) {
+      Schedule sc;
+      sc.seed = seed;
+      sc.max_chunk = seed == 3 ? 12 : 5;
+      const auto got = run_schedule(m, seqs, sc, tile);
+      for (size_t s = 0; s < seqs.size(); ++s) {
+        const double d = max_abs_diff(got[s], want[s]);
+        std::printf("  %s tile %ld seed %lu seq %zu: max |step_rows - forward_logits| = %.3g\n", k.name, long(tile),
+                    (unsigned long)seed, s, d);
+        EXPECT_LE(d, 1e-4) << k.name << " tile " << tile << " seed " << seed << " seq " << s;
+      }
+    }
+}
+
+// One sequence's logits, bitwise: alone one row at a time, alone in chunks, and mixed with other
+// sequences under different chunkings.
+TEST_P(StepRows, BatchInvariantWithRowTiles) {
+  const Case k = GetParam();
+  Model m(tiny(k.pattern, k.mamba_version, k.attention), 11);
+  const auto mine = strata::testing::random_tokens(29, 7);
+  Schedule alone;
+  alone.max_chunk = 1;
+  const auto ref = run_schedule(m, {mine}, alone)[0];
+  int checked = 0;
+  for (uint64_t seed : {1, 2, 3, 4}) {
+    Schedule sc;
+    sc.seed = seed;
+    sc.max_chunk = seed * 5;
+    const auto only = run_schedule(m, {mine}, sc)[0];
+    EXPECT_EQ(0, std::memcmp(only.data(), ref.data(), sizeof(float) * ref.size())) << "alone, chunks, seed " << seed;
+    auto seqs = random_seqs({13, 40, 5, 22, 31, 2, 17}, 50 + seed);
+    seqs.insert(seqs.begin() + int64_t(seed % 5), mine);
+    const auto mixed = run_schedule(m, seqs, sc)[seed % 5];
+    EXPECT_EQ(0, std::memcmp(mixed.data(), ref.data(), sizeof(float) * ref.size()))
+        << "mixed, seed " << seed << ": max diff " << max_abs_diff(mixed, ref);
+    ++checked;
+  }
+  EXPECT_EQ(checked, 4);
+}
+
+INSTANTIATE_TEST_SUITE_P(Blocks, StepRows,
+                         ::testing::Values(Case{"gqa", "*", 2, "gqa"}, Case{"mla", "*", 2, "mla"},
+                                           Case{"mamba1", "M", 1, "gqa"}, Case{"mamba2", "M", 2, "gqa"},
+                                           Case{"mlp", "-", 2, "gqa"}, Case{"moe", "E", 2, "gqa"},
+                                           Case{"hybrid_m2", "M*-E", 2, "gqa"}, Case{"hybrid_m1_mla", "M-*E", 1, "mla"}),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+// A runner for the hybrid M*-E and one sequence's batch through it.
+struct Hybrid {
+  Model m{tiny("M*-E"), 5};
+  PoolSizes ps{kPage, 16, 4, 4};
+  std::unique_ptr<ModelRunner> runner = make_model_runner(m, ps);
+};
+
+RowBatch chunk(const std::vector<int32_t>& ids, int32_t pos0, std::vector<int32_t> table, int32_t slot) {
+  RowBatch b;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    b.ids.push_back(ids[i]);
+    b.pos.push_back(pos0 + int32_t(i));
+    b.seq.push_back(0);
+  }
+  b.max_pages = int64_t(table.size());
+  b.block_table = std::move(table);
+  b.state_slot = {slot};
+  b.logits_rows = {int32_t(ids.size()) - 1};
+  return b;
+}
+
+// A prefix snapshot: the state after 8 tokens copied to another slot, the prefix's 2 pages shared by
+// a second sequence, which then continues from position 8 with the same logits as a fresh run.
+TEST(StepRowsRunner, CopyStateIsAPrefixSnapshotAndResetStartsOver) {
+  Hybrid h;
+  const int64_t V = h.m.vocab();
+  const auto toks = strata::testing::random_tokens(12, 3);
+  const std::vector<int32_t> pre(toks.begin(), toks.begin() + 8), rest(toks.begin() + 8, toks.end());
+  std::vector<float> want(static_cast<size_t>(V)), got(static_cast<size_t>(V)), again(static_cast<size_t>(V));
+  // Fresh: the whole sequence in slot 2, pages 5, 9, 1.
+  h.runner->reset_state(2);
+  h.runner->run(chunk(toks, 0, {5, 9, 1, -1}, 2), want.data());
+  // Prefix in slot 0 (pages 3, 7), snapshot to slot 3, then the suffix from the snapshot (page 11).
+  h.runner->reset_state(0);
+  h.runner->run(chunk(pre, 0, {3, 7, -1, -1}, 0), got.data());
+  h.runner->copy_state(0, 3);
+  h.runner->run(chunk(rest, 8, {3, 7, 11, -1}, 3), got.data());
+  EXPECT_EQ(0, std::memcmp(got.data(), want.data(), sizeof(float) * size_t(V)));
+  // The prefix's own slot goes on unaffected by the copy's use.
+  h.runner->run(chunk(rest, 8, {3, 7, 12, -1}, 0), again.data());
+  EXPECT_EQ(0, std::memcmp(again.data(), want.data(), sizeof(float) * size_t(V)));
+  // reset: slot 0 starts a new sequence from position 0.
+  h.runner->reset_state(0);
+  h.runner->run(chunk(toks, 0, {4, 6, 8, -1}, 0), got.data());
+  EXPECT_EQ(0, std::memcmp(got.data(), want.data(), sizeof(float) * size_t(V)));
+  // Sizes reported for the scheduler's budget: one page of the one attention layer (k and v of
+  // kv_heads * head_dim floats per token), one slot of the Mamba-2 layer.
+  EXPECT_EQ(h.runner->page_bytes(), int64_t(sizeof(float)) * kPage * 2 * 2 * 8);
+  EXPECT_GT(h.runner->state_slot_bytes(), 0);
+  EXPECT_TRUE(h.runner->uses_pages());
+  EXPECT_TRUE(h.runner->uses_state_slots());
+}
+
+TEST(StepRowsRunner, RefusesBadBatches) {
+  Hybrid h;
+  std::vector<float> l(size_t(4 * h.m.vocab()));
+  const auto toks = strata::testing::random_tokens(6, 4);
+  h.runner->reset_state(1);
+  auto refused = [&](RowBatch b, std::initializer_list<const char*> words) {
+    const std::string e = strata::testing::error_of([&] { h.runner->run(b, l.data()); });
+    for (const char* w : words) EXPECT_NE(e.find(w), std::string::npos) << "'" << w << "' not in: " << e;
+  };
+  refused(chunk(toks, 0, {0, 16, -1, -1}, 1), {"page", "16", "num_pages"});
+  refused(chunk(toks, 0, {0, -1, -1, -1}, 1), {"page", "-1"});
+  refused(chunk(toks, 0, {0, 1, -1, -1}, 4), {"state slot 4", "num_state_slots"});
+  refused(chunk(toks, 3, {0, 1, -1, -1}, 1), {"position 3", "consumed 0"});
+  refused(chunk(strata::testing::random_tokens(17, 1), 0, {0, 1, 2, 3}, 1), {"position 16", "max_pages"});
+  RowBatch gap = chunk(toks, 0, {0, 1, -1, -1}, 1);
+  gap.pos[3] = 7;
+  refused(gap, {"row 3", "does not follow"});
+  RowBatch vocab = chunk(toks, 0, {0, 1, -1, -1}, 1);
+  vocab.ids[2] = 256;
+  refused(vocab, {"row 2", "token id 256"});
+  RowBatch split = chunk(toks, 0, {0, 1, -1, -1, 2, 3, -1, -1}, 1);
+  split.max_pages = 4;
+  split.state_slot = {1, 2};
+  split.seq = {0, 0, 1, 1, 0, 0};
+  split.pos = {0, 1, 0, 1, 2, 3};
+  h.runner->reset_state(2);
+  refused(split, {"contiguous"});
+  RowBatch lrow = chunk(toks, 0, {0, 1, -1, -1}, 1);
+  lrow.logits_rows = {6};
+  refused(lrow, {"logits row 6"});
+  // Nothing refused changed the state: the good batch still starts at position 0.
+  EXPECT_NO_THROW(h.runner->run(chunk(toks, 0, {0, 1, -1, -1}, 1), l.data()));
+}
+
+TEST(StepRowsRunner, RefusesPoolsTheModelNeeds) {
+  Model m(tiny("M*"), 1);
+  EXPECT_THROW(make_model_runner(m, PoolSizes{16, 0, 4, 2}), InputError);
+  EXPECT_THROW(make_model_runner(m, PoolSizes{16, 8, 4, 0}), InputError);
+  Model mlp(tiny("-"), 1);
+  auto r = make_model_runner(mlp, PoolSizes{16, 0, 0, 0});
+  EXPECT_FALSE(r->uses_pages());
+  EXPECT_FALSE(r->uses_state_slots());
+}
+
+TEST(StepRowsRunner, SlidingWindowIsRefused) {
+  ModelConfig c = tiny("*");
+  c.attention.window = 4;
+  Model m(c, 1);
+  auto r = make_model_runner(m, PoolSizes{kPage, 4, 2, 0});
+  std::vector<float> l(size_t(m.vocab()));
+  const std::string e = strata::testing::error_of([&] { r->run(chunk({1, 2}, 0, {0, 1}, -1), l.data()); });
+  EXPECT_NE(e.find("window"), std::string::npos) << e;
+}
+
+}  // namespace
