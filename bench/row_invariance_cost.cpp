@@ -82,7 +82,7 @@ void BM_prefill(benchmark::State& st) { run(st, false); }
 
 void sizes(benchmark::internal::Benchmark* b) {
   for (int64_t n : {1, 16, 64, 256})
-    for (int64_t tile : {0, 16}) b->Args({n, tile});
+    for (int64_t tile : {0, 1, 8, 16}) b->Args({n, tile});
   b->ArgNames({"n", "row_tile"})->Unit(benchmark::kMillisecond)->MinTime(0.3);
 }
 

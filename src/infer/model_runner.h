@@ -13,8 +13,9 @@ namespace strata {
 
 struct RunnerOptions {
   // Rows per linear-layer product (Ctx::row_tile): > 0 batch invariant, 0 one product per layer
-  // over all rows (faster for large batches, results then depend on the batch's size).
-  int64_t row_tile = 16;
+  // over all rows (results then depend on the batch). 8: on bench/row_invariance_cost's small
+  // hybrid (CPU) within ~10% of untiled from 16 rows up, about 2x slower for a single row.
+  int64_t row_tile = 8;
 };
 
 // The model must outlive the runner; its parameters stay where they are (cpu or cuda). Checks the
