@@ -3,7 +3,8 @@
 // shuffled page ids, state slots that are not the sequence indices) give every position the logits
 // Model::forward_logits gives the whole sequence; with the runner's row tiles a sequence's logits
 // are bitwise the same alone, chunked differently, or mixed with other sequences; copy_state /
-// reset_state behave as prefix snapshots need; malformed batches are refused.
+// reset_state behave as prefix snapshots need; malformed batches are refused. Sliding-window
+// attention (attention.window) runs through the paged kernel's window too.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -116,7 +117,14 @@ struct Case {
   const char* pattern;
   int mamba_version;
   const char* attention;
+  int window = 0;  // attention.window (sliding window)
 };
+
+Model make(const Case& k) {
+  ModelConfig c = tiny(k.pattern, k.mamba_version, k.attention);
+  c.attention.window = k.window;
+  return Model(c, 11);
+}
 
 class StepRows : public ::testing::TestWithParam<Case> {};
 
@@ -124,7 +132,7 @@ class StepRows : public ::testing::TestWithParam<Case> {};
 // with and without row tiles.
 TEST_P(StepRows, RaggedScheduleMatchesForwardLogits) {
   const Case k = GetParam();
-  Model m(tiny(k.pattern, k.mamba_version, k.attention), 11);
+  Model m = make(k);
   const auto seqs = random_seqs({23, 9, 1, 17, 30}, 100);
   Arena arena;
   Ctx ctx{Device::cpu, &arena, false};
@@ -156,7 +164,7 @@ TEST_P(StepRows, RaggedScheduleMatchesForwardLogits) {
 // sequences under different chunkings.
 TEST_P(StepRows, BatchInvariantWithRowTiles) {
   const Case k = GetParam();
-  Model m(tiny(k.pattern, k.mamba_version, k.attention), 11);
+  Model m = make(k);
   const auto mine = strata::testing::random_tokens(29, 7);
   for (int64_t tile : {int64_t(1), int64_t(8), int64_t(16)}) {
     Schedule alone;
@@ -203,7 +211,8 @@ INSTANTIATE_TEST_SUITE_P(Blocks, StepRows,
                          ::testing::Values(Case{"gqa", "*", 2, "gqa"}, Case{"mla", "*", 2, "mla"},
                                            Case{"mamba1", "M", 1, "gqa"}, Case{"mamba2", "M", 2, "gqa"},
                                            Case{"mlp", "-", 2, "gqa"}, Case{"moe", "E", 2, "gqa"},
-                                           Case{"hybrid_m2", "M*-E", 2, "gqa"}, Case{"hybrid_m1_mla", "M-*E", 1, "mla"}),
+                                           Case{"hybrid_m2", "M*-E", 2, "gqa"}, Case{"hybrid_m1_mla", "M-*E", 1, "mla"},
+                                           Case{"gqa_window5", "*-", 2, "gqa", 5}, Case{"mla_window7", "*", 2, "mla", 7}),
                          [](const auto& info) { return std::string(info.param.name); });
 
 // A runner for the hybrid M*-E and one sequence's batch through it.
@@ -301,16 +310,6 @@ TEST(StepRowsRunner, RefusesPoolsTheModelNeeds) {
   auto r = make_model_runner(mlp, PoolSizes{16, 0, 0, 0});
   EXPECT_FALSE(r->uses_pages());
   EXPECT_FALSE(r->uses_state_slots());
-}
-
-TEST(StepRowsRunner, SlidingWindowIsRefused) {
-  ModelConfig c = tiny("*");
-  c.attention.window = 4;
-  Model m(c, 1);
-  auto r = make_model_runner(m, PoolSizes{kPage, 4, 2, 0});
-  std::vector<float> l(size_t(m.vocab()));
-  const std::string e = strata::testing::error_of([&] { r->run(chunk({1, 2}, 0, {0, 1}, -1), l.data()); });
-  EXPECT_NE(e.find("window"), std::string::npos) << e;
 }
 
 }  // namespace

@@ -158,14 +158,11 @@ class Attention final : public Block {
 
   // x[n, D] -> y[n, D] over a RowBatch: the projections of all rows (as step's), RoPE at each row's
   // own position, every row's key and value written to its page slot first, then each row's query
-  // attends over its sequence's pos + 1 keys through the paged decode kernel (one "sequence" per
-  // row, with its sequence's page table row), so rows of one chunk see each other causally.
+  // attends over its sequence's pos + 1 keys (the last window_ of them with a sliding window) through
+  // the paged decode kernel (one "sequence" per row, with its sequence's page table row), so rows of
+  // one chunk see each other causally. Pages stay allocated for the whole sequence, as step's cache.
   void step_rows(Ctx& ctx, float* y, const float* x, const RowStep& rs, BlockRowCache* pools) override {
     STRATA_CHECK(ctx.arena, "attention step_rows needs ctx.arena");
-    if (window_ > 0)
-      throw InputError(fmt::format("attention.window = {}: the serving engine's paged attention is full causal "
-                                   "only (sliding windows are not supported there yet); serve with window 0 or use "
-                                   "strata generate", window_));
     PagePool* pp = row_pools_as<PagePool>(pools, "attention", store_.device());
     STRATA_CHECK(pp->k_width == Hkv_ * hd_ && pp->v_width == Hkv_ * hd_, "attention pools of another shape");
     const int64_t n = rs.n, Cq = Hq_ * hd_, Ck = Hkv_ * hd_;
@@ -187,7 +184,7 @@ class Attention final : public Block {
       STRATA_OP(ctx.device, copy_f32, pp->v.data() + slot * Ck, v + i * Ck, Ck);
     }
     STRATA_OP(ctx.device, attention_decode_paged, att, nullptr, q, pp->k.data(), pp->v.data(), rs.row_pages,
-              rs.row_lens, n, Hq_, Hkv_, hd_, hd_, scale(), Ck, Ck, pp->page_size, rs.pools.max_pages, pp->num_pages);
+              rs.row_lens, n, Hq_, Hkv_, hd_, hd_, scale(), Ck, Ck, pp->page_size, rs.pools.max_pages, pp->num_pages, window_);
     linear_forward(ctx, y, att, w(wo_), nullptr, n, Cq, D_);
   }
 

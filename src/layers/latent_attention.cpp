@@ -264,10 +264,6 @@ class LatentAttention final : public Block {
   // channels of the same rows).
   void step_rows(Ctx& ctx, float* y, const float* x, const RowStep& rs, BlockRowCache* pools) override {
     STRATA_CHECK(ctx.arena, "mla step_rows needs ctx.arena");
-    if (window_ > 0)
-      throw InputError(fmt::format("attention.window = {}: the serving engine's paged attention is full causal "
-                                   "only (sliding windows are not supported there yet); serve with window 0 or use "
-                                   "strata generate", window_));
     PagePool* pp = row_pools_as<PagePool>(pools, "mla", store_.device());
     STRATA_CHECK(pp->k_width == W_, "mla pools of another shape");
     const int64_t n = rs.n, Cq = H_ * dqk_, Co = H_ * dv_;
@@ -303,7 +299,7 @@ class LatentAttention final : public Block {
       rows_gemm(ctx, false, n, r_, dn_, q + h * dqk_, Cq, wkvb + h * (dn_ + dv_) * r_, r_, qabs + h * W_, H_ * W_);
     copy_rows(ctx.device, qabs + r_, W_, q + dn_, dqk_, n * H_, dr_, Pairs::keep);
     STRATA_OP(ctx.device, attention_decode_paged, olat, nullptr, qabs, rows, rows, rs.row_pages, rs.row_lens, n, H_,
-              1, W_, r_, scale_, W_, W_, pp->page_size, rs.pools.max_pages, pp->num_pages);
+              1, W_, r_, scale_, W_, W_, pp->page_size, rs.pools.max_pages, pp->num_pages, window_);
     for (int64_t h = 0; h < H_; ++h)  // o_h[n, dv] = olat_h[n, r] Wuv_h[dv, r]^T
       rows_gemm(ctx, true, n, dv_, r_, olat + h * r_, H_ * r_, wkvb + (h * (dn_ + dv_) + dn_) * r_, r_, o + h * dv_,
                 Co);

@@ -87,7 +87,7 @@ struct FwdParams {
   const int32_t* seq_lens;     // paged: [B]
   int max_blocks, block_size, num_blocks;
   int B, Tq, Tk, Hq, Hkv, G, dqk, dv;
-  int window;        // sliding window (0: full causal); not with kPaged
+  int window;        // sliding window (0: full causal); paged too (rows at seq_len - 1)
   float scale_log2;  // softmax scale * log2(e)
   int n_dvc;         // output column chunks (blockIdx.z % n_dvc)
   int nsplit;        // key splits (blockIdx.z / n_dvc)
