@@ -1,6 +1,6 @@
 // What the serving engine's batch invariance costs: rows/s of Model::step_rows on a small hybrid
 // (d_model 256, pattern M*-M*E: Mamba-2, GQA attention, MLP, MoE) with every linear layer on fixed
-// 16-row tiles (Ctx::row_tile = 16, the ModelRunner default; MoE one token at a time) against one
+// row tiles (Ctx::row_tile = 1, 8 (the ModelRunner default) or 16) against one
 // product per layer over all rows (row_tile = 0), for batches of n rows:
 //   decode/n:  n sequences, one row each, at position 64 (their KV pages hold 64 earlier tokens);
 //   prefill/n: one sequence's chunk of n rows from position 0.
