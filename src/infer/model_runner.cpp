@@ -19,6 +19,9 @@ class Runner final : public ModelRunner {
       : model_(model), arena_(model.params().device()) {
     const std::string pattern = model.layer_pattern();
     const bool pages = pattern.find('*') != std::string::npos, slots = pattern.find('M') != std::string::npos;
+    if (sizes.num_pages < 0 || sizes.max_pages < 0 || sizes.num_state_slots < 0)
+      throw InputError(fmt::format("serving pools: num_pages ({}), max_pages ({}) and num_state_slots ({}) must be >= 0",
+                                   sizes.num_pages, sizes.max_pages, sizes.num_state_slots));
     if (sizes.page_size <= 0) throw InputError(fmt::format("serving pools: page_size must be positive (got {})", sizes.page_size));
     if (pages && (sizes.num_pages <= 0 || sizes.max_pages <= 0))
       throw InputError(fmt::format("serving pools: the model has attention layers (pattern {}), so num_pages ({}) and "
@@ -29,9 +32,9 @@ class Runner final : public ModelRunner {
                                    "be positive (got {})",
                                    pattern, sizes.num_state_slots));
     if (opts.row_tile < 0) throw InputError(fmt::format("row_tile must be >= 0 (got {})", opts.row_tile));
+    // Kept as given (pools() reports them): a model without attention allocates no pages, one without
+    // Mamba layers no state slots, and the scheduler may still read max_pages as the context limit.
     sizes_ = sizes;
-    if (!pages) sizes_.num_pages = sizes_.max_pages = 0;
-    if (!slots) sizes_.num_state_slots = 0;
     pools_ = model.allocate_row_cache(sizes_);
     slot_pos_.assign(size_t(sizes_.num_state_slots), 0);
     ctx_.device = model.params().device();

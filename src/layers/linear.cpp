@@ -23,6 +23,22 @@ void check_bf16_ctx(const Ctx& ctx, const char* what) {
   STRATA_CHECK(ctx.params, "{} in bf16 needs ctx.params (the owner of the bf16 weight shadow)", what);
 }
 
+// One product over all N rows at ctx.precision (the whole of linear_forward without row tiles).
+void linear_untiled(const Ctx& ctx, float* out, const float* inp, const float* weight, const float* bias, int64_t N,
+                    int64_t IC, int64_t OC) {
+  if (ctx.precision == Precision::fp32) {
+    STRATA_OP(ctx.device, linear_forward, out, inp, weight, bias, N, IC, OC);
+    return;
+  }
+  check_bf16_ctx(ctx, "linear_forward");
+  if (N == 0 || OC == 0) return;
+  const uint16_t* w = ctx.params->bf16_of(weight);
+  STRATA_OP(ctx.device, gemm_bf16, false, true, N, OC, IC, 1.0f, to_bf16(ctx, inp, N * IC), IC, w, IC, 0.0f, out, OC);
+  // The bias row broadcast over the N rows (a source row stride of 0), added in fp32 after the
+  // product as the fp32 kernel adds it.
+  if (bias) STRATA_OP(ctx.device, add_strided, out, OC, bias, 0, N, OC);
+}
+
 // Runs product(out, out_ld, in, in_ld, rows) over in[N, in_cols] -> out[N, out_cols] (row strides
 // in_ld, out_ld) on exactly ctx.row_tile rows at a time: whole tiles in place, the last partial
 // tile copied into zero-padded arena scratch and its rows copied back. A row's result then comes
@@ -43,9 +59,6 @@ void in_row_tiles(const Ctx& ctx, int64_t N, const float* in, int64_t in_ld, int
   product(c, out_cols, a, in_cols, tile);
   STRATA_OP(ctx.device, copy_strided, out + r0 * out_ld, out_ld, c, out_cols, rest, out_cols);
 }
-
-void linear_untiled(const Ctx& ctx, float* out, const float* inp, const float* weight, const float* bias, int64_t N,
-                    int64_t IC, int64_t OC);
 
 }  // namespace
 
@@ -68,25 +81,6 @@ void rows_gemm(const Ctx& ctx, bool trans_b, int64_t M, int64_t N, int64_t K, co
     STRATA_OP(ctx.device, gemm, false, trans_b, rows, N, K, 1.0f, a, lda_, B, ldb, 0.0f, c, ldc_);
   });
 }
-
-namespace {
-
-void linear_untiled(const Ctx& ctx, float* out, const float* inp, const float* weight, const float* bias, int64_t N,
-                    int64_t IC, int64_t OC) {
-  if (ctx.precision == Precision::fp32) {
-    STRATA_OP(ctx.device, linear_forward, out, inp, weight, bias, N, IC, OC);
-    return;
-  }
-  check_bf16_ctx(ctx, "linear_forward");
-  if (N == 0 || OC == 0) return;
-  const uint16_t* w = ctx.params->bf16_of(weight);
-  STRATA_OP(ctx.device, gemm_bf16, false, true, N, OC, IC, 1.0f, to_bf16(ctx, inp, N * IC), IC, w, IC, 0.0f, out, OC);
-  // The bias row broadcast over the N rows (a source row stride of 0), added in fp32 after the
-  // product as the fp32 kernel adds it.
-  if (bias) STRATA_OP(ctx.device, add_strided, out, OC, bias, 0, N, OC);
-}
-
-}  // namespace
 
 void linear_backward(const Ctx& ctx, float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int64_t N, int64_t IC, int64_t OC, bool accumulate_dinp) {
