@@ -13,8 +13,10 @@ namespace strata {
 
 struct RunnerOptions {
   // Rows per linear-layer product (Ctx::row_tile): > 0 batch invariant, 0 one product per layer
-  // over all rows (results then depend on the batch). 8: on bench/row_invariance_cost's small
-  // hybrid (CPU) within ~10% of untiled from 16 rows up, about 2x slower for a single row.
+  // over all rows (results then depend on the batch). On bench/row_invariance_cost's small hybrid
+  // (2-core CPU): 8 is within 10% of untiled from 16 rows up and half its speed for a lone row;
+  // 1 (every product a GEMV) costs 7% for a lone row and 20-35% for batches. Invariance holds
+  // among the batches of one setting.
   int64_t row_tile = 8;
 };
 
