@@ -161,6 +161,7 @@ class Attention final : public Block {
   // attends over its sequence's pos + 1 keys (the last window_ of them with a sliding window) through
   // the paged decode kernel (one "sequence" per row, with its sequence's page table row), so rows of
   // one chunk see each other causally. Pages stay allocated for the whole sequence, as step's cache.
+  // With row tiles (batch invariance) the CUDA kernel keeps one pass over the keys per query.
   void step_rows(Ctx& ctx, float* y, const float* x, const RowStep& rs, BlockRowCache* pools) override {
     STRATA_CHECK(ctx.arena, "attention step_rows needs ctx.arena");
     PagePool* pp = row_pools_as<PagePool>(pools, "attention", store_.device());
@@ -184,7 +185,8 @@ class Attention final : public Block {
       STRATA_OP(ctx.device, copy_f32, pp->v.data() + slot * Ck, v + i * Ck, Ck);
     }
     STRATA_OP(ctx.device, attention_decode_paged, att, nullptr, q, pp->k.data(), pp->v.data(), rs.row_pages,
-              rs.row_lens, n, Hq_, Hkv_, hd_, hd_, scale(), Ck, Ck, pp->page_size, rs.pools.max_pages, pp->num_pages, window_);
+              rs.row_lens, n, Hq_, Hkv_, hd_, hd_, scale(), Ck, Ck, pp->page_size, rs.pools.max_pages, pp->num_pages,
+              window_, /*split_keys=*/ctx.row_tile <= 0);
     linear_forward(ctx, y, att, w(wo_), nullptr, n, Cq, D_);
   }
 

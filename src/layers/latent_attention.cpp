@@ -299,7 +299,8 @@ class LatentAttention final : public Block {
       rows_gemm(ctx, false, n, r_, dn_, q + h * dqk_, Cq, wkvb + h * (dn_ + dv_) * r_, r_, qabs + h * W_, H_ * W_);
     copy_rows(ctx.device, qabs + r_, W_, q + dn_, dqk_, n * H_, dr_, Pairs::keep);
     STRATA_OP(ctx.device, attention_decode_paged, olat, nullptr, qabs, rows, rows, rs.row_pages, rs.row_lens, n, H_,
-              1, W_, r_, scale_, W_, W_, pp->page_size, rs.pools.max_pages, pp->num_pages, window_);
+              1, W_, r_, scale_, W_, W_, pp->page_size, rs.pools.max_pages, pp->num_pages, window_,
+              /*split_keys=*/ctx.row_tile <= 0);
     for (int64_t h = 0; h < H_; ++h)  // o_h[n, dv] = olat_h[n, r] Wuv_h[dv, r]^T
       rows_gemm(ctx, true, n, dv_, r_, olat + h * r_, H_ * r_, wkvb + (h * (dn_ + dv_) + dn_) * r_, r_, o + h * dv_,
                 Co);

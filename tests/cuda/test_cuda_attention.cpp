@@ -261,7 +261,7 @@ TEST(CudaAttention, RefusesBadArguments) {
 
 // Paged decode vs the CPU reference over the same pool and tables.
 void check_paged(int64_t B, int64_t Hq, int64_t Hkv, int64_t hk, int64_t hv, int64_t block_size, int64_t max_blocks,
-                 std::vector<int32_t> seq_lens, uint64_t seed, int64_t window = 0) {
+                 std::vector<int32_t> seq_lens, uint64_t seed, int64_t window = 0, bool split_keys = true) {
   std::printf("cuda paged decode B=%ld Hq=%ld Hkv=%ld hd_qk=%ld hd_v=%ld block=%ld max_blocks=%ld window=%ld\n",
               long(B), long(Hq), long(Hkv), long(hk), long(hv), long(block_size), long(max_blocks), long(window));
   const int64_t num_blocks = B * max_blocks + 2;
@@ -281,7 +281,7 @@ void check_paged(int64_t B, int64_t Hq, int64_t Hkv, int64_t hk, int64_t hv, int
   DevVec<float> dk(kp), dv(vp), dq(q), dout(out.size()), dlse(lse.size());
   DevVec<int32_t> dtable(table), dlens(seq_lens);
   cuda::attention_decode_paged(dout.p, dlse.p, dq.p, dk.p, dv.p, dtable.p, dlens.p, B, Hq, Hkv, hk, hv, scale, k_ts,
-                               v_ts, block_size, max_blocks, num_blocks, window);
+                               v_ts, block_size, max_blocks, num_blocks, window, split_keys);
   st::expect_close(dout.host(), out, 2e-5, 1e-4, "paged out");
   const auto got_lse = dlse.host();
   for (size_t i = 0; i < lse.size(); ++i)
@@ -305,6 +305,14 @@ TEST(CudaAttention, PagedDecodeSlidingWindow) {
   check_paged(3, 8, 2, 64, 64, 16, 40, {1, 333, 640}, 64, 100);   // inside and across key tiles / splits
   check_paged(2, 8, 8, 128, 128, 32, 64, {2048, 77}, 65, 1000);   // long cache, split keys
   check_paged(2, 4, 1, 40, 24, 8, 10, {0, 79}, 66, 7);            // window inside one tile, an empty sequence
+}
+
+// One pass over the keys per query (the serving engine's batch invariance): same results, and the
+// same bits for a query whatever the batch around it.
+TEST(CudaAttention, PagedDecodeWithoutKeySplits) {
+  SKIP_WITHOUT_DEVICE();
+  check_paged(1, 8, 2, 64, 64, 16, 64, {1000}, 67, 0, false);
+  check_paged(3, 8, 2, 64, 64, 16, 40, {1, 333, 640}, 68, 100, false);
 }
 
 }  // namespace

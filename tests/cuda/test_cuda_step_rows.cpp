@@ -57,6 +57,32 @@ TEST_P(CudaStepRows, RaggedScheduleMatchesCpuForwardLogits) {
   }
 }
 
+// With the runner's row tiles a sequence's logits are bitwise the same alone (one row at a time) and
+// mixed with other sequences under another chunking: cuBLAS products of one fixed shape, per-row
+// kernels, and the paged kernel without key splits (split_keys = false).
+TEST_P(CudaStepRows, BatchInvariantWithRowTiles) {
+  STRATA_SKIP_WITHOUT_CUDA();
+  const Case k = GetParam();
+  ModelConfig cfg = strata::testing::tiny_model(k.pattern, k.mamba_version, k.attention, 2);
+  cfg.attention.window = k.window;
+  Model m(cfg, 3);
+  m.params().to_device(Device::cuda);
+  const auto mine = strata::testing::random_tokens(150, 7);  // long enough for the paged kernel to want splits
+  strata::testing::Schedule alone;
+  alone.max_chunk = 1;
+  const auto ref = strata::testing::run_schedule(m, {mine}, alone, 8)[0];
+  for (uint64_t seed : {1, 2}) {
+    strata::testing::Schedule sc;
+    sc.seed = seed;
+    sc.max_chunk = int64_t(seed) * 13;
+    auto seqs = strata::testing::random_seqs({40, 5, 90}, 50 + seed);
+    seqs.insert(seqs.begin() + 1, mine);
+    const auto mixed = strata::testing::run_schedule(m, seqs, sc, 8)[1];
+    EXPECT_EQ(0, std::memcmp(mixed.data(), ref.data(), sizeof(float) * ref.size()))
+        << "seed " << seed << ": max diff " << strata::testing::max_abs_diff(mixed, ref);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Models, CudaStepRows,
                          ::testing::Values(Case{"hybrid_m2", "M*-E", 2, "gqa"}, Case{"hybrid_m1_mla", "M-*E", 1, "mla"},
                                            Case{"gqa_window5", "*-", 2, "gqa", 5}),

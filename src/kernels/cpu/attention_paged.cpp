@@ -17,7 +17,8 @@ STRATA_CPU_CLONES
 void attention_decode_paged(float* out, float* lse, const float* q, const float* k_cache, const float* v_cache,
                             const int32_t* block_table, const int32_t* seq_lens, int64_t B, int64_t Hq, int64_t Hkv,
                             int64_t hd_qk, int64_t hd_v, float scale, int64_t k_tstride, int64_t v_tstride,
-                            int64_t block_size, int64_t max_blocks, int64_t num_blocks, int64_t window) {
+                            int64_t block_size, int64_t max_blocks, int64_t num_blocks, int64_t window,
+                            bool /*split_keys: one pass per query here anyway*/) {
   STRATA_CHECK(B >= 0 && Hq > 0 && Hkv > 0 && Hq % Hkv == 0,
                "attention_decode_paged: kv heads ({}) must divide query heads ({}) (B={})", Hkv, Hq, B);
   STRATA_CHECK(hd_qk > 0 && hd_v > 0, "attention_decode_paged: head dims must be positive (got qk {}, v {})", hd_qk,
