@@ -1,7 +1,8 @@
 // Paged decode attention (cpu::attention_decode_paged): against attention_forward with Tq = 1 over
 // the same keys laid out contiguously, one sequence at a time, for shuffled block tables, ragged
 // sequence lengths (a partial last block, an empty sequence), GQA ratios, hd_qk != hd_v, MLA's
-// shared latent rows (k and v views of one buffer); bad tables and lengths are refused.
+// shared latent rows (k and v views of one buffer), sliding windows (against attention_forward's
+// window, and against full attention over only the window's keys); bad tables and lengths are refused.
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -21,14 +22,15 @@ struct PagedCase {
   int64_t B, Hq, Hkv, hd_qk, hd_v, block_size, max_blocks;
   std::vector<int32_t> seq_lens;
   bool shared_rows = false;  // MLA: v = the first hd_v channels of each k row (Hkv = 1)
+  int64_t window = 0;        // sliding window (0: full causal)
 };
 
 // Builds a pool with a random permutation of blocks, runs the paged decode and the contiguous
 // reference, and compares out and lse.
 void check_paged(const PagedCase& c, uint64_t seed) {
-  std::printf("paged decode B=%ld Hq=%ld Hkv=%ld hd_qk=%ld hd_v=%ld block=%ld max_blocks=%ld shared=%d\n", long(c.B),
-              long(c.Hq), long(c.Hkv), long(c.hd_qk), long(c.hd_v), long(c.block_size), long(c.max_blocks),
-              int(c.shared_rows));
+  std::printf("paged decode B=%ld Hq=%ld Hkv=%ld hd_qk=%ld hd_v=%ld block=%ld max_blocks=%ld shared=%d window=%ld\n",
+              long(c.B), long(c.Hq), long(c.Hkv), long(c.hd_qk), long(c.hd_v), long(c.block_size), long(c.max_blocks),
+              int(c.shared_rows), long(c.window));
   const int64_t num_blocks = c.B * c.max_blocks + 3;  // a few spare blocks that nobody uses
   const int64_t k_ts = c.Hkv * c.hd_qk, v_ts = c.shared_rows ? k_ts : c.Hkv * c.hd_v;
   const int64_t slots = num_blocks * c.block_size;
@@ -47,7 +49,7 @@ void check_paged(const PagedCase& c, uint64_t seed) {
   std::vector<float> out(size_t(c.B * c.Hq * c.hd_v)), lse(size_t(c.B * c.Hq));
   cpu::attention_decode_paged(out.data(), lse.data(), q.data(), kpool.data(), vbase, table.data(), c.seq_lens.data(),
                               c.B, c.Hq, c.Hkv, c.hd_qk, c.hd_v, scale, k_ts, v_ts, c.block_size, c.max_blocks,
-                              num_blocks);
+                              num_blocks, c.window);
 
   std::vector<float> want(out.size(), 0.0f), want_lse(lse.size(), -INFINITY);
   for (int64_t b = 0; b < c.B; ++b) {
@@ -62,7 +64,17 @@ void check_paged(const PagedCase& c, uint64_t seed) {
     }
     cpu::attention_forward(&want[b * c.Hq * c.hd_v], &want_lse[b * c.Hq], &q[b * c.Hq * c.hd_qk], kc.data(),
                            vc.data(), 1, 1, n, c.Hq, c.Hkv, c.hd_qk, c.hd_v, scale, n * k_ts, k_ts,
-                           n * c.Hkv * c.hd_v, c.Hkv * c.hd_v);
+                           n * c.Hkv * c.hd_v, c.Hkv * c.hd_v, c.window);
+    if (c.window > 0) {
+      // Second reference: full attention over only the last min(window, n) keys.
+      const int64_t w = std::min(c.window, n), t0 = n - w;
+      std::vector<float> o2(size_t(c.Hq * c.hd_v)), l2(size_t(c.Hq));
+      cpu::attention_forward(o2.data(), l2.data(), &q[b * c.Hq * c.hd_qk], &kc[t0 * k_ts], &vc[t0 * c.Hkv * c.hd_v], 1,
+                             1, w, c.Hq, c.Hkv, c.hd_qk, c.hd_v, scale, w * k_ts, k_ts, w * c.Hkv * c.hd_v,
+                             c.Hkv * c.hd_v);
+      st::expect_close(std::vector<float>(&want[b * c.Hq * c.hd_v], &want[(b + 1) * c.Hq * c.hd_v]), o2, 1e-6, 1e-5,
+                       "windowed references agree");
+    }
   }
   st::expect_close(out, want, 1e-5, 1e-4, "paged out");
   for (size_t i = 0; i < lse.size(); ++i)
@@ -79,6 +91,13 @@ TEST(AttentionPaged, MatchesContiguousDecode) {
   check_paged({2, 4, 1, 16, 16, 32, 3, {65, 96}}, 4);             // MQA
   check_paged({2, 4, 1, 40, 32, 16, 4, {33, 57}, true}, 5);       // MLA latent rows: v = k[:, :32]
   check_paged({1, 2, 1, 128, 128, 64, 40, {2500}}, 6);            // long: many key tiles
+}
+
+TEST(AttentionPaged, SlidingWindow) {
+  check_paged({3, 8, 2, 32, 32, 16, 6, {90, 5, 64}, false, 7}, 11);      // window inside one key tile
+  check_paged({2, 4, 4, 24, 40, 8, 40, {300, 129}, false, 130}, 12);     // window across key tiles and blocks
+  check_paged({2, 4, 1, 40, 32, 16, 4, {33, 57}, true, 20}, 13);         // MLA latent rows
+  check_paged({2, 4, 2, 16, 16, 4, 8, {0, 3}, false, 8}, 14);            // window longer than the sequence; empty
 }
 
 TEST(AttentionPaged, RefusesBadTables) {

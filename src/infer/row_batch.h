@@ -13,33 +13,12 @@
 #include <cstdint>
 #include <vector>
 
+#include "layers/rows.h"
+
 namespace strata {
 
-struct PoolSizes {
-  int64_t page_size = 16;       // tokens per KV page
-  int64_t num_pages = 0;        // per attention layer (0 when the model has none)
-  int64_t max_pages = 0;        // pages one sequence may hold: its context limit is max_pages * page_size
-  int64_t num_state_slots = 0;  // per Mamba layer (0 when the model has none)
-};
-
-struct RowBatch {
-  // Per row (n rows). Rows of one sequence are contiguous and in increasing position, and a
-  // sequence's rows continue exactly where its cache ends (its KV holds positions < pos of its first
-  // row; its state has consumed those positions).
-  std::vector<int32_t> ids;  // token id
-  std::vector<int32_t> pos;  // position in its sequence
-  std::vector<int32_t> seq;  // index of its sequence in this batch (0 .. num_seqs-1)
-  // Per sequence of this batch (num_seqs of them).
-  std::vector<int32_t> block_table;  // [num_seqs * max_pages] page ids (entries past the sequence's length: -1)
-  std::vector<int32_t> state_slot;   // [num_seqs] state slot (-1 when the model has no Mamba layer)
-  int64_t max_pages = 0;
-  // Rows whose next-token logits are wanted (the last row of a sequence's chunk, when it is the end
-  // of the prompt or a decode token), in the order the logits are written.
-  std::vector<int32_t> logits_rows;
-
-  int64_t rows() const { return int64_t(ids.size()); }
-  int64_t num_seqs() const { return int64_t(state_slot.size()); }
-};
+// PoolSizes and RowBatch (fields documented there) are defined in layers/rows.h, where the blocks'
+// step_rows can see them.
 
 // The model side of the engine: owns the KV pages and state slots (on the model's device) and runs
 // RowBatches through Model::step_rows. The scheduler (and tests, with a fake) use this interface.

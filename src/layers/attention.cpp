@@ -14,6 +14,7 @@
 #include "kernels/dispatch.h"
 #include "layers/block_state.h"
 #include "layers/linear.h"
+#include "layers/row_pools.h"
 #include "layers/rope_freq.h"
 
 namespace strata {
@@ -149,6 +150,44 @@ class Attention final : public Block {
               hd_, hd_, scale(), bstride, Ck, bstride, Ck, window_);
     linear_forward(ctx, y, att, w(wo_), nullptr, B, Cq, D_);
     ac->pos = pos + 1;
+  }
+
+  std::unique_ptr<BlockRowCache> allocate_row_cache(const PoolSizes& sizes) const override {
+    return PagePool::make(sizes, Hkv_ * hd_, Hkv_ * hd_, store_.device());
+  }
+
+  // x[n, D] -> y[n, D] over a RowBatch: the projections of all rows (as step's), RoPE at each row's
+  // own position, every row's key and value written to its page slot first, then each row's query
+  // attends over its sequence's pos + 1 keys (the last window_ of them with a sliding window) through
+  // the paged decode kernel (one "sequence" per row, with its sequence's page table row), so rows of
+  // one chunk see each other causally. Pages stay allocated for the whole sequence, as step's cache.
+  // With row tiles (batch invariance) the CUDA kernel keeps one pass over the keys per query.
+  void step_rows(Ctx& ctx, float* y, const float* x, const RowStep& rs, BlockRowCache* pools) override {
+    STRATA_CHECK(ctx.arena, "attention step_rows needs ctx.arena");
+    PagePool* pp = row_pools_as<PagePool>(pools, "attention", store_.device());
+    STRATA_CHECK(pp->k_width == Hkv_ * hd_ && pp->v_width == Hkv_ * hd_, "attention pools of another shape");
+    const int64_t n = rs.n, Cq = Hq_ * hd_, Ck = Hkv_ * hd_;
+    if (n == 0) return;
+    Arena& ar = *ctx.arena;
+    float* q = ar.alloc(n * Cq);
+    float* k = ar.alloc(n * Ck);
+    float* v = ar.alloc(n * Ck);
+    float* att = ar.alloc(n * Cq);
+    linear_forward(ctx, q, x, w(wq_), nullptr, n, D_, Cq);
+    linear_forward(ctx, k, x, w(wk_), nullptr, n, D_, Ck);
+    linear_forward(ctx, v, x, w(wv_), nullptr, n, D_, Ck);
+    for (int64_t i = 0; i < n; ++i) {
+      // One row at a time: the rotation of a row never depends on how its sequence was chunked.
+      rotate(ctx, q + i * Cq, 1, 1, Hq_, rs.pos[size_t(i)], false);
+      rotate(ctx, k + i * Ck, 1, 1, Hkv_, rs.pos[size_t(i)], false);
+      const int64_t slot = rs.kv_slot[size_t(i)];
+      STRATA_OP(ctx.device, copy_f32, pp->k.data() + slot * Ck, k + i * Ck, Ck);
+      STRATA_OP(ctx.device, copy_f32, pp->v.data() + slot * Ck, v + i * Ck, Ck);
+    }
+    STRATA_OP(ctx.device, attention_decode_paged, att, nullptr, q, pp->k.data(), pp->v.data(), rs.row_pages,
+              rs.row_lens, n, Hq_, Hkv_, hd_, hd_, scale(), Ck, Ck, pp->page_size, rs.pools.max_pages, pp->num_pages,
+              window_, /*split_keys=*/ctx.row_tile <= 0);
+    linear_forward(ctx, y, att, w(wo_), nullptr, n, Cq, D_);
   }
 
   // Multiply-adds x2 per token: the four projections, plus q.k and p.v over the keys a token sees,

@@ -4,6 +4,9 @@
 //   forward  x[B,T,D] -> y[B,T,D]  (training / prefill; saves what backward needs in ctx.arena)
 //   backward dy -> dx              (dx assigned, parameter grads accumulated)
 //   step     x[B,D] -> y[B,D]      (one token, advancing the block's cache)
+// and, for the serving engine, step_rows x[n,D] -> y[n,D] over a flat RowBatch (layers/rows.h): one
+// token of some sequence per row, KV in pages and recurrent state in slots of pools the block
+// allocates once (allocate_row_cache) and the engine's scheduler hands out.
 // and parity ties them: T steps give what forward gives, and forward with a cache (prefill) leaves
 // the cache exactly as T steps would.
 #include <cstdint>
@@ -15,6 +18,7 @@
 #include "core/dtype.h"
 #include "core/params.h"
 #include "layers/block_config.h"
+#include "layers/rows.h"
 
 namespace strata {
 
@@ -45,6 +49,11 @@ struct Ctx {
   // Null: nobody listens. Set only where everything declared after the trunk (norm_f, the head) has
   // its gradient before Trunk::backward runs, as in Model::backward.
   GradsFinal* grads_final = nullptr;
+  // > 0: every linear layer's product (layers/linear.h) runs on exactly row_tile rows at a time, the
+  // last tile padded with zero rows, so a row's output does not depend on how many rows share the
+  // call (GEMM libraries pick kernels and reduction orders by M): the serving engine's batch
+  // invariance (step_rows). 0: one product over all rows, as training and generate run.
+  int64_t row_tile = 0;
 };
 
 // Per-sequence-batch decode state of one block (KV cache, conv state, SSM state). Opaque to the
@@ -54,6 +63,17 @@ struct BlockCache {
   virtual ~BlockCache() = default;
   int64_t pos = 0;  // tokens consumed so far
   virtual int64_t bytes() const = 0;
+};
+
+// The serving engine's pools of one block (KV pages for attention, conv + SSM state slots for
+// Mamba), sized by PoolSizes and living on the parameters' device. Opaque to the engine.
+struct BlockRowCache {
+  virtual ~BlockRowCache() = default;
+  virtual int64_t page_bytes() const { return 0; }  // one KV page of this block
+  virtual int64_t slot_bytes() const { return 0; }  // one state slot of this block
+  // State slot `to` becomes a copy of slot `from` / the empty state (no-ops for pages).
+  virtual void copy_slot(int64_t /*from*/, int64_t /*to*/) {}
+  virtual void reset_slot(int64_t /*slot*/) {}
 };
 
 class Block {
@@ -71,6 +91,15 @@ class Block {
   virtual std::unique_ptr<BlockCache> allocate_cache(int64_t B, int64_t max_T) const = 0;
   // x[B, D] -> y[B, D], one token per sequence at position cache->pos, which it then advances.
   virtual void step(Ctx& ctx, float* y, const float* x, int64_t B, BlockCache* cache) = 0;
+
+  // Pools for the serving engine; nullptr for stateless blocks (MLP, MoE).
+  virtual std::unique_ptr<BlockRowCache> allocate_row_cache(const PoolSizes& sizes) const = 0;
+  // x[n, D] -> y[n, D] over the rows of rs (rs.n rows, layers/rows.h): row i is the token at position
+  // rs.pos[i] of its sequence, whose KV lives in the pages of rs.row_pages and whose state in slot
+  // rs.state_slot[i] of `pools`; a sequence's rows run in order, each seeing the ones before it.
+  // With the same kernels as step; a row's result depends only on its sequence (and, bitwise, on
+  // nothing else when ctx.row_tile > 0). Temporaries from ctx.arena.
+  virtual void step_rows(Ctx& ctx, float* y, const float* x, const RowStep& rs, BlockRowCache* pools) = 0;
 
   // Auxiliary loss of the last forward (MoE load balancing), already scaled by its coefficient;
   // its gradient is added by backward.

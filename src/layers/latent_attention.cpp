@@ -17,6 +17,7 @@
 #include "layers/attention.h"
 #include "layers/block_state.h"
 #include "layers/linear.h"
+#include "layers/row_pools.h"
 #include "layers/rope_freq.h"
 
 namespace strata {
@@ -251,6 +252,59 @@ class LatentAttention final : public Block {
                 wkvb + (h * (dn_ + dv_) + dn_) * r_, r_, 0.0f, o + h * dv_, Co);
     linear_forward(ctx, y, o, w(wo_), nullptr, B, Co, D_);
     lc->pos = pos + 1;
+  }
+
+  std::unique_ptr<BlockRowCache> allocate_row_cache(const PoolSizes& sizes) const override {
+    return PagePool::make(sizes, W_, 0, store_.device());
+  }
+
+  // x[n, D] -> y[n, D] over a RowBatch, step's absorbed form: every row's latent row [c, rope(kr)]
+  // (at its own position) goes to its page slot first, then each row's absorbed query attends over
+  // its sequence's pos + 1 latent rows through the paged decode kernel (MQA-style, v = the first r
+  // channels of the same rows).
+  void step_rows(Ctx& ctx, float* y, const float* x, const RowStep& rs, BlockRowCache* pools) override {
+    STRATA_CHECK(ctx.arena, "mla step_rows needs ctx.arena");
+    PagePool* pp = row_pools_as<PagePool>(pools, "mla", store_.device());
+    STRATA_CHECK(pp->k_width == W_, "mla pools of another shape");
+    const int64_t n = rs.n, Cq = H_ * dqk_, Co = H_ * dv_;
+    if (n == 0) return;
+    Arena& ar = *ctx.arena;
+    float* q = ar.alloc(n * Cq);
+    float* ckv = ar.alloc(n * W_);
+    float* lat = ar.alloc(n * r_);
+    float* c = ar.alloc(n * r_);
+    float* rstd = ar.alloc(n);
+    float* kpe = ar.alloc(n * dr_);
+    float* pe = ar.alloc(n * H_ * dr_);
+    float* qabs = ar.alloc(n * H_ * W_);
+    float* olat = ar.alloc(n * H_ * r_);
+    float* o = ar.alloc(n * Co);
+    float *qa = nullptr, *qa_rstd = nullptr, *qan = nullptr;
+    if (rq_) qa = ar.alloc(n * rq_), qa_rstd = ar.alloc(n), qan = ar.alloc(n * rq_);
+    project_q(ctx, q, qa, qa_rstd, qan, x, n);
+    linear_forward(ctx, ckv, x, w(wkva_), nullptr, n, D_, W_);
+    copy_rows(ctx.device, lat, r_, ckv, W_, n, r_, Pairs::keep);
+    STRATA_OP(ctx.device, rmsnorm_forward, c, rstd, lat, w(kv_norm_), n, r_, kLatentNormEps);
+    copy_rows(ctx.device, kpe, dr_, ckv + r_, W_, n, dr_, pairs_in());
+    float* rows = pp->k.data();
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t p = rs.pos[size_t(i)], slot = rs.kv_slot[size_t(i)];
+      rope(ctx, kpe + i * dr_, 1, 1, 1, p, false);
+      rope_q(ctx, q + i * Cq, pe + i * H_ * dr_, 1, 1, p);
+      copy_rows(ctx.device, rows + slot * W_, W_, c + i * r_, r_, 1, r_, Pairs::keep);
+      copy_rows(ctx.device, rows + slot * W_ + r_, W_, kpe + i * dr_, dr_, 1, dr_, Pairs::keep);
+    }
+    const float* wkvb = w(wkvb_);
+    for (int64_t h = 0; h < H_; ++h)  // q_lat_h[n, r] = q_nope_h[n, dn] Wuk_h[dn, r]
+      rows_gemm(ctx, false, n, r_, dn_, q + h * dqk_, Cq, wkvb + h * (dn_ + dv_) * r_, r_, qabs + h * W_, H_ * W_);
+    copy_rows(ctx.device, qabs + r_, W_, q + dn_, dqk_, n * H_, dr_, Pairs::keep);
+    STRATA_OP(ctx.device, attention_decode_paged, olat, nullptr, qabs, rows, rows, rs.row_pages, rs.row_lens, n, H_,
+              1, W_, r_, scale_, W_, W_, pp->page_size, rs.pools.max_pages, pp->num_pages, window_,
+              /*split_keys=*/ctx.row_tile <= 0);
+    for (int64_t h = 0; h < H_; ++h)  // o_h[n, dv] = olat_h[n, r] Wuv_h[dv, r]^T
+      rows_gemm(ctx, true, n, dv_, r_, olat + h * r_, H_ * r_, wkvb + (h * (dn_ + dv_) + dn_) * r_, r_, o + h * dv_,
+                Co);
+    linear_forward(ctx, y, o, w(wo_), nullptr, n, Co, D_);
   }
 
   // Multiply-adds x2 per token of the expanded form that training runs: the projections, plus q.k

@@ -1,6 +1,7 @@
 // Linear layers at the Ctx's precision (see linear.h).
 #include "layers/linear.h"
 
+#include "core/device.h"
 #include "core/error.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/gemm.h"
@@ -22,9 +23,8 @@ void check_bf16_ctx(const Ctx& ctx, const char* what) {
   STRATA_CHECK(ctx.params, "{} in bf16 needs ctx.params (the owner of the bf16 weight shadow)", what);
 }
 
-}  // namespace
-
-void linear_forward(const Ctx& ctx, float* out, const float* inp, const float* weight, const float* bias, int64_t N,
+// One product over all N rows at ctx.precision (the whole of linear_forward without row tiles).
+void linear_untiled(const Ctx& ctx, float* out, const float* inp, const float* weight, const float* bias, int64_t N,
                     int64_t IC, int64_t OC) {
   if (ctx.precision == Precision::fp32) {
     STRATA_OP(ctx.device, linear_forward, out, inp, weight, bias, N, IC, OC);
@@ -37,6 +37,49 @@ void linear_forward(const Ctx& ctx, float* out, const float* inp, const float* w
   // The bias row broadcast over the N rows (a source row stride of 0), added in fp32 after the
   // product as the fp32 kernel adds it.
   if (bias) STRATA_OP(ctx.device, add_strided, out, OC, bias, 0, N, OC);
+}
+
+// Runs product(out, out_ld, in, in_ld, rows) over in[N, in_cols] -> out[N, out_cols] (row strides
+// in_ld, out_ld) on exactly ctx.row_tile rows at a time: whole tiles in place, the last partial
+// tile copied into zero-padded arena scratch and its rows copied back. A row's result then comes
+// from a product of one fixed shape whatever N is.
+template <class F>
+void in_row_tiles(const Ctx& ctx, int64_t N, const float* in, int64_t in_ld, int64_t in_cols, float* out,
+                  int64_t out_ld, int64_t out_cols, F&& product) {
+  const int64_t tile = ctx.row_tile;
+  STRATA_CHECK(ctx.arena, "row tiles need ctx.arena (scratch for the padded last tile)");
+  int64_t r0 = 0;
+  for (; r0 + tile <= N; r0 += tile) product(out + r0 * out_ld, out_ld, in + r0 * in_ld, in_ld, tile);
+  const int64_t rest = N - r0;
+  if (rest == 0) return;
+  float* a = ctx.arena->alloc(size_t(tile * in_cols));
+  float* c = ctx.arena->alloc(size_t(tile * out_cols));
+  device_zero(ctx.device, a + rest * in_cols, sizeof(float) * size_t((tile - rest) * in_cols));
+  STRATA_OP(ctx.device, copy_strided, a, in_cols, in + r0 * in_ld, in_ld, rest, in_cols);
+  product(c, out_cols, a, in_cols, tile);
+  STRATA_OP(ctx.device, copy_strided, out + r0 * out_ld, out_ld, c, out_cols, rest, out_cols);
+}
+
+}  // namespace
+
+void linear_forward(const Ctx& ctx, float* out, const float* inp, const float* weight, const float* bias, int64_t N,
+                    int64_t IC, int64_t OC) {
+  if (ctx.row_tile <= 0 || N == 0) return linear_untiled(ctx, out, inp, weight, bias, N, IC, OC);
+  in_row_tiles(ctx, N, inp, IC, IC, out, OC, OC,
+               [&](float* o, int64_t, const float* i, int64_t, int64_t rows) {  // strides: OC, IC
+                 linear_untiled(ctx, o, i, weight, bias, rows, IC, OC);
+               });
+}
+
+void rows_gemm(const Ctx& ctx, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+               const float* B, int64_t ldb, float* C, int64_t ldc) {
+  if (ctx.row_tile <= 0 || M == 0) {
+    STRATA_OP(ctx.device, gemm, false, trans_b, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc);
+    return;
+  }
+  in_row_tiles(ctx, M, A, lda, K, C, ldc, N, [&](float* c, int64_t ldc_, const float* a, int64_t lda_, int64_t rows) {
+    STRATA_OP(ctx.device, gemm, false, trans_b, rows, N, K, 1.0f, a, lda_, B, ldb, 0.0f, c, ldc_);
+  });
 }
 
 void linear_backward(const Ctx& ctx, float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,

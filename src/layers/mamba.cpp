@@ -22,6 +22,7 @@
 #include "kernels/dispatch.h"
 #include "layers/block_state.h"
 #include "layers/linear.h"
+#include "layers/row_pools.h"
 
 namespace strata {
 namespace {
@@ -228,6 +229,45 @@ class Mamba final : public Block {
               S_);
     linear_forward(ctx, y, ys, w(out_w_), out_b_.valid() ? w(out_b_) : nullptr, B, Di_, D_);
     ++mc->pos;
+  }
+
+  std::unique_ptr<BlockRowCache> allocate_row_cache(const PoolSizes& sizes) const override {
+    return SlotPool::make(sizes, Di_ * (K_ - 1), Di_ * S_, store_.device());
+  }
+
+  // x[n, D] -> y[n, D] over a RowBatch: the projections as GEMMs over all rows (as step's), the conv
+  // and the scan one row at a time in row order, each on its sequence's state slot (step's kernels
+  // with a batch of one, pointed at the slot), so a sequence's rows advance its state in order.
+  void step_rows(Ctx& ctx, float* y, const float* x, const RowStep& rs, BlockRowCache* pools) override {
+    STRATA_CHECK(ctx.arena, "mamba step_rows needs ctx.arena");
+    SlotPool* sp = row_pools_as<SlotPool>(pools, "mamba", store_.device());
+    STRATA_CHECK(sp->conv_size == Di_ * (K_ - 1) && sp->ssm_size == Di_ * S_, "mamba pools of another shape");
+    const int64_t n = rs.n;
+    if (n == 0) return;
+    Arena& ar = *ctx.arena;
+    float* xin = ar.alloc(n * Di_);
+    float* z = ar.alloc(n * Di_);
+    float* xc = ar.alloc(n * Di_);
+    float* dtr = selective_ ? ar.alloc(n * R_) : nullptr;
+    float* Bm = ssm_input(ar, n * S_);
+    float* Cm = ssm_input(ar, n * S_);
+    float* delta = ssm_input(ar, n * Di_);
+    float* ys = ar.alloc(n * Di_);
+    float* raw = norms_ ? ar.alloc(n * (R_ + 2 * S_)) : nullptr;
+    float* rstd = norms_ ? ar.alloc(3 * n) : nullptr;
+    float* A = neg_exp_a_log(ar);
+    const float* win = w(in_w_);
+    const float* bin = in_b_.valid() ? w(in_b_) : nullptr;
+    linear_forward(ctx, xin, x, win, bin, n, D_, Di_);
+    linear_forward(ctx, z, x, win + Di_ * D_, bin ? bin + Di_ : nullptr, n, D_, Di_);
+    for (int64_t i = 0; i < n; ++i)
+      STRATA_OP(ctx.device, conv1d_causal_step, xc + i * Di_, sp->conv_of(rs.state_slot[size_t(i)]), xin + i * Di_,
+                w(conv_w_), conv_bias(), 1, Di_, K_, true);
+    project_x(ctx, dtr, Bm, Cm, delta, raw, rstd, xc, n);
+    for (int64_t i = 0; i < n; ++i)
+      STRATA_OP(ctx.device, selective_scan_step, ys + i * Di_, sp->ssm_of(rs.state_slot[size_t(i)]), xc + i * Di_,
+                delta + i * Di_, w(dt_b_), A, Bm + i * S_, Cm + i * S_, w(d_), z + i * Di_, 1, Di_, S_);
+    linear_forward(ctx, y, ys, w(out_w_), out_b_.valid() ? w(out_b_) : nullptr, n, Di_, D_);
   }
 
   // Multiply-adds x2 of the projections, the conv and the scan (state update and readout: ~3 per

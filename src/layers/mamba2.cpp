@@ -18,6 +18,7 @@
 #include "kernels/dispatch.h"
 #include "layers/block_state.h"
 #include "layers/linear.h"
+#include "layers/row_pools.h"
 
 namespace strata {
 namespace {
@@ -220,6 +221,43 @@ class Mamba2 final : public Block {
     STRATA_OP(ctx.device, rmsnorm_gated_forward, yn, rstd, ys, z, w(norm_w_), B, Di_, Di_ / G_, eps_);
     linear_forward(ctx, y, yn, w(out_w_), out_b_.valid() ? w(out_b_) : nullptr, B, Di_, D_);
     ++mc->pos;
+  }
+
+  std::unique_ptr<BlockRowCache> allocate_row_cache(const PoolSizes& sizes) const override {
+    return SlotPool::make(sizes, Cd_ * (K_ - 1), H_ * P_ * N_, store_.device());
+  }
+
+  // x[n, D] -> y[n, D] over a RowBatch: in_proj, the split, the gated norm and out_proj over all
+  // rows (as step's); the conv and the SSD recurrence one row at a time in row order, each on its
+  // sequence's state slot (step's kernels with a batch of one, pointed at the slot).
+  void step_rows(Ctx& ctx, float* y, const float* x, const RowStep& rs, BlockRowCache* pools) override {
+    STRATA_CHECK(ctx.arena, "mamba2 step_rows needs ctx.arena");
+    SlotPool* sp = row_pools_as<SlotPool>(pools, "mamba2", store_.device());
+    STRATA_CHECK(sp->conv_size == Cd_ * (K_ - 1) && sp->ssm_size == H_ * P_ * N_, "mamba2 pools of another shape");
+    const int64_t n = rs.n, GN = G_ * N_;
+    if (n == 0) return;
+    Arena& ar = *ctx.arena;
+    float* z = ar.alloc(n * Di_);
+    float* xbc = ar.alloc(n * Cd_);
+    float* dtr = ar.alloc(n * H_);
+    float* xc = ar.alloc(n * Cd_);
+    float* xs = ar.alloc(n * Di_);
+    float* Bm = ar.alloc(n * GN);
+    float* Cm = ar.alloc(n * GN);
+    float* ys = ar.alloc(n * Di_);
+    float* yn = ar.alloc(n * Di_);
+    float* rstd = ar.alloc(n * G_);
+    float* A = neg_exp_a_log(ar);
+    in_proj(ctx, z, xbc, dtr, x, n);
+    for (int64_t i = 0; i < n; ++i)
+      STRATA_OP(ctx.device, conv1d_causal_step, xc + i * Cd_, sp->conv_of(rs.state_slot[size_t(i)]), xbc + i * Cd_,
+                w(conv_w_), conv_bias(), 1, Cd_, K_, true);
+    split_xbc(ctx.device, xs, Bm, Cm, xc, n, Di_, GN);
+    for (int64_t i = 0; i < n; ++i)
+      STRATA_OP(ctx.device, ssd_step, ys + i * Di_, sp->ssm_of(rs.state_slot[size_t(i)]), xs + i * Di_, dtr + i * H_,
+                w(dt_b_), A, Bm + i * GN, Cm + i * GN, w(d_), 1, H_, P_, G_, N_);
+    STRATA_OP(ctx.device, rmsnorm_gated_forward, yn, rstd, ys, z, w(norm_w_), n, Di_, Di_ / G_, eps_);
+    linear_forward(ctx, y, yn, w(out_w_), out_b_.valid() ? w(out_b_) : nullptr, n, Di_, D_);
   }
 
   // Multiply-adds x2 per token of the projections, the conv and the chunked SSD at context T: per

@@ -95,6 +95,13 @@ class Mlp final : public Block {
     swiglu_mlp_forward(ctx, y, hg, hu, hg, x, w(wg_), w(wu_), w(wd_), B, D_, H_);
   }
 
+  std::unique_ptr<BlockRowCache> allocate_row_cache(const PoolSizes&) const override { return nullptr; }
+
+  // x[n, D] -> y[n, D]: the forward of n independent tokens (step's, over the rows).
+  void step_rows(Ctx& ctx, float* y, const float* x, const RowStep& rs, BlockRowCache*) override {
+    step(ctx, y, x, rs.n, nullptr);
+  }
+
   double flops_per_token(int64_t) const override { return swiglu_mlp_flops(D_, H_); }
 
  private:

@@ -17,6 +17,7 @@
 #include "kernels/cpu/moe.h"
 #include "kernels/dispatch.h"
 #include "layers/block_state.h"
+#include "layers/linear.h"
 #include "layers/mlp.h"
 
 namespace strata {
@@ -115,6 +116,14 @@ class Moe final : public Block {
   // x[B, D] -> y[B, D]: the forward of one token per sequence; leaves saved training state alone.
   void step(Ctx& ctx, float* y, const float* x, int64_t B, BlockCache*) override { run(ctx, y, x, B, false); }
 
+  std::unique_ptr<BlockRowCache> allocate_row_cache(const PoolSizes&) const override { return nullptr; }
+
+  // x[n, D] -> y[n, D]: the forward of n independent tokens (step's, over the rows; with
+  // ctx.row_tile every product in fixed row tiles, see run()).
+  void step_rows(Ctx& ctx, float* y, const float* x, const RowStep& rs, BlockRowCache*) override {
+    run(ctx, y, x, rs.n, false);
+  }
+
   double aux_loss() const override { return aux_; }
 
   double flops_per_token(int64_t) const override {
@@ -142,7 +151,10 @@ class Moe final : public Block {
     // nearly tied logits, and bf16 rounding would flip routing decisions. The grouped expert
     // products below are fp32 too (they have no bf16 kernel yet); the shared expert follows
     // ctx.precision through swiglu_mlp_forward.
-    STRATA_OP(dev, linear_forward, logits, xs, store_.data(router_), nullptr, N, D_, E_);
+    if (ctx.row_tile > 0)  // the same fp32 product in fixed row tiles (batch invariance, Ctx::row_tile)
+      rows_gemm(ctx, true, N, E_, D_, xs, D_, store_.data(router_), D_, logits, E_);
+    else
+      STRATA_OP(dev, linear_forward, logits, xs, store_.data(router_), nullptr, N, D_, E_);
     STRATA_OP(dev, moe_route_forward, idx, gate, probs, logits, N, E_, K_, renorm_);
     STRATA_OP(dev, moe_permute_indices, offsets, row_token, row_of, idx, N, E_, K_);
 
@@ -155,11 +167,12 @@ class Moe final : public Block {
     // routing wrote them (no host round trip on cuda).
     const int64_t ws = expert_stride();
     const ExpertRefs& e0 = experts_[0];
-    STRATA_OP(dev, moe_grouped_linear_forward, hg, xp, store_.data(e0.gate), ws, offsets, rows, E_, D_, H_);
-    STRATA_OP(dev, moe_grouped_linear_forward, hu, xp, store_.data(e0.up), ws, offsets, rows, E_, D_, H_);
+    const std::vector<int32_t> tiled = ctx.row_tile > 0 ? host_offsets(dev, offsets) : std::vector<int32_t>{};
+    grouped(ctx, hg, xp, store_.data(e0.gate), ws, offsets, tiled, rows, D_, H_);
+    grouped(ctx, hu, xp, store_.data(e0.up), ws, offsets, tiled, rows, D_, H_);
     float* act = save ? A.alloc(rows * H_) : hg;  // kept for backward; without save it overwrites hg
     STRATA_OP(dev, swiglu_forward, act, hg, hu, rows * H_);
-    STRATA_OP(dev, moe_grouped_linear_forward, yp, act, store_.data(e0.down), ws, offsets, rows, E_, H_, D_);
+    grouped(ctx, yp, act, store_.data(e0.down), ws, offsets, tiled, rows, H_, D_);
     STRATA_OP(dev, moe_combine_forward, y, yp, gate, row_of, N, K_, D_);
 
     float* shg = nullptr;
@@ -190,6 +203,28 @@ class Moe final : public Block {
     sv.act = act;
     sv.shg = shg;
     sv.shu = shu;
+  }
+
+  // The expert offsets [E + 1] on the host (one small copy on cuda).
+  std::vector<int32_t> host_offsets(Device dev, const int32_t* offsets) const {
+    std::vector<int32_t> h(size_t(E_ + 1));
+    copy_bytes(h.data(), Device::cpu, offsets, dev, sizeof(int32_t) * h.size());
+    return h;
+  }
+
+  // out = every expert's rows of inp times its matrix (W_e at w + e * ws, [OC, IC]): the grouped op;
+  // with ctx.row_tile (host offsets in `tiled`) each expert's rows as the same fp32 product in fixed
+  // row tiles instead, since a group's size depends on the other tokens of the batch.
+  void grouped(const Ctx& ctx, float* out, const float* inp, const float* w, int64_t ws, const int32_t* offsets,
+               const std::vector<int32_t>& tiled, int64_t rows, int64_t IC, int64_t OC) const {
+    if (ctx.row_tile <= 0) {
+      STRATA_OP(ctx.device, moe_grouped_linear_forward, out, inp, w, ws, offsets, rows, E_, IC, OC);
+      return;
+    }
+    for (int64_t e = 0; e < E_; ++e) {
+      const int64_t r0 = tiled[size_t(e)], n = tiled[size_t(e + 1)] - r0;
+      if (n > 0) rows_gemm(ctx, true, n, OC, IC, inp + r0 * IC, IC, w + e * ws, IC, out + r0 * OC, OC);
+    }
   }
 
   // Floats between consecutive experts' matrices, as the grouped ops take them: experts are added

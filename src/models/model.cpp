@@ -179,6 +179,31 @@ void Model::step_on_device(Ctx& ctx, float* logits_dev, const int32_t* ids_dev, 
 
 ModelCache Model::allocate_cache(int64_t B, int64_t max_T) const { return trunk_.allocate_cache(B, max_T); }
 
+void Model::step_rows(Ctx& ctx, float* logits, const RowBatch& rb, ModelRowCache& pools) {
+  const int64_t D = cfg_.d_model, V = cfg_.vocab_size;
+  const RowStep rs = prepare_rows(ctx, rb, pools.sizes, V, pools.uses_pages, pools.uses_state_slots);
+  const int64_t n = rs.n, L = int64_t(rb.logits_rows.size());
+  if (n == 0) return;
+  bool was_training = ctx.training;
+  ctx.training = false;
+  Arena& A = *ctx.arena;
+  float* x = A.alloc(n * D);
+  STRATA_OP(ctx.device, embedding_forward, x, params_.data(embed_), stage_ids(ctx, rb.ids.data(), n), n, V, D);
+  trunk_.step_rows(ctx, params_, x, rs, pools);
+  if (L > 0) {
+    // The final norm and the head only for the rows whose logits are wanted.
+    float* sel = A.alloc(L * D);
+    for (int64_t j = 0; j < L; ++j)
+      copy_bytes(sel + j * D, ctx.device, x + int64_t(rb.logits_rows[size_t(j)]) * D, ctx.device, sizeof(float) * D);
+    float* hn = A.alloc(L * D);
+    trunk_.final_forward(ctx, params_, hn, sel, L, false);
+    float* out = ctx.device == Device::cpu ? logits : A.alloc(L * V);
+    head_forward(ctx, out, hn, L);
+    if (out != logits) copy_bytes(logits, Device::cpu, out, ctx.device, sizeof(float) * L * V);
+  }
+  ctx.training = was_training;
+}
+
 float Model::eval_loss(Ctx& ctx, const int32_t* ids, const int32_t* targets, int64_t B, int64_t T, int32_t* argmax) {
   const int64_t N = B * T, V = cfg_.vocab_size;
   float* logits = ctx.arena->alloc(N * V);

@@ -55,6 +55,14 @@ class Model {
   void step_on_device(Ctx& ctx, float* logits_dev, const int32_t* ids_dev, ModelCache& cache);
   ModelCache allocate_cache(int64_t B, int64_t max_T) const;
 
+  // The serving engine's flat batch (layers/rows.h): every row one token of some sequence, KV in the
+  // pages and state in the slots of `pools` (allocate_row_cache). rb is checked first (InputError
+  // on anything out of place). logits (host) [rb.logits_rows.size(), V]: the next-token logits of
+  // those rows, in that order. With ctx.row_tile > 0 every row's logits are bitwise independent of
+  // the other rows of the batch and of how its sequence was split into chunks.
+  void step_rows(Ctx& ctx, float* logits, const RowBatch& rb, ModelRowCache& pools);
+  ModelRowCache allocate_row_cache(const PoolSizes& sizes) const { return trunk_.allocate_row_cache(sizes); }
+
   // Mean cross-entropy without saving activations (evaluation). With argmax (host [B, T]), also the
   // predicted id at every position (the first of equal logits), for accuracy metrics.
   float eval_loss(Ctx& ctx, const int32_t* ids, const int32_t* targets, int64_t B, int64_t T, int32_t* argmax = nullptr);

@@ -118,6 +118,47 @@ void Trunk::step(Ctx& ctx, const ParamStore& ps, float* x, float* hn, ModelCache
   STRATA_OP(ctx.device, rmsnorm_forward, hn, rstd, x, ps.data(final_norm_), B, D, eps_);
 }
 
+void Trunk::step_rows(Ctx& ctx, const ParamStore& ps, float* x, const RowStep& rs, ModelRowCache& pools) {
+  const int64_t D = D_, n = rs.n;
+  STRATA_CHECK(pools.blocks.size() == layers_.size(), "row pools for {} layers used with {}", pools.blocks.size(),
+               layers_.size());
+  Arena& A = *ctx.arena;
+  float* normed = A.alloc(n * D);
+  float* rstd = A.alloc(n);
+  float* y = A.alloc(n * D);
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    auto& L = layers_[l];
+    STRATA_OP(ctx.device, rmsnorm_forward, normed, rstd, x, ps.data(L.norm), n, D, eps_);
+    L.block->step_rows(ctx, y, normed, rs, pools.blocks[l].get());
+    STRATA_OP(ctx.device, add_inplace, x, y, n * D);
+  }
+}
+
+ModelRowCache Trunk::allocate_row_cache(const PoolSizes& sizes) const {
+  ModelRowCache c;
+  c.sizes = sizes;
+  for (auto& L : layers_) {
+    c.blocks.push_back(L.block->allocate_row_cache(sizes));
+    c.uses_pages |= L.kind == '*';
+    c.uses_state_slots |= L.kind == 'M';
+  }
+  return c;
+}
+
+int64_t ModelRowCache::page_bytes() const {
+  int64_t b = 0;
+  for (auto& p : blocks)
+    if (p) b += p->page_bytes();
+  return b;
+}
+
+int64_t ModelRowCache::slot_bytes() const {
+  int64_t b = 0;
+  for (auto& p : blocks)
+    if (p) b += p->slot_bytes();
+  return b;
+}
+
 ModelCache Trunk::allocate_cache(int64_t B, int64_t max_T) const {
   ModelCache c;
   c.batch = B;

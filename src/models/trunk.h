@@ -21,6 +21,16 @@ struct ModelCache {
   int64_t bytes() const;
 };
 
+// The serving engine's pools of every layer (null for stateless blocks), sized by `sizes`.
+struct ModelRowCache {
+  std::vector<std::unique_ptr<BlockRowCache>> blocks;  // one per layer
+  PoolSizes sizes;
+  bool uses_pages = false;        // some layer keeps KV pages (attention)
+  bool uses_state_slots = false;  // some layer keeps state slots (Mamba)
+  int64_t page_bytes() const;     // one page over all layers
+  int64_t slot_bytes() const;     // one state slot over all layers
+};
+
 class Trunk {
  public:
   struct Layer {
@@ -50,7 +60,12 @@ class Trunk {
   // One position per sequence: x[B, D] updated through every layer, hn[B, D] the final norm's output.
   void step(Ctx& ctx, const ParamStore& ps, float* x, float* hn, ModelCache& cache);
 
+  // The serving engine's rows: x[rs.n, D] updated through every layer (no final norm), each block
+  // through its step_rows on its pools.
+  void step_rows(Ctx& ctx, const ParamStore& ps, float* x, const RowStep& rs, ModelRowCache& pools);
+
   ModelCache allocate_cache(int64_t B, int64_t max_T) const;
+  ModelRowCache allocate_row_cache(const PoolSizes& sizes) const;
   double flops_per_token(int64_t T) const;  // the blocks only
 
  private:

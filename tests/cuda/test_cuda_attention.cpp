@@ -261,9 +261,9 @@ TEST(CudaAttention, RefusesBadArguments) {
 
 // Paged decode vs the CPU reference over the same pool and tables.
 void check_paged(int64_t B, int64_t Hq, int64_t Hkv, int64_t hk, int64_t hv, int64_t block_size, int64_t max_blocks,
-                 std::vector<int32_t> seq_lens, uint64_t seed) {
-  std::printf("cuda paged decode B=%ld Hq=%ld Hkv=%ld hd_qk=%ld hd_v=%ld block=%ld max_blocks=%ld\n", long(B),
-              long(Hq), long(Hkv), long(hk), long(hv), long(block_size), long(max_blocks));
+                 std::vector<int32_t> seq_lens, uint64_t seed, int64_t window = 0, bool split_keys = true) {
+  std::printf("cuda paged decode B=%ld Hq=%ld Hkv=%ld hd_qk=%ld hd_v=%ld block=%ld max_blocks=%ld window=%ld\n",
+              long(B), long(Hq), long(Hkv), long(hk), long(hv), long(block_size), long(max_blocks), long(window));
   const int64_t num_blocks = B * max_blocks + 2;
   const int64_t k_ts = Hkv * hk, v_ts = Hkv * hv;
   const auto kp = st::randn(size_t(num_blocks * block_size * k_ts), seed);
@@ -277,11 +277,11 @@ void check_paged(int64_t B, int64_t Hq, int64_t Hkv, int64_t hk, int64_t hv, int
   const float scale = 1.0f / std::sqrt(float(hk));
   std::vector<float> out(size_t(B * Hq * hv)), lse(size_t(B * Hq));
   cpu::attention_decode_paged(out.data(), lse.data(), q.data(), kp.data(), vp.data(), table.data(), seq_lens.data(), B,
-                              Hq, Hkv, hk, hv, scale, k_ts, v_ts, block_size, max_blocks, num_blocks);
+                              Hq, Hkv, hk, hv, scale, k_ts, v_ts, block_size, max_blocks, num_blocks, window);
   DevVec<float> dk(kp), dv(vp), dq(q), dout(out.size()), dlse(lse.size());
   DevVec<int32_t> dtable(table), dlens(seq_lens);
   cuda::attention_decode_paged(dout.p, dlse.p, dq.p, dk.p, dv.p, dtable.p, dlens.p, B, Hq, Hkv, hk, hv, scale, k_ts,
-                               v_ts, block_size, max_blocks, num_blocks);
+                               v_ts, block_size, max_blocks, num_blocks, window, split_keys);
   st::expect_close(dout.host(), out, 2e-5, 1e-4, "paged out");
   const auto got_lse = dlse.host();
   for (size_t i = 0; i < lse.size(); ++i)
@@ -296,6 +296,23 @@ TEST(CudaAttention, PagedDecode) {
   check_paged(3, 8, 2, 64, 64, 16, 40, {1, 333, 640}, 61);
   check_paged(2, 8, 8, 128, 128, 32, 64, {2048, 77}, 62);
   check_paged(2, 4, 1, 40, 24, 8, 10, {0, 79}, 63);  // an empty sequence, odd dims
+}
+
+// Sliding windows (the serving engine's windowed attention): against the CPU kernel's window,
+// itself checked against attention_forward's window in tests/test_attention_paged.cpp.
+TEST(CudaAttention, PagedDecodeSlidingWindow) {
+  SKIP_WITHOUT_DEVICE();
+  check_paged(3, 8, 2, 64, 64, 16, 40, {1, 333, 640}, 64, 100);   // inside and across key tiles / splits
+  check_paged(2, 8, 8, 128, 128, 32, 64, {2048, 77}, 65, 1000);   // long cache, split keys
+  check_paged(2, 4, 1, 40, 24, 8, 10, {0, 79}, 66, 7);            // window inside one tile, an empty sequence
+}
+
+// One pass over the keys per query (the serving engine's batch invariance): same results, and the
+// same bits for a query whatever the batch around it.
+TEST(CudaAttention, PagedDecodeWithoutKeySplits) {
+  SKIP_WITHOUT_DEVICE();
+  check_paged(1, 8, 2, 64, 64, 16, 64, {1000}, 67, 0, false);
+  check_paged(3, 8, 2, 64, 64, 16, 40, {1, 333, 640}, 68, 100, false);
 }
 
 }  // namespace

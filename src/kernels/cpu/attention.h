@@ -45,10 +45,16 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
 //   s = block * block_size + t % block_size, v likewise with v_tstride and hd_v (contiguous
 //   [num_blocks, block_size, Hkv, hd]: tstride = Hkv*hd)
 //   -> out[B, Hq, hd_v]; lse[B, Hq] (may be null). Same math as attention_forward with Tq = 1.
-// Full causal only (no sliding window: the layers' decode path is attention_forward).
+// window > 0: sliding window, the query sees only the last min(window, seq_lens[b]) tokens (as
+// attention_forward's window); 0 = all of them.
+// split_keys: the CUDA twin may split a long key range over several blocks when B * Hkv is too
+// small to fill the GPU (flash-decoding), which makes a query's summation order depend on B; false
+// keeps one pass per query, so a query's result is bitwise independent of the other queries (the
+// serving engine's batch invariance). This kernel never splits: it ignores the flag.
 void attention_decode_paged(float* out, float* lse, const float* q, const float* k_cache, const float* v_cache,
                             const int32_t* block_table, const int32_t* seq_lens, int64_t B, int64_t Hq, int64_t Hkv,
                             int64_t hd_qk, int64_t hd_v, float scale, int64_t k_tstride, int64_t v_tstride,
-                            int64_t block_size, int64_t max_blocks, int64_t num_blocks);
+                            int64_t block_size, int64_t max_blocks, int64_t num_blocks, int64_t window = 0,
+                            bool split_keys = true);
 
 }  // namespace strata::cpu

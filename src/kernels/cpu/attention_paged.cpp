@@ -17,7 +17,8 @@ STRATA_CPU_CLONES
 void attention_decode_paged(float* out, float* lse, const float* q, const float* k_cache, const float* v_cache,
                             const int32_t* block_table, const int32_t* seq_lens, int64_t B, int64_t Hq, int64_t Hkv,
                             int64_t hd_qk, int64_t hd_v, float scale, int64_t k_tstride, int64_t v_tstride,
-                            int64_t block_size, int64_t max_blocks, int64_t num_blocks) {
+                            int64_t block_size, int64_t max_blocks, int64_t num_blocks, int64_t window,
+                            bool /*split_keys: one pass per query here anyway*/) {
   STRATA_CHECK(B >= 0 && Hq > 0 && Hkv > 0 && Hq % Hkv == 0,
                "attention_decode_paged: kv heads ({}) must divide query heads ({}) (B={})", Hkv, Hq, B);
   STRATA_CHECK(hd_qk > 0 && hd_v > 0, "attention_decode_paged: head dims must be positive (got qk {}, v {})", hd_qk,
@@ -30,6 +31,7 @@ void attention_decode_paged(float* out, float* lse, const float* q, const float*
   STRATA_CHECK(k_tstride >= Hkv * hd_qk && v_tstride >= Hkv * hd_v,
                "attention_decode_paged: slot strides k {} / v {} below Hkv*hd_qk = {} / Hkv*hd_v = {}", k_tstride,
                v_tstride, Hkv * hd_qk, Hkv * hd_v);
+  STRATA_CHECK(window >= 0, "attention_decode_paged: window must be >= 0 (0 = full causal; got {})", window);
   for (int64_t b = 0; b < B; ++b) {
     const int64_t n = seq_lens[b];
     STRATA_CHECK(n >= 0 && n <= max_blocks * block_size,
@@ -60,7 +62,8 @@ void attention_decode_paged(float* out, float* lse, const float* q, const float*
       std::fill(O, O + G * hd_v, 0.0f);
       std::fill(m, m + G, ninf);
       std::fill(l, l + G, 0.0f);
-      for (int64_t j0 = 0; j0 < n; j0 += kBK) {
+      // With a window, the keys from max(0, n - window) on (the last `window` positions).
+      for (int64_t j0 = window > 0 ? std::max<int64_t>(0, n - window) : 0; j0 < n; j0 += kBK) {
         const int64_t kn = std::min(kBK, n - j0);
         for (int64_t j = 0; j < kn; ++j) {
           const int64_t t = j0 + j;

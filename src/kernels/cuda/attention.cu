@@ -118,8 +118,10 @@ void attention_forward_bf16(float* out, float* lse, const uint16_t* q, const uin
 void attention_decode_paged(float* out, float* lse, const float* q, const float* k_cache, const float* v_cache,
                             const int32_t* block_table, const int32_t* seq_lens, int64_t B, int64_t Hq, int64_t Hkv,
                             int64_t hd_qk, int64_t hd_v, float scale, int64_t k_tstride, int64_t v_tstride,
-                            int64_t block_size, int64_t max_blocks, int64_t num_blocks) {
+                            int64_t block_size, int64_t max_blocks, int64_t num_blocks, int64_t window,
+                            bool split_keys) {
   check_shapes("attention_decode_paged", B, 1, 1, Hq, Hkv, hd_qk, hd_v, scale);
+  STRATA_CHECK(window >= 0, "attention_decode_paged: window must be >= 0 (0 = full causal; got {})", window);
   STRATA_CHECK(block_size > 0 && max_blocks > 0 && num_blocks > 0,
                "attention_decode_paged: block_size ({}), max_blocks ({}), num_blocks ({}) must be positive",
                block_size, max_blocks, num_blocks);
@@ -136,6 +138,10 @@ void attention_decode_paged(float* out, float* lse, const float* q, const float*
   p.max_blocks = int(max_blocks), p.block_size = int(block_size), p.num_blocks = int(num_blocks);
   p.B = int(B), p.Tq = 1, p.Tk = 0, p.Hq = int(Hq), p.Hkv = int(Hkv), p.G = int(Hq / Hkv);
   p.dqk = int(hd_qk), p.dv = int(hd_v);
+  // The forward kernel's window logic is per row position (seq_len - 1 here); a window of the whole
+  // capacity or more is full causal.
+  p.window = int(std::min<int64_t>(window, max_blocks * block_size));
+  p.no_split = !split_keys;
   p.scale_log2 = scale * kLog2e;
   run_forward<true>(p, int(max_blocks * block_size));
 }

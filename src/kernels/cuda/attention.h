@@ -32,12 +32,14 @@ void attention_forward_bf16(float* out, float* lse, const uint16_t* q, const uin
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const float* out, const float* lse, int64_t B, int64_t T, int64_t Hq,
                         int64_t Hkv, int64_t hd_qk, int64_t hd_v, float scale, int64_t window = 0);
-// One decode step over a paged kv cache (see cpu::attention_decode_paged for the layout). Full causal only.
+// One decode step over a paged kv cache (see cpu::attention_decode_paged for the layout, window and
+// split_keys).
 // block_table and seq_lens are device arrays; table entries are clamped to [0, num_blocks) and
 // seq_lens to [0, max_blocks * block_size] on the device, so bad entries cannot read out of bounds.
 void attention_decode_paged(float* out, float* lse, const float* q, const float* k_cache, const float* v_cache,
                             const int32_t* block_table, const int32_t* seq_lens, int64_t B, int64_t Hq, int64_t Hkv,
                             int64_t hd_qk, int64_t hd_v, float scale, int64_t k_tstride, int64_t v_tstride,
-                            int64_t block_size, int64_t max_blocks, int64_t num_blocks);
+                            int64_t block_size, int64_t max_blocks, int64_t num_blocks, int64_t window = 0,
+                            bool split_keys = true);
 
 }  // namespace strata::cuda

@@ -87,7 +87,8 @@ struct FwdParams {
   const int32_t* seq_lens;     // paged: [B]
   int max_blocks, block_size, num_blocks;
   int B, Tq, Tk, Hq, Hkv, G, dqk, dv;
-  int window;        // sliding window (0: full causal); not with kPaged
+  int window;        // sliding window (0: full causal); paged too (rows at seq_len - 1)
+  bool no_split;     // never split the keys (the summation order then does not depend on B)
   float scale_log2;  // softmax scale * log2(e)
   int n_dvc;         // output column chunks (blockIdx.z % n_dvc)
   int nsplit;        // key splits (blockIdx.z / n_dvc)
@@ -798,7 +799,7 @@ inline FwdPlan plan_forward(FwdParams& p, int Tk_cap, int num_sms) {
   const int64_t blocks = int64_t(row_tiles) * p.B * p.Hkv * p.n_dvc;
   const int key_tiles = std::max(1, ceil_div(Tk_cap, kBK));
   int nsplit = 1;
-  if (blocks < 2 * int64_t(num_sms)) {
+  if (blocks < 2 * int64_t(num_sms) && !p.no_split) {
     const int want = ceil_div(2 * int64_t(num_sms), blocks);
     nsplit = std::min({want, std::max(1, key_tiles / 2), kMaxSplits});
   }
