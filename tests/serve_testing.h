@@ -37,7 +37,9 @@ struct ServerFixture {
   std::unique_ptr<Server> server;
   int port = 0;
 
-  explicit ServerFixture(ServeOptions o = {}, EngineSettings es = {}, std::unique_ptr<Engine> engine = nullptr) {
+  explicit ServerFixture(ServeOptions o = {}, EngineSettings es = {}, std::unique_ptr<Engine> engine = nullptr,
+                         const std::string& tokenizer_config_json = "") {
+    lm.tokenizer_config_json = tokenizer_config_json;
     o.port = 0;
     o.model_name = "tiny";
     o.log_requests = false;
@@ -52,6 +54,11 @@ struct ServerFixture {
   }
   std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port); }
 };
+
+// A tokenizer_config.json with a small chat template (ChatML-like), for the chat endpoint's tests.
+inline const char* kChatTokenizerConfig =
+    R"({"chat_template": "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}",
+        "bos_token": "<s>", "eos_token": "</s>"})";
 
 // generate()'s tokens for a prompt (what the server must answer).
 inline std::vector<int32_t> expected_tokens(Model& m, const std::vector<int32_t>& prompt, int max_tokens, float temperature = 0,
