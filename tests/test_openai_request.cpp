@@ -1,7 +1,11 @@
 // OpenAI request parsing (serve/openai_request.h): the fields of both endpoints, and every refusal
 // with its HTTP status, parameter and message. Also the text stream (serve/text_stream.h):
-// incremental detokenization and stop strings, with no model.
+// incremental detokenization and stop strings, with no model. And the fuzz target's seed corpus.
 #include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 
 #include <nlohmann/json.hpp>
 
@@ -254,4 +258,32 @@ TEST(TextStream, StopStrings) {
   auto o3 = feed(t3, "a\xc3\xa9z");
   EXPECT_TRUE(t3.stopped());
   EXPECT_EQ(o3[0], "a");
+}
+
+// The fuzz target's seed corpus (fuzz/corpus/openai_request) doubles as regression cases: valid_*
+// parse (valid_chat* as a chat request, the others as a completion), invalid_* are refused by both.
+TEST(OpenAIRequest, FuzzSeedCorpus) {
+  namespace fs = std::filesystem;
+  const char* src = std::getenv("STRATA_SOURCE_DIR");
+  const fs::path dir = fs::path(src && *src ? src : ".") / "fuzz" / "corpus" / "openai_request";
+  if (!fs::is_directory(dir)) GTEST_SKIP() << dir << " not found (run from the source root or set STRATA_SOURCE_DIR)";
+  RequestLimits l;  // as fuzz/fuzz_openai_request.cpp sets them
+  l.model = "m";
+  l.vocab = 1000;
+  l.max_tokens = 512;
+  int n = 0;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    std::ifstream f(e.path(), std::ios::binary);
+    const std::string body{std::istreambuf_iterator<char>(f), {}}, name = e.path().filename().string();
+    ++n;
+    if (name.rfind("valid_chat", 0) == 0) {
+      EXPECT_NO_THROW(parse_chat_request(body, l)) << name;
+    } else if (name.rfind("valid_", 0) == 0) {
+      EXPECT_NO_THROW(parse_completion_request(body, l)) << name;
+    } else {
+      EXPECT_THROW(parse_completion_request(body, l), ApiError) << name;
+      EXPECT_THROW(parse_chat_request(body, l), ApiError) << name;
+    }
+  }
+  EXPECT_GE(n, 10);
 }

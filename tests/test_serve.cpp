@@ -221,8 +221,12 @@ TEST(Serve, Refusals) {
   ASSERT_TRUE(nf);
   EXPECT_EQ(nf->status, 404);
   expect_error_body(json::parse(nf->body), "no such endpoint");
+  auto big = c.Post("/v1/completions", std::string(17u << 20, ' '), "application/json");  // beyond 16 MiB
+  ASSERT_TRUE(big);
+  EXPECT_EQ(big->status, 413);
   // The server still answers.
-  post(c, "/v1/completions", {{"prompt", "ok"}, {"max_tokens", 2}}, 200);
+  auto c2 = f.client();
+  post(c2, "/v1/completions", {{"prompt", "ok"}, {"max_tokens", 2}}, 200);
 }
 
 // The chat endpoint renders the model's template and answers what generate() gives for that prompt.
