@@ -1,9 +1,17 @@
 // strata serve (serve/server.h) in-process on an ephemeral port, hit with httplib's client: the
 // completions a client gets equal generate()'s tokens (non-streaming and streamed), stop strings cut
 // the text, /v1/models, /health and /metrics answer, and the refusals (400, 404, 408, 429) carry
-// OpenAI's error body. A client that hangs up mid-stream cancels its request.
+// OpenAI's error body. A client that hangs up mid-stream cancels its request. And the CLI: `strata
+// serve` on a trained checkpoint answers what `strata generate` prints, and stops on SIGTERM.
 #include "serve_testing.h"
 
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "cli.h"
 #include "infer/chat_template.h"
 
 #include <atomic>
@@ -320,4 +328,55 @@ TEST(Serve, ClientThatHangsUpCancelsItsRequest) {
   auto c = f.client();
   post(c, "/v1/completions", {{"prompt", "next"}, {"max_tokens", 3}}, 200);
   EXPECT_EQ(f.server->metrics().finished("length"), 1);
+}
+
+TEST(ServeCli, ServesATrainedCheckpointLikeGenerate) {
+  namespace fs = std::filesystem;
+  const std::string d = scratch_dir("serve_cli");
+  write_text(d + "/a.yaml", tiny_config("", 10));
+  ASSERT_EQ(run("train a.yaml train.run_dir=r --quiet", d).code, 0);
+  const RunResult gen = run("generate --ckpt r --prompt 'the cat' --max-tokens 12 --temperature 0", d);
+  ASSERT_EQ(gen.code, 0) << gen.out;
+  ASSERT_EQ(run("serve --help", d).code, 0);
+
+  const std::string log = d + "/serve.log";
+  const std::string cmd = "cd '" + d + "' && exec '" + strata_bin() + "' serve --ckpt r --port 0 > serve.log 2>&1";
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    execl("/bin/sh", "sh", "-c", cmd.c_str(), (char*)nullptr);
+    _exit(127);
+  }
+  // The address it prints: "... on http://127.0.0.1:PORT (...".
+  int port = 0;
+  eventually([&] {
+    std::ifstream f(log);
+    const std::string text{std::istreambuf_iterator<char>(f), {}};
+    const size_t at = text.find("on http://127.0.0.1:");
+    if (at != std::string::npos) port = std::atoi(text.c_str() + at + 20);
+    return port > 0 || text.find("error") != std::string::npos;
+  });
+  std::string out;
+  {
+    std::ifstream f(log);
+    out.assign(std::istreambuf_iterator<char>(f), {});
+  }
+  if (port <= 0) kill(pid, SIGKILL);
+  ASSERT_GT(port, 0) << out;
+  EXPECT_NE(out.find("try: curl"), std::string::npos) << out;
+  httplib::Client c("127.0.0.1", port);
+  c.set_read_timeout(120);
+  json r = post(c, "/v1/completions", {{"model", "r"}, {"prompt", "the cat"}, {"max_tokens", 12}, {"temperature", 0}}, 200);
+  // generate prints the prompt, the completion and a newline.
+  EXPECT_EQ("the cat" + r["choices"][0]["text"].get<std::string>() + "\n", gen.out);
+  kill(pid, SIGTERM);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  ASSERT_TRUE(WIFEXITED(st));
+  EXPECT_EQ(WEXITSTATUS(st), 0);
+  std::ifstream f(log);
+  out.assign(std::istreambuf_iterator<char>(f), {});
+  EXPECT_NE(out.find("POST /v1/completions 200"), std::string::npos) << out;  // the request's log line
+  EXPECT_NE(out.find("SIGTERM received"), std::string::npos) << out;
+  fs::remove_all(d);
 }

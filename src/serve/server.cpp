@@ -84,7 +84,7 @@ struct Server::Impl {
   std::string chat_unavailable;
   httplib::Server http;
   std::thread http_thread, engine_thread;
-  std::atomic<bool> stopping{false}, engine_stop{false};
+  std::atomic<bool> stopping{false}, engine_stop{false}, listen_returned{false};
   std::mutex stats_mu;
   EngineStats stats;  // the engine thread's latest snapshot (stats() is read on that thread only)
   std::mutex stop_mu;
@@ -118,7 +118,9 @@ struct Server::Impl {
     l.model = opts.model_name;
     l.vocab = lm.model->vocab();
     l.max_tokens = opts.max_tokens;
-    l.default_max_tokens = chat_request ? std::min<int64_t>(opts.max_tokens, 16) : 16;
+    // Without max_tokens: 16 for completions (OpenAI's legacy default), as many as fit for chat
+    // (OpenAI's chat default), within --max-tokens either way; check_lengths fits it to the context.
+    l.default_max_tokens = chat_request ? opts.max_tokens : std::min<int64_t>(opts.max_tokens, 16);
     return l;
   }
 
@@ -458,7 +460,13 @@ int Server::start() {
     throw InputError(fmt::format("cannot listen on {}:{} (in use, or not an address of this machine)", s.opts.host, s.opts.port));
   s.started = true;
   s.engine_thread = std::thread([&s] { s.drive(); });
-  s.http_thread = std::thread([&s] { s.http.listen_after_bind(); });
+  s.http_thread = std::thread([&s] {
+    s.http.listen_after_bind();
+    s.listen_returned = true;
+  });
+  // httplib's stop() does nothing until its accept loop runs (is_running): a stop() right after
+  // start() would otherwise leave the loop waiting in accept() forever.
+  while (!s.http.is_running() && !s.listen_returned) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   return s.port;
 }
 

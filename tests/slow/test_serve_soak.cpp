@@ -172,8 +172,8 @@ TEST(ServeSoak, MalformedDisconnectsAndValidRequests) {
   EXPECT_EQ(f.server->metrics().finished("error"), 0);
   std::printf("  soak: %d valid, %d malformed, %d hung up; RSS %.1f MiB after warm-up, %.1f MiB at the end\n", n_valid, n_bad, n_gone,
               rss_warm / 1024.0, rss_end / 1024.0);
-  // Stable: what the server holds does not grow with the requests it has answered. The bound leaves
-  // room for the allocator's per-thread arenas settling, not for a per-request leak (10,000 requests
-  // leaking even 1 KiB each would pass 10 MiB... so the bound is checked at full scale only loosely).
-  EXPECT_LT(rss_end - rss_warm, 64 * 1024) << "RSS grew from " << rss_warm << " KiB to " << rss_end << " KiB";
+  // Stable: RSS does not grow with the requests answered. Measured: 25.8 MiB after warm-up, 26.7 MiB
+  // after the 11,100 requests that follow; 16 MiB leaves room for the allocator's per-thread arenas
+  // settling, while a leak of 2 KiB per request would exceed it.
+  EXPECT_LT(rss_end - rss_warm, 16 * 1024) << "RSS grew from " << rss_warm << " KiB to " << rss_end << " KiB";
 }
