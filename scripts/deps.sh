@@ -4,6 +4,7 @@ set -euo pipefail
 PKGS=(build-essential cmake git pkg-config python3 python3-venv
       libdnnl-dev ocl-icd-opencl-dev libeigen3-dev libopenblas-dev libomp-dev libgtest-dev libbenchmark-dev
       libyaml-cpp-dev libhdf5-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libpcre2-dev libicu-dev pybind11-dev
+      libcpp-httplib-dev
       zlib1g-dev slurm-wlm munge
       openmpi-bin libopenmpi-dev
       fortunes fortunes-min

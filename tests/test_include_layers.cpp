@@ -28,7 +28,7 @@ struct Layer {
 };
 constexpr Layer kLayers[] = {
     {"core", 0},   {"kernels", 1}, {"layers", 2}, {"models", 3}, {"train", 4},
-    {"infer", 4},  {"interop", 5}, {"load", 6},   {"tools", 7},
+    {"infer", 4},  {"interop", 5}, {"load", 6},   {"serve", 7}, {"tools", 8},
 };
 
 int rank_of(std::string_view dir) {

@@ -1,4 +1,4 @@
-// strata — the command-line interface: train | sweep | generate | score | inspect | import hf | export hf | control bench.
+// strata — the command-line interface: train | sweep | generate | serve | score | inspect | import hf | export hf | control bench.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
@@ -21,6 +21,7 @@
 #include "kernels/cpu/isa.h"
 #include "load/model_loader.h"
 #include "models/model.h"
+#include "serve.h"
 #include "sweep.h"
 #include "train/checkpoint.h"
 #include "train/config_load.h"
@@ -143,6 +144,9 @@ int main(int argc, char** argv) {
   bool no_graphs = false;
   gen->add_option("--device", device, "where to run: cpu | cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
   gen->add_flag("--no-cuda-graphs", no_graphs, "on cuda, launch each decode step's kernels directly instead of replaying a CUDA graph");
+
+  ServeCommandOptions serve_opts;
+  auto* serve = add_serve_command(app, serve_opts);
 
   // score
   auto* sc = app.add_subcommand("score", "Per-position logits of a text, by training forward or by token-by-token decode");
@@ -270,6 +274,7 @@ int main(int argc, char** argv) {
     }
     if (*ctl_bench) return run_control_bench(ctl_opts);
     if (*sweep) return run_sweep_command(sweep, sweep_opts);
+    if (*serve) return run_serve_command(serve_opts);
     if (*ins) {
       std::cout << inspect_report(what, ctx_len);
       return 0;
