@@ -1,6 +1,7 @@
 #pragma once
 // What the server's tests share: a tiny bytes model behind a Server on an ephemeral port, requests
 // through httplib's client, SSE parsing, and generate()'s tokens to compare with.
+#include <algorithm>
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -43,7 +44,9 @@ struct ServerFixture {
     o.port = 0;
     o.model_name = "tiny";
     o.log_requests = false;
-    if (!engine) engine = make_engine("serial", *lm.model, es);
+    // The engine `strata serve` runs by default, with a cache the size of the tiny model's needs.
+    es.cache_mib = std::min<int64_t>(es.cache_mib, 32);
+    if (!engine) engine = make_engine("batch", *lm.model, es);
     server = std::make_unique<Server>(lm, std::move(engine), o);
     port = server->start();
   }

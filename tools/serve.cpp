@@ -34,6 +34,17 @@ CLI::App* add_serve_command(CLI::App& app, ServeCommandOptions& o) {
       ->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 24));
   s->add_option("--max-context", o.max_context, "prompt + completion tokens of one request (default: the two limits above added)")
       ->check(CLI::Range(int64_t(2), int64_t(1) << 25));
+  s->add_option("--max-running", o.max_running, "batch engine: sequences decoding at once")
+      ->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 20));
+  s->add_option("--max-batch-tokens", o.max_batch_tokens, "batch engine: tokens per model step (decode rows + prefill chunks)")
+      ->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 20));
+  s->add_option("--cache-mib", o.cache_mib, "batch engine: memory for KV pages and Mamba state slots (MiB)")
+      ->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 24));
+  s->add_option("--page-size", o.page_size, "batch engine: tokens per KV page")->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(4096)));
+  s->add_option("--row-tile", o.row_tile,
+                "batch engine: rows per linear-layer product; > 0 makes a request's tokens independent of the batch "
+                "(docs/serving.md), 0 turns that off")
+      ->capture_default_str()->check(CLI::Range(int64_t(0), int64_t(4096)));
   s->add_option("--timeout-s", o.timeout_s, "a request still running after this long is ended (408)")
       ->capture_default_str()->check(CLI::Range(0.001, 1e7));
   s->add_option("--threads", o.threads, "compute threads of the engine (OpenMP; 0: its default)")->capture_default_str()->check(CLI::Range(0, 4096));
@@ -55,6 +66,11 @@ int run_serve_command(const ServeCommandOptions& o) {
   EngineSettings es;
   es.max_queue = o.max_queue;
   es.max_context = o.max_context > 0 ? o.max_context : o.max_prompt_tokens + o.max_tokens;
+  es.max_running = o.max_running;
+  es.max_batch_tokens = o.max_batch_tokens;
+  es.cache_mib = o.cache_mib;
+  es.page_size = o.page_size;
+  es.row_tile = o.row_tile;
   ServeOptions so;
   so.host = o.host;
   so.port = o.port;
