@@ -46,6 +46,48 @@ std::string capitalize(const std::string& s) {
   return out + icu_case(s.substr(k), 0);
 }
 
+// Jinja's title filter: each run after one of "-", whitespace, "(", "{", "[", "<" capitalized.
+std::string jinja_title(const std::string& s) {
+  std::string out, word;
+  auto flush = [&]() {
+    if (!word.empty()) {
+      size_t k = unicode::utf8_len((unsigned char)word[0]);
+      out += icu_case(word.substr(0, k), 1) + icu_case(word.substr(k), 0);
+    }
+    word.clear();
+  };
+  for (const std::string& cp : code_points(s)) {
+    size_t k = 0;
+    char32_t c = unicode::next_code_point(cp, k);
+    if (c == '-' || c == '(' || c == '{' || c == '[' || c == '<' || python_isspace(c)) {
+      flush();
+      out += cp;
+    } else {
+      word += cp;
+    }
+  }
+  flush();
+  return out;
+}
+
+// str.title(): a cased letter after an uncased character starts a word.
+std::string python_title(const std::string& s) {
+  std::string out;
+  bool prev_cased = false;
+  for (const std::string& cp : code_points(s)) {
+    size_t k = 0;
+    char32_t c = unicode::next_code_point(cp, k);
+    bool cased = u_hasBinaryProperty((UChar32)c, UCHAR_CASED);
+    if (cased) {
+      unicode::append_utf8(out, (char32_t)(prev_cased ? u_tolower((UChar32)c) : u_totitle((UChar32)c)));
+    } else {
+      out += cp;
+    }
+    prev_cased = cased;
+  }
+  return out;
+}
+
 int64_t need_int(const Value& v, const char* what) {
   if (v.kind == Value::Kind::Int) return v.i;
   if (v.kind == Value::Kind::Bool) return v.b;
@@ -184,7 +226,7 @@ const std::set<std::string>& filter_names() {
   static const std::set<std::string> names = {
       "abs",   "capitalize", "count", "d",      "default", "first",  "float",      "int",      "items",  "join",
       "last",  "length",     "list",  "lower",  "map",     "reject", "rejectattr", "replace",  "reverse", "safe",
-      "select", "selectattr", "string", "sum",  "tojson",  "trim",   "unique",     "upper",    "dictsort"};
+      "select", "selectattr", "string", "sum",  "tojson",  "trim",   "unique",     "upper",    "dictsort", "title"};
   return names;
 }
 const std::set<std::string>& test_names() {
@@ -196,7 +238,7 @@ const std::set<std::string>& test_names() {
 }
 const std::set<std::string>& method_names() {
   static const std::set<std::string> names = {"strip", "lstrip", "rstrip", "split", "startswith", "endswith", "upper",
-                                              "lower", "replace", "capitalize", "find", "join", "count", "items",
+                                              "lower", "replace", "capitalize", "title", "find", "join", "count", "items",
                                               "keys", "values", "get"};
   return names;
 }
@@ -287,6 +329,7 @@ Value apply_filter(const std::string& name, const Value& in, std::vector<Value>&
   if (name == "upper") return Value::string(icu_case(str(in), 1));
   if (name == "lower") return Value::string(icu_case(str(in), 0));
   if (name == "capitalize") return Value::string(capitalize(str(in)));
+  if (name == "title") return Value::string(jinja_title(str(in)));
   if (name == "string" || name == "safe") return in.is_string() ? in : Value::string(str(in));
   if (name == "default" || name == "d") {
     bool boolean = truthy(arg(args, kwargs, 1, "boolean", Value::boolean(false)));
@@ -504,6 +547,7 @@ Value call_method(const Value& self, const std::string& name, std::vector<Value>
     if (name == "upper") return Value::string(icu_case(s, 1));
     if (name == "lower") return Value::string(icu_case(s, 0));
     if (name == "capitalize") return Value::string(capitalize(s));
+    if (name == "title") return Value::string(python_title(s));
     if (name == "startswith") return Value::boolean(starts_or_ends(s, arg(args, kwargs, 0, "prefix"), true));
     if (name == "endswith") return Value::boolean(starts_or_ends(s, arg(args, kwargs, 0, "suffix"), false));
     if (name == "split") {

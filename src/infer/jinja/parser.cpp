@@ -452,7 +452,17 @@ struct Parser {
         if (is_op(")")) break;
       }
       first = false;
-      if (is_op("*") || is_op("**")) fail("unsupported construct: '*args' / '**kwargs' in a call");
+      if (is_op("**")) fail("unsupported construct: '**kwargs' in a call");
+      if (is_op("*")) {  // *list: its items as positional arguments
+        ++p;
+        auto star = std::make_shared<Expr>();
+        star->kind = Expr::Kind::Unary;
+        star->line = cur().line;
+        star->name = "*";
+        star->args.push_back(expression(true));
+        args.push_back(star);
+        continue;
+      }
       if (cur().type == T::Name && peek().type == T::Op && peek().text == "=") {
         std::string key = t[p].text;
         p += 2;

@@ -107,7 +107,14 @@ struct Renderer {
   }
 
   void eval_args(const Expr& e, size_t from, Scope* s, std::vector<Value>& args, Kwargs& kwargs) {
-    for (size_t k = from; k < e.args.size(); ++k) args.push_back(eval(*e.args[k], s));
+    for (size_t k = from; k < e.args.size(); ++k) {
+      const Expr& a = *e.args[k];
+      if (a.kind == Expr::Kind::Unary && a.name == "*") {
+        for (Value& v : iterate(eval(*a.args[0], s))) args.push_back(std::move(v));
+      } else {
+        args.push_back(eval(a, s));
+      }
+    }
     for (const auto& [key, x] : e.kwargs) kwargs.emplace_back(key, eval(*x, s));
   }
 
