@@ -18,6 +18,7 @@
 
 #include "cli.h"
 #include "core/error.h"
+#include "infer/chat_template.h"
 #include "infer/generate.h"
 #include "load/model_loader.h"
 #include "interop/hf_config.h"
@@ -617,4 +618,36 @@ TEST(HfConfig, RefusesStrataOnlyBaselines) {
     expect_has(e.what(), {"MambaForCausalLM", "mamba.selective is false"});
   }
   EXPECT_THROW(hf_arch_for(m, std::nullopt), InputError);
+}
+
+// tokenizer_config.json (the chat template) survives import -> checkpoint -> load -> export byte for
+// byte, and the loaded model renders with it; a directory without one imports with "".
+TEST(HfImport, KeepsTokenizerConfigThroughCheckpointAndExport) {
+  std::string d = write_dir("tokcfg", llama_json());
+  const std::string tok_cfg =
+      "{\n  \"bos_token\": {\"__type\": \"AddedToken\", \"content\": \"<|begin_of_text|>\"},\n  \"eos_token\": \"<|eot_id|>\",\n"
+      "  \"chat_template\": \"{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\\n\\n{{ "
+      "m['content'] | trim }}<|eot_id|>{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\\n\\n{% "
+      "endif %}\"\n}\n";
+  std::ofstream(d + "/tokenizer_config.json") << tok_cfg;
+  Checkpoint ck = import_hf(d);
+  EXPECT_EQ(ck.tokenizer_config_json, tok_cfg);
+  const std::string h5 = d + "/model.h5";
+  save_checkpoint(h5, view_of(ck));
+  LoadedModel lm = load_model(h5);
+  ASSERT_EQ(lm.tokenizer_config_json, tok_cfg);
+  ChatTemplate t = ChatTemplate::from_tokenizer_config(lm.tokenizer_config_json, h5);
+  EXPECT_EQ(t.render({{"user", " hi "}}, true),
+            "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n");
+  const std::string out = d + "_export";
+  fs::remove_all(out);
+  export_hf(lm, out);
+  std::ifstream f(out + "/tokenizer_config.json", std::ios::binary);
+  std::string exported((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(exported, tok_cfg);
+  EXPECT_EQ(load_model(out).tokenizer_config_json, tok_cfg);
+  // Without one: nothing stored, nothing written.
+  std::string plain = write_dir("tokcfg_plain", llama_json());
+  EXPECT_EQ(load_model(plain).tokenizer_config_json, "");
+  for (auto& x : {d, out, plain}) fs::remove_all(x);
 }

@@ -25,6 +25,7 @@ struct HfDir {
   HfConfig hf;                 // architecture, mapped model config (vocab: tokenizer | ids), notes
   std::string config_json;     // config.json as read
   std::string tokenizer_json;  // tokenizer.json as read; "" when the directory has none
+  std::string tokenizer_config_json;  // tokenizer_config.json as read (chat template); "" when none
 };
 // Reads and maps config.json, and tokenizer.json when present (a tokenizer strata cannot run, or
 // one with more ids than the embedding, is kept for export but not used: vocab stays "ids", with a note).
