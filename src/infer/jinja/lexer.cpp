@@ -87,11 +87,18 @@ struct Lexer {
   }
 
   // Tokens of an expression up to its closing "}}" / "%}"; returns the closing sign ('-', '+' or 0).
+  // Inside brackets the closing marker is not looked for, as Jinja's lexer balances them: "{}}}" is
+  // an empty dict, then the end of the tag.
   char expression(const char* close) {
+    std::string open;  // the brackets still open, innermost last
     for (;;) {
       while (pos < s.size() && is_space(s[pos])) advance_to(pos + 1);
-      if (pos >= s.size()) throw SyntaxError{std::string("unexpected end of template: missing '") + close + "'", line};
+      if (pos >= s.size())
+        throw SyntaxError{std::string("unexpected end of template: missing '") + close + "'" +
+                              (open.empty() ? "" : std::string(" ('") + open.back() + "' is still open)"),
+                          line};
       for (char sign : {'-', '+', '\0'}) {
+        if (!open.empty()) break;
         std::string end = sign ? std::string(1, sign) + close : std::string(close);
         if (sign == '+' && close[0] == '}') continue;
         if (s.compare(pos, end.size(), end) == 0) {
@@ -144,6 +151,12 @@ struct Lexer {
         for (const char* op : ops) {
           size_t n = std::strlen(op);
           if (s.compare(pos, n, op) == 0) {
+            if (n == 1 && std::strchr("([{", op[0])) open += op[0];
+            if (n == 1 && std::strchr(")]}", op[0]) && !open.empty()) {
+              char want = open.back() == '(' ? ')' : open.back() == '[' ? ']' : '}';
+              if (op[0] != want) throw SyntaxError{std::string("unexpected '") + op[0] + "', expected '" + want + "'", l};
+              open.pop_back();
+            }
             out.push_back({Token::Type::Op, op, l});
             pos += n;
             found = true;
