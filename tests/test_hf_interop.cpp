@@ -339,6 +339,46 @@ TEST(HfCli, ImportInspectGenerateScoreExport) {
   EXPECT_NE(r.out.find("not a directory"), std::string::npos) << r.out;
 }
 
+// `generate --chat`: the message goes through the model's chat template (its tokenizer_config.json)
+// and the tokenizer without special tokens added again: the same prompt ids transformers'
+// apply_chat_template(add_generation_prompt=True) gives, so the same greedy reply as from those ids.
+TEST(HfCli, GenerateChatUsesTheChatTemplate) {
+  if (!refs().ok) GTEST_SKIP() << refs().why;
+  Ref ref = load_ref("llama");
+  const std::string d = refs().dir + "/chat";
+  fs::remove_all(d);
+  fs::create_directories(d);
+  fs::copy(ref.model, d + "/model", fs::copy_options::recursive);
+  const std::string cfg_path = d + "/model/tokenizer_config.json";
+  Json cfg = fs::exists(cfg_path) ? Json::parse(read_text(cfg_path)) : Json::object();
+  cfg["chat_template"] =
+      "{{ bos_token }}{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] | trim }}<|im_end|>\n{% endfor %}"
+      "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+  std::ofstream(cfg_path) << cfg.dump(2);
+  // transformers' prompt ids for the same conversation.
+  const std::string py = "import sys\nfrom transformers import AutoTokenizer\n"
+                         "t = AutoTokenizer.from_pretrained(sys.argv[1])\n"
+                         "ids = t.apply_chat_template([{'role': 'system', 'content': 'Be brief.'}, {'role': 'user', 'content': 'hello there'}],"
+                         " add_generation_prompt=True, tokenize=True, return_dict=False)\n"
+                         "print(','.join(str(i) for i in ids))\n";
+  st::write_text(d + "/ids.py", py);
+  std::string ids;
+  ASSERT_EQ(st::run_command(st::shell_quote(refs().python) + " " + st::shell_quote(d + "/ids.py") + " " + st::shell_quote(d + "/model"), &ids), 0) << ids;
+  while (!ids.empty() && (ids.back() == '\n' || ids.back() == ',')) ids.pop_back();
+  ASSERT_FALSE(ids.empty());
+  auto r = st::run("import hf model -o m.h5 --quiet", d);
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto chat = st::run("generate --ckpt m.h5 --system 'Be brief.' --chat 'hello there' --temperature 0 --max-tokens 6 --ignore-eos --print-ids", d);
+  ASSERT_EQ(chat.code, 0) << chat.out;
+  auto by_ids = st::run("generate --ckpt m.h5 --prompt-ids " + ids + " --temperature 0 --max-tokens 6 --ignore-eos --print-ids", d);
+  ASSERT_EQ(by_ids.code, 0) << by_ids.out;
+  EXPECT_EQ(chat.out, by_ids.out) << "transformers' prompt ids: " << ids;
+  // A model without a chat template says so.
+  r = st::run("generate --ckpt " + st::shell_quote(ref.model) + " --chat hi --max-tokens 1", d);
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("no chat template"), std::string::npos) << r.out;
+}
+
 // ---- no Python below --------------------------------------------------------------------------
 
 namespace {

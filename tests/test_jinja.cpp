@@ -208,6 +208,7 @@ TEST(Jinja, RefusesUnsupportedConstructsNamingThemAndTheirLine) {
   EXPECT_EQ(syntax("{{ '{}'.format(1) }}"), "line 1: unsupported method '.format()'");
   EXPECT_EQ(syntax("{% for x in y recursive %}{% endfor %}"), "line 1: unsupported construct 'recursive' loop");
   EXPECT_EQ(syntax("{{ f(**kw) }}"), "line 1: unsupported construct: '**kwargs' in a call");
+  EXPECT_EQ(syntax("{{ cycler('a', 'b') }}"), "line 1: unsupported function 'cycler()'");
   EXPECT_EQ(syntax("{% set x | upper %}a{% endset %}"), "line 1: unsupported construct: filtered block set '{% set x | filter %}'");
   EXPECT_EQ(syntax("\n{% if x %}\nno end"), "line 2: '{% if %}' is never closed (expected '{% endif %}')");
   EXPECT_EQ(syntax("{% endfor %}"), "line 1: unexpected '{% endfor %}' outside the block it would close");
@@ -233,6 +234,7 @@ TEST(Jinja, RenderErrorsCarryTheirLine) {
   EXPECT_EQ(fails("{% for m in [1] %}\n\n{{ m.x.y }}{% endfor %}"), "line 3: 'int object' has no attribute 'x' is undefined");
   EXPECT_EQ(fails("\n{{ 'a' + 1 }}"), "line 2: can only concatenate str (not \"int\") to str");
   EXPECT_EQ(fails("{{ nothing + 1 }}"), "line 1: 'nothing' is undefined");
+  EXPECT_EQ(fails("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}"), "line 1: macro 'f' nested more than 64 calls deep");
 }
 
 // The whitespace rules transformers renders with, written out (no Python needed).

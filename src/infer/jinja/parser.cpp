@@ -479,6 +479,9 @@ struct Parser {
     int line = cur().line;
     if (callee->kind == Expr::Kind::Attr && !has_method(callee->name))
       throw SyntaxError{"unsupported method '." + callee->name + "()'", line};
+    if (callee->kind == Expr::Kind::Name &&
+        (callee->name == "cycler" || callee->name == "joiner" || callee->name == "lipsum" || callee->name == "caller"))
+      throw SyntaxError{"unsupported function '" + callee->name + "()'", line};
     auto e = std::make_shared<Expr>();
     e->kind = Expr::Kind::Call;
     e->line = line;

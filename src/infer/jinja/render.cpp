@@ -88,6 +88,7 @@ Value arithmetic(const std::string& op, const Value& a, const Value& b) {
 
 struct Renderer {
   Scope* root = nullptr;
+  int macro_depth = 0;  // a template that recurses without end fails instead of exhausting the stack
 
   Value lookup(const std::string& name, Scope* s) {
     for (; s; s = s->parent) {
@@ -291,8 +292,16 @@ struct Renderer {
             for (const auto& pr : def->params) known = known || pr.first == kv.first;
             if (!known) throw RenderError{"macro '" + def->name + "' takes no keyword argument '" + kv.first + "'"};
           }
+          if (macro_depth >= 64) throw RenderError{"macro '" + def->name + "' nested more than 64 calls deep"};
+          ++macro_depth;
           std::string text;
-          exec(def->body, &local, text);
+          try {
+            exec(def->body, &local, text);
+          } catch (...) {
+            --macro_depth;
+            throw;
+          }
+          --macro_depth;
           return Value::string(text);
         });
         return Flow::Normal;
