@@ -1,21 +1,33 @@
 #include "infer/jinja/builtins.h"
 
-#include <unicode/locid.h>
-#include <unicode/uchar.h>
-#include <unicode/unistr.h>
-
 #include <algorithm>
-#include <cmath>
 #include <ctime>
 #include <set>
 
-#include "infer/unicode.h"
+#include "infer/jinja/pystr.h"
 
 namespace strata::jinja {
 namespace {
 
-// Argument `index` (positional) or `name` (keyword) of a filter / method call, or `def`.
-Value arg(std::vector<Value>& args, Kwargs& kwargs, size_t index, const char* name, Value def = Value::none()) {
+std::string now_formatted(const std::string& fmt) {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  localtime_r(&t, &tm);
+  char buf[512];
+  size_t n = std::strftime(buf, sizeof buf, fmt.c_str(), &tm);
+  return std::string(buf, n);
+}
+
+const std::set<std::string>& method_names() {
+  static const std::set<std::string> names = {"strip", "lstrip", "rstrip", "split", "startswith", "endswith", "upper",
+                                              "lower", "replace", "capitalize", "title", "find", "join", "count", "items",
+                                              "keys", "values", "get"};
+  return names;
+}
+
+}  // namespace
+
+Value arg(std::vector<Value>& args, Kwargs& kwargs, size_t index, const char* name, Value def) {
   if (index < args.size()) return args[index];
   for (auto& [k, v] : kwargs)
     if (k == name) return v;
@@ -25,67 +37,6 @@ Value arg(std::vector<Value>& args, Kwargs& kwargs, size_t index, const char* na
 std::string need_str(const Value& v, const char* what) {
   if (!v.is_string()) throw RenderError{std::string(what) + " expects a string, got " + type_name(v)};
   return v.s;
-}
-
-std::string icu_case(const std::string& s, int how) {  // 0 lower, 1 upper
-  icu::UnicodeString u = icu::UnicodeString::fromUTF8(s);
-  if (how == 0) u.toLower(icu::Locale::getRoot());
-  else u.toUpper(icu::Locale::getRoot());
-  std::string out;
-  u.toUTF8String(out);
-  return out;
-}
-
-// str.capitalize(): the first character in title case, the rest in lower case.
-std::string capitalize(const std::string& s) {
-  if (s.empty()) return s;
-  size_t k = 0;
-  char32_t c = unicode::next_code_point(s, k);
-  std::string out;
-  unicode::append_utf8(out, (char32_t)u_totitle((UChar32)c));
-  return out + icu_case(s.substr(k), 0);
-}
-
-// Jinja's title filter: each run after one of "-", whitespace, "(", "{", "[", "<" capitalized.
-std::string jinja_title(const std::string& s) {
-  std::string out, word;
-  auto flush = [&]() {
-    if (!word.empty()) {
-      size_t k = unicode::utf8_len((unsigned char)word[0]);
-      out += icu_case(word.substr(0, k), 1) + icu_case(word.substr(k), 0);
-    }
-    word.clear();
-  };
-  for (const std::string& cp : code_points(s)) {
-    size_t k = 0;
-    char32_t c = unicode::next_code_point(cp, k);
-    if (c == '-' || c == '(' || c == '{' || c == '[' || c == '<' || python_isspace(c)) {
-      flush();
-      out += cp;
-    } else {
-      word += cp;
-    }
-  }
-  flush();
-  return out;
-}
-
-// str.title(): a cased letter after an uncased character starts a word.
-std::string python_title(const std::string& s) {
-  std::string out;
-  bool prev_cased = false;
-  for (const std::string& cp : code_points(s)) {
-    size_t k = 0;
-    char32_t c = unicode::next_code_point(cp, k);
-    bool cased = u_hasBinaryProperty((UChar32)c, UCHAR_CASED);
-    if (cased) {
-      unicode::append_utf8(out, (char32_t)(prev_cased ? u_tolower((UChar32)c) : u_totitle((UChar32)c)));
-    } else {
-      out += cp;
-    }
-    prev_cased = cased;
-  }
-  return out;
 }
 
 int64_t need_int(const Value& v, const char* what) {
@@ -104,81 +55,6 @@ size_t length(const Value& v) {
   }
 }
 
-std::vector<std::string> split(const std::string& s, const Value& sep, int64_t maxsplit) {
-  std::vector<std::string> out;
-  if (sep.is_none() || sep.is_undefined()) {  // runs of whitespace, no empty strings
-    size_t i = 0;
-    auto ws_at = [&](size_t k, size_t* n) {
-      size_t j = k;
-      char32_t c = unicode::next_code_point(s, j);
-      *n = j - k;
-      return python_isspace(c);
-    };
-    size_t n;
-    while (i < s.size()) {
-      while (i < s.size() && ws_at(i, &n)) i += n;
-      if (i >= s.size()) break;
-      if (maxsplit >= 0 && (int64_t)out.size() == maxsplit) {
-        std::string rest = s.substr(i);
-        out.push_back(python_strip(rest, Value::none(), false, true));
-        break;
-      }
-      size_t b = i;
-      while (i < s.size() && !ws_at(i, &n)) i += n;
-      out.push_back(s.substr(b, i - b));
-    }
-    return out;
-  }
-  std::string d = need_str(sep, "split");
-  if (d.empty()) throw RenderError{"empty separator"};
-  size_t b = 0;
-  for (;;) {
-    size_t e = s.find(d, b);
-    if (e == std::string::npos || (maxsplit >= 0 && (int64_t)out.size() == maxsplit)) break;
-    out.push_back(s.substr(b, e - b));
-    b = e + d.size();
-  }
-  out.push_back(s.substr(b));
-  return out;
-}
-
-std::string replace(const std::string& s, const std::string& old, const std::string& with, int64_t count) {
-  std::string out;
-  size_t b = 0;
-  int64_t n = 0;
-  if (old.empty()) {  // Python inserts `with` around every character
-    auto cps = code_points(s);
-    for (size_t k = 0; k < cps.size(); ++k) {
-      if (count < 0 || n < count) {
-        out += with;
-        ++n;
-      }
-      out += cps[k];
-    }
-    if (count < 0 || n < count) out += with;
-    return out;
-  }
-  for (;;) {
-    size_t e = s.find(old, b);
-    if (e == std::string::npos || (count >= 0 && n == count)) break;
-    out += s.substr(b, e - b) + with;
-    b = e + old.size();
-    ++n;
-  }
-  return out + s.substr(b);
-}
-
-bool starts_or_ends(const std::string& s, const Value& affix, bool start) {
-  if (affix.is_list()) {
-    for (const Value& a : *affix.list)
-      if (starts_or_ends(s, a, start)) return true;
-    return false;
-  }
-  std::string a = need_str(affix, start ? "startswith" : "endswith");
-  if (a.size() > s.size()) return false;
-  return start ? s.compare(0, a.size(), a) == 0 : s.compare(s.size() - a.size(), a.size(), a) == 0;
-}
-
 // An attribute path "a.b" of item, as selectattr / map(attribute=) read it.
 Value attr_path(const Value& item, const std::string& path) {
   Value v = item;
@@ -193,60 +69,6 @@ Value attr_path(const Value& item, const std::string& path) {
   }
 }
 
-Value select(const Value& in, std::vector<Value>& args, bool by_attr, bool keep) {
-  std::vector<Value> rest(args.begin() + std::min<size_t>(args.size(), by_attr ? 1 : 0), args.end());
-  std::string attr = by_attr && !args.empty() ? need_str(args[0], "selectattr") : "";
-  if (by_attr && args.empty()) throw RenderError{"selectattr / rejectattr need an attribute name"};
-  std::string test;
-  std::vector<Value> test_args;
-  if (!rest.empty()) {
-    test = need_str(rest[0], "select");
-    if (!has_test(test)) throw RenderError{"no test named '" + test + "'"};
-    test_args.assign(rest.begin() + 1, rest.end());
-  }
-  List out;
-  for (const Value& item : iterate(in)) {
-    Value v = by_attr ? attr_path(item, attr) : item;
-    bool ok = test.empty() ? truthy(v) : apply_test(test, v, test_args);
-    if (ok == keep) out.push_back(item);
-  }
-  return Value::list_of(std::move(out));
-}
-
-std::string now_formatted(const std::string& fmt) {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  localtime_r(&t, &tm);
-  char buf[512];
-  size_t n = std::strftime(buf, sizeof buf, fmt.c_str(), &tm);
-  return std::string(buf, n);
-}
-
-const std::set<std::string>& filter_names() {
-  static const std::set<std::string> names = {
-      "abs",   "capitalize", "count", "d",      "default", "first",  "float",      "int",      "items",  "join",
-      "last",  "length",     "list",  "lower",  "map",     "reject", "rejectattr", "replace",  "reverse", "safe",
-      "select", "selectattr", "string", "sum",  "tojson",  "trim",   "unique",     "upper",    "dictsort", "title"};
-  return names;
-}
-const std::set<std::string>& test_names() {
-  static const std::set<std::string> names = {
-      "defined", "undefined", "none", "boolean", "true", "false", "integer", "float", "number", "string",
-      "mapping", "iterable", "sequence", "callable", "sameas", "equalto", "eq", "==", "ne", "!=", "lt", "<",
-      "le", "<=", "gt", ">", "ge", ">=", "in", "odd", "even", "divisibleby", "lower", "upper"};
-  return names;
-}
-const std::set<std::string>& method_names() {
-  static const std::set<std::string> names = {"strip", "lstrip", "rstrip", "split", "startswith", "endswith", "upper",
-                                              "lower", "replace", "capitalize", "title", "find", "join", "count", "items",
-                                              "keys", "values", "get"};
-  return names;
-}
-
-}  // namespace
-
-bool has_filter(const std::string& name) { return filter_names().count(name) > 0; }
-bool has_test(const std::string& name) { return test_names().count(name) > 0; }
 bool has_method(const std::string& name) { return method_names().count(name) > 0; }
 
 Value get_attr(const Value& obj, const std::string& name) {
@@ -321,220 +143,6 @@ Value slice(const Value& obj, const Value& start, const Value& stop, const Value
     else sout += cps[(size_t)k];
   }
   return obj.is_list() ? Value::list_of(std::move(out), obj.tuple) : Value::string(std::move(sout));
-}
-
-Value apply_filter(const std::string& name, const Value& in, std::vector<Value>& args, Kwargs& kwargs) {
-  if (name == "trim") return Value::string(python_strip(str(in), arg(args, kwargs, 0, "chars"), true, true));
-  if (name == "length" || name == "count") return Value::integer((int64_t)length(in));
-  if (name == "upper") return Value::string(icu_case(str(in), 1));
-  if (name == "lower") return Value::string(icu_case(str(in), 0));
-  if (name == "capitalize") return Value::string(capitalize(str(in)));
-  if (name == "title") return Value::string(jinja_title(str(in)));
-  if (name == "string" || name == "safe") return in.is_string() ? in : Value::string(str(in));
-  if (name == "default" || name == "d") {
-    bool boolean = truthy(arg(args, kwargs, 1, "boolean", Value::boolean(false)));
-    if (in.is_undefined() || (boolean && !truthy(in))) return arg(args, kwargs, 0, "default_value", Value::string(""));
-    return in;
-  }
-  if (name == "tojson") {
-    if (truthy(arg(args, kwargs, 1, "ensure_ascii", Value::boolean(false))))
-      throw RenderError{"tojson(ensure_ascii=true) is not supported"};
-    Value indent = arg(args, kwargs, 0, "indent");
-    Value seps = arg(args, kwargs, 2, "separators");
-    bool sort = truthy(arg(args, kwargs, 3, "sort_keys", Value::boolean(false)));
-    int ind = indent.is_none() ? -1 : (int)need_int(indent, "tojson indent");
-    std::string isep = ind >= 0 ? "," : ", ", ksep = ": ";
-    if (seps.is_list() && seps.list->size() == 2) {
-      isep = need_str((*seps.list)[0], "tojson separators");
-      ksep = need_str((*seps.list)[1], "tojson separators");
-    }
-    return Value::string(to_json(in, ind, sort, isep, ksep));
-  }
-  if (name == "join") {
-    std::string d = str(arg(args, kwargs, 0, "d", Value::string("")));
-    Value attr = arg(args, kwargs, 1, "attribute");
-    std::string out;
-    bool first = true;
-    for (const Value& item : iterate(in)) {
-      out += (first ? "" : d) + str(attr.is_none() ? item : attr_path(item, str(attr)));
-      first = false;
-    }
-    return Value::string(out);
-  }
-  if (name == "first" || name == "last") {
-    auto items = iterate(in);
-    if (items.empty()) return Value::undefined(std::string("No ") + name + " item, sequence was empty.");
-    return name == "first" ? items.front() : items.back();
-  }
-  if (name == "replace") {
-    Value count = arg(args, kwargs, 2, "count");
-    return Value::string(replace(str(in), str(arg(args, kwargs, 0, "old")), str(arg(args, kwargs, 1, "new")),
-                                 count.is_none() ? -1 : need_int(count, "replace count")));
-  }
-  if (name == "items") {
-    if (in.is_undefined()) return Value::list_of({});
-    if (!in.is_dict()) throw RenderError{"Can only get item pairs from a mapping."};
-    List out;
-    for (const auto& [k, v] : *in.dict) out.push_back(Value::list_of({Value::string(k), v}, true));
-    return Value::list_of(std::move(out));
-  }
-  if (name == "dictsort") {
-    if (!in.is_dict()) throw RenderError{"dictsort expects a mapping"};
-    List out;
-    for (const auto& [k, v] : *in.dict) out.push_back(Value::list_of({Value::string(k), v}, true));
-    std::stable_sort(out.begin(), out.end(), [](const Value& a, const Value& b) {
-      return icu_case((*a.list)[0].s, 0) < icu_case((*b.list)[0].s, 0);
-    });
-    return Value::list_of(std::move(out));
-  }
-  if (name == "list") return Value::list_of(iterate(in));
-  if (name == "reverse") {
-    if (in.is_string()) {
-      auto cps = code_points(in.s);
-      std::string out;
-      for (auto it = cps.rbegin(); it != cps.rend(); ++it) out += *it;
-      return Value::string(out);
-    }
-    auto items = iterate(in);
-    std::reverse(items.begin(), items.end());
-    return Value::list_of(std::move(items));
-  }
-  if (name == "unique") {
-    List out;
-    for (const Value& item : iterate(in)) {
-      bool seen = false;
-      for (const Value& o : out) seen = seen || (item.is_string() && o.is_string() ? icu_case(item.s, 0) == icu_case(o.s, 0) : equal(item, o));
-      if (!seen) out.push_back(item);
-    }
-    return Value::list_of(std::move(out));
-  }
-  if (name == "select" || name == "reject") return select(in, args, false, name == "select");
-  if (name == "selectattr" || name == "rejectattr") return select(in, args, true, name == "selectattr");
-  if (name == "map") {
-    Value attr = arg(args, kwargs, 99, "attribute");
-    List out;
-    if (!attr.is_none()) {
-      Value def = arg(args, kwargs, 99, "default", Value::undefined());
-      for (const Value& item : iterate(in)) {
-        Value v = attr_path(item, str(attr));
-        out.push_back(v.is_undefined() && !def.is_undefined() ? def : v);
-      }
-    } else {
-      if (args.empty()) throw RenderError{"map needs a filter name or attribute="};
-      std::string f = need_str(args[0], "map");
-      if (!has_filter(f)) throw RenderError{"no filter named '" + f + "'"};
-      std::vector<Value> rest(args.begin() + 1, args.end());
-      for (const Value& item : iterate(in)) {
-        std::vector<Value> a = rest;
-        Kwargs kw = kwargs;
-        out.push_back(apply_filter(f, item, a, kw));
-      }
-    }
-    return Value::list_of(std::move(out));
-  }
-  if (name == "sum") {
-    Value total = arg(args, kwargs, 1, "start", Value::integer(0));
-    Value attr = arg(args, kwargs, 0, "attribute");
-    for (const Value& item : iterate(in)) {
-      Value v = attr.is_none() ? item : attr_path(item, str(attr));
-      if (!v.is_number() || !total.is_number()) throw RenderError{"sum of non-numbers"};
-      if (v.kind == Value::Kind::Float || total.kind == Value::Kind::Float)
-        total = Value::real((total.kind == Value::Kind::Float ? total.f : (double)need_int(total, "sum")) +
-                            (v.kind == Value::Kind::Float ? v.f : (double)need_int(v, "sum")));
-      else
-        total = Value::integer(need_int(total, "sum") + need_int(v, "sum"));
-    }
-    return total;
-  }
-  if (name == "abs") {
-    if (in.kind == Value::Kind::Float) return Value::real(std::fabs(in.f));
-    return Value::integer(std::llabs(need_int(in, "abs")));
-  }
-  if (name == "int") {
-    Value def = arg(args, kwargs, 0, "default", Value::integer(0));
-    if (in.kind == Value::Kind::Int || in.kind == Value::Kind::Bool) return Value::integer(need_int(in, "int"));
-    if (in.kind == Value::Kind::Float) return Value::integer((int64_t)in.f);
-    if (in.is_string()) {
-      std::string s = python_strip(in.s, Value::none(), true, true);
-      try {
-        size_t used = 0;
-        long long v = std::stoll(s, &used, 10);
-        if (used == s.size()) return Value::integer(v);
-        double d = std::stod(s, &used);
-        if (used == s.size()) return Value::integer((int64_t)d);
-      } catch (...) {
-      }
-    }
-    return def;
-  }
-  if (name == "float") {
-    Value def = arg(args, kwargs, 0, "default", Value::real(0.0));
-    if (in.is_number()) return Value::real(in.kind == Value::Kind::Float ? in.f : (double)need_int(in, "float"));
-    if (in.is_string()) {
-      try {
-        size_t used = 0;
-        std::string s = python_strip(in.s, Value::none(), true, true);
-        double d = std::stod(s, &used);
-        if (used == s.size()) return Value::real(d);
-      } catch (...) {
-      }
-    }
-    return def;
-  }
-  throw RenderError{"no filter named '" + name + "'"};
-}
-
-bool apply_test(const std::string& name, const Value& in, std::vector<Value>& args) {
-  Kwargs none;
-  auto other = [&]() {
-    if (args.empty()) throw RenderError{"test '" + name + "' needs an argument"};
-    return args[0];
-  };
-  using K = Value::Kind;
-  if (name == "defined") return !in.is_undefined();
-  if (name == "undefined") return in.is_undefined();
-  if (name == "none") return in.is_none();
-  if (name == "boolean") return in.kind == K::Bool;
-  if (name == "true") return in.kind == K::Bool && in.b;
-  if (name == "false") return in.kind == K::Bool && !in.b;
-  if (name == "integer") return in.kind == K::Int;
-  if (name == "float") return in.kind == K::Float;
-  if (name == "number") return in.is_number();
-  if (name == "string") return in.is_string();
-  if (name == "mapping") return in.is_dict();
-  if (name == "iterable") return in.is_undefined() || in.is_string() || in.is_list() || in.is_dict();
-  if (name == "sequence") return in.is_undefined() || in.is_string() || in.is_list() || in.is_dict();
-  if (name == "callable") return in.kind == K::Callable;
-  if (name == "sameas") {
-    const Value o = other();
-    if (in.kind != o.kind) return false;
-    if (in.is_none() || in.is_undefined()) return true;
-    if (in.kind == K::Bool) return in.b == o.b;
-    if (in.kind == K::Int) return in.i == o.i && in.i >= -5 && in.i <= 256;  // CPython's cached small ints
-    return (in.list && in.list == o.list) || (in.dict && in.dict == o.dict) || (in.ns && in.ns == o.ns) ||
-           (in.fn && in.fn == o.fn);
-  }
-  if (name == "equalto" || name == "eq" || name == "==") return equal(in, other());
-  if (name == "ne" || name == "!=") return !equal(in, other());
-  if (name == "lt" || name == "<") return compare(in, other(), "<") < 0;
-  if (name == "le" || name == "<=") return compare(in, other(), "<=") <= 0;
-  if (name == "gt" || name == ">") return compare(in, other(), ">") > 0;
-  if (name == "ge" || name == ">=") return compare(in, other(), ">=") >= 0;
-  if (name == "in") return contains(other(), in);
-  if (name == "odd") return need_int(in, "odd") % 2 != 0;
-  if (name == "even") return need_int(in, "even") % 2 == 0;
-  if (name == "divisibleby") {
-    int64_t d = need_int(other(), "divisibleby");
-    if (d == 0) throw RenderError{"integer division or modulo by zero"};
-    return need_int(in, "divisibleby") % d == 0;
-  }
-  if (name == "lower" || name == "upper") {
-    std::string s = str(in);
-    bool cased = false;
-    for (unsigned char c : s) cased = cased || std::isalpha(c) || c >= 0x80;
-    return cased && icu_case(s, name == "lower" ? 0 : 1) == s;
-  }
-  throw RenderError{"no test named '" + name + "'"};
 }
 
 Value call_method(const Value& self, const std::string& name, std::vector<Value>& args, Kwargs& kwargs) {
