@@ -132,6 +132,13 @@ const Case kCases[] = {
     {"{% generation %}gen {{ 1 }}{% endgeneration %}", "{}"},
     {"{{ m.role }} {{ m['content'] }} {{ m.content | trim }} {{ 'tool_calls' in m }} {{ m.tool_calls is defined }}",
      R"({"m": {"role": "user", "content": " hi "}})"},
+    {"{{ x in ('a', 'b') }}{{ 'c' in ['a', 'b'] }}{% if not u %}!{% endif %}{{ u | default(none) }}{{ \"a\" 'b' }}"
+     "{{ ms | length }}{{ ms[0]['content'] if ms else '' }}{{ ms[5] is defined }}{{ (ms | last).role }}",
+     R"({"x": "a", "ms": [{"role": "user", "content": "hi"}]})"},
+    {"{%- for m in ms -%}\n  {%- if m.role == 'user' -%}\n    U:{{ m.content }}\n  {%- else -%}\n    A:{{ m.content }}\n"
+     "  {%- endif -%}\n{%- endfor -%}\n",
+     R"({"ms": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]})"},
+    {"{% for m in ms %}\n\t{% if loop.first %}\n[{{ m }}]\n    {% endif %}\n{% endfor %}", R"({"ms": [1, 2]})"},
     {"{{ x.y.z }}", "{}"},
     {"{{ 'a' + 1 }}", "{}"},
     {"{{ undefined_v + 1 }}", "{}"},
@@ -209,6 +216,7 @@ TEST(Jinja, RefusesUnsupportedConstructsNamingThemAndTheirLine) {
   EXPECT_EQ(syntax("{% for x in y recursive %}{% endfor %}"), "line 1: unsupported construct 'recursive' loop");
   EXPECT_EQ(syntax("{{ f(**kw) }}"), "line 1: unsupported construct: '**kwargs' in a call");
   EXPECT_EQ(syntax("{{ cycler('a', 'b') }}"), "line 1: unsupported function 'cycler()'");
+  EXPECT_EQ(syntax("{{ '%s!' % name }}"), "line 1: unsupported construct: '%' string formatting");
   EXPECT_EQ(syntax("{% set x | upper %}a{% endset %}"), "line 1: unsupported construct: filtered block set '{% set x | filter %}'");
   EXPECT_EQ(syntax("\n{% if x %}\nno end"), "line 2: '{% if %}' is never closed (expected '{% endif %}')");
   EXPECT_EQ(syntax("{% endfor %}"), "line 1: unexpected '{% endfor %}' outside the block it would close");

@@ -303,6 +303,8 @@ struct Parser {
     while (is_op("*") || is_op("/") || is_op("//") || is_op("%")) {
       int line = cur().line;
       std::string op = t[p++].text;
+      if (op == "%" && e->kind == Expr::Kind::Literal && e->value.is_string())
+        throw SyntaxError{"unsupported construct: '%' string formatting", line};
       e = make(Expr::Kind::Binary, line, {e, power()}, op);
     }
     return e;
