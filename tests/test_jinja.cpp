@@ -217,6 +217,9 @@ TEST(Jinja, RefusesUnsupportedConstructsNamingThemAndTheirLine) {
   EXPECT_EQ(syntax("{{ f(**kw) }}"), "line 1: unsupported construct: '**kwargs' in a call");
   EXPECT_EQ(syntax("{{ cycler('a', 'b') }}"), "line 1: unsupported function 'cycler()'");
   EXPECT_EQ(syntax("{{ '%s!' % name }}"), "line 1: unsupported construct: '%' string formatting");
+  EXPECT_EQ(syntax("{{ " + std::string(5000, '(') + "1" + std::string(5000, ')') + " }}"),
+            "line 1: blocks or expressions nested more than 200 levels deep");
+  EXPECT_EQ(syntax("{{ " + std::string(5000, '-') + "1 }}"), "line 1: blocks or expressions nested more than 200 levels deep");
   EXPECT_EQ(syntax("{% set x | upper %}a{% endset %}"), "line 1: unsupported construct: filtered block set '{% set x | filter %}'");
   EXPECT_EQ(syntax("\n{% if x %}\nno end"), "line 2: '{% if %}' is never closed (expected '{% endif %}')");
   EXPECT_EQ(syntax("{% endfor %}"), "line 1: unexpected '{% endfor %}' outside the block it would close");

@@ -21,6 +21,15 @@ ExprP make(Expr::Kind kind, int line, std::vector<ExprP> args = {}, std::string 
 struct Parser {
   std::vector<Token> t;
   size_t p = 0;
+  int depth = 0;  // of nested blocks and expressions: bounded, so no template exhausts the stack
+
+  struct Nested {
+    Parser& ps;
+    explicit Nested(Parser& p) : ps(p) {
+      if (++ps.depth > 200) ps.fail("blocks or expressions nested more than 200 levels deep");
+    }
+    ~Nested() { --ps.depth; }
+  };
 
   const Token& cur() const { return t[p]; }
   const Token& peek(size_t k = 1) const { return t[std::min(p + k, t.size() - 1)]; }
@@ -90,6 +99,7 @@ struct Parser {
   }
 
   NodeP statement() {
+    Nested nested(*this);
     int line = cur().line;
     if (cur().type != T::Name) fail("expected a statement name after '{%', got " + describe(cur()));
     std::string kw = t[p++].text;
@@ -213,6 +223,7 @@ struct Parser {
   }
 
   ExprP expression(bool with_condexpr) {
+    Nested nested(*this);
     ExprP e = or_expr();
     while (with_condexpr && is_name("if")) {
       int line = cur().line;
@@ -246,6 +257,7 @@ struct Parser {
     return e;
   }
   ExprP not_expr() {
+    Nested nested(*this);
     if (is_name("not")) {
       int line = cur().line;
       ++p;
@@ -319,6 +331,7 @@ struct Parser {
     return e;
   }
   ExprP unary(bool with_filter) {
+    Nested nested(*this);
     int line = cur().line;
     ExprP e;
     if (is_op("-") || is_op("+")) {
