@@ -592,8 +592,9 @@ TEST(Checkpoint, TokenizerConfigRoundTrip) {
   EXPECT_EQ(load_checkpoint(p).tokenizer_config_json, "");
   // Past HDF5's 64 KiB compact attribute limit (as the tokenizer test), so the text lives in the
   // global heap, which only our checksum covers.
-  ck.tokenizer_config_json = R"({"chat_template": "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}", "eos_token": "</s>", "note": "ünïcode ✓)" +
-                             std::string(70000, 'x') + "\"}";
+  ck.tokenizer_config_json = R"({"chat_template": "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}", "eos_token": "</s>", "note": "ünïcode ✓)";
+  ck.tokenizer_config_json.append(70000, 'x');
+  ck.tokenizer_config_json += "\"}";
   save_checkpoint(p, ck);
   EXPECT_EQ(load_checkpoint(p).tokenizer_config_json, ck.tokenizer_config_json);
   EXPECT_EQ(load_checkpoint(p).tokenizer_json, "");

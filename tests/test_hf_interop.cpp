@@ -689,5 +689,17 @@ TEST(HfImport, KeepsTokenizerConfigThroughCheckpointAndExport) {
   // Without one: nothing stored, nothing written.
   std::string plain = write_dir("tokcfg_plain", llama_json());
   EXPECT_EQ(load_model(plain).tokenizer_config_json, "");
-  for (auto& x : {d, out, plain}) fs::remove_all(x);
+  // chat_template.jinja (what transformers >= 4.43 saves) takes priority over the config's entry,
+  // as in transformers, and is stored as the config's chat_template.
+  std::string jinja_dir = write_dir("tokcfg_jinja", llama_json());
+  std::ofstream(jinja_dir + "/tokenizer_config.json") << R"({"eos_token": "</s>", "chat_template": "old"})";
+  std::ofstream(jinja_dir + "/chat_template.jinja") << "{% for m in messages %}[{{ m.content }}]{% endfor %}{{ eos_token }}\n";
+  LoadedModel lj = load_model(jinja_dir);
+  EXPECT_EQ(ChatTemplate::from_tokenizer_config(lj.tokenizer_config_json, jinja_dir).render({{"user", "a"}, {"assistant", "b"}}, false),
+            "[a][b]</s>");
+  std::ofstream(jinja_dir + "/tokenizer_config.json", std::ios::trunc).close();
+  fs::remove(jinja_dir + "/tokenizer_config.json");
+  EXPECT_EQ(ChatTemplate::from_tokenizer_config(load_model(jinja_dir).tokenizer_config_json, jinja_dir).render({{"user", "a"}}, true),
+            "[a]");
+  for (auto& x : {d, out, plain, jinja_dir}) fs::remove_all(x);
 }

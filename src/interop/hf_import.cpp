@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 
@@ -152,6 +153,19 @@ HfDir read_hf_dir(const std::string& dir) {
   // Kept verbatim for the chat template (ChatTemplate) and for export; read, not interpreted, here.
   const fs::path tok_cfg = fs::path(dir) / "tokenizer_config.json";
   if (fs::is_regular_file(tok_cfg, ec)) d.tokenizer_config_json = read_text(tok_cfg);
+  // transformers >= 4.43 saves the template as chat_template.jinja beside the config, and that file
+  // takes priority over the config's own entry: it goes into the stored config as its chat_template.
+  const fs::path jinja = fs::path(dir) / "chat_template.jinja";
+  if (fs::is_regular_file(jinja, ec)) {
+    nlohmann::ordered_json j = nlohmann::ordered_json::object();
+    if (!d.tokenizer_config_json.empty()) {
+      j = nlohmann::ordered_json::parse(d.tokenizer_config_json, nullptr, false);
+      if (j.is_discarded() || !j.is_object())
+        throw InputError(fmt::format("'{}' is not a JSON object", tok_cfg.string()));
+    }
+    j["chat_template"] = read_text(jinja);
+    d.tokenizer_config_json = j.dump(2) + "\n";
+  }
   const fs::path tok = fs::path(dir) / "tokenizer.json";
   if (fs::is_regular_file(tok, ec)) {
     d.tokenizer_json = read_text(tok);
