@@ -582,6 +582,35 @@ TEST(Checkpoint, TokenizerAndHfConfigRoundTrip) {
   }
 }
 
+// The imported tokenizer_config.json (chat template, special tokens): the same optional, checksummed
+// root attribute; older files without it load with "".
+TEST(Checkpoint, TokenizerConfigRoundTrip) {
+  TempDir d;
+  Checkpoint ck = make_checkpoint(7, false);
+  std::string p = d / "t.h5";
+  save_checkpoint(p, ck);
+  EXPECT_EQ(load_checkpoint(p).tokenizer_config_json, "");
+  // Past HDF5's 64 KiB compact attribute limit (as the tokenizer test), so the text lives in the
+  // global heap, which only our checksum covers.
+  ck.tokenizer_config_json = R"({"chat_template": "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}", "eos_token": "</s>", "note": "ünïcode ✓)";
+  ck.tokenizer_config_json.append(70000, 'x');
+  ck.tokenizer_config_json += "\"}";
+  save_checkpoint(p, ck);
+  EXPECT_EQ(load_checkpoint(p).tokenizer_config_json, ck.tokenizer_config_json);
+  EXPECT_EQ(load_checkpoint(p).tokenizer_json, "");
+  std::string bytes = read_bytes(p);
+  size_t at = bytes.find("ünïcode");
+  ASSERT_NE(at, std::string::npos);
+  bytes[at + 3] = 'X';
+  std::ofstream(p, std::ios::binary | std::ios::trunc).write(bytes.data(), std::streamsize(bytes.size()));
+  try {
+    load_checkpoint(p);
+    ADD_FAILURE() << "corrupt tokenizer_config_json accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("tokenizer_config_json"), std::string::npos) << e.what();
+  }
+}
+
 // A checkpoint whose checksums are all valid can still hold what no training run writes: a negative
 // step (the schedule would then run at a negative learning rate) or non-finite values. Refused by
 // name, by load and by verify (so a run directory falls back to an older good checkpoint).

@@ -18,6 +18,7 @@
 
 #include "cli.h"
 #include "core/error.h"
+#include "infer/chat_template.h"
 #include "infer/generate.h"
 #include "load/model_loader.h"
 #include "interop/hf_config.h"
@@ -338,6 +339,46 @@ TEST(HfCli, ImportInspectGenerateScoreExport) {
   EXPECT_NE(r.out.find("not a directory"), std::string::npos) << r.out;
 }
 
+// `generate --chat`: the message goes through the model's chat template (its tokenizer_config.json)
+// and the tokenizer without special tokens added again: the same prompt ids transformers'
+// apply_chat_template(add_generation_prompt=True) gives, so the same greedy reply as from those ids.
+TEST(HfCli, GenerateChatUsesTheChatTemplate) {
+  if (!refs().ok) GTEST_SKIP() << refs().why;
+  Ref ref = load_ref("llama");
+  const std::string d = refs().dir + "/chat";
+  fs::remove_all(d);
+  fs::create_directories(d);
+  fs::copy(ref.model, d + "/model", fs::copy_options::recursive);
+  const std::string cfg_path = d + "/model/tokenizer_config.json";
+  Json cfg = fs::exists(cfg_path) ? Json::parse(read_text(cfg_path)) : Json::object();
+  cfg["chat_template"] =
+      "{{ bos_token }}{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] | trim }}<|im_end|>\n{% endfor %}"
+      "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+  std::ofstream(cfg_path) << cfg.dump(2);
+  // transformers' prompt ids for the same conversation.
+  const std::string py = "import sys\nfrom transformers import AutoTokenizer\n"
+                         "t = AutoTokenizer.from_pretrained(sys.argv[1])\n"
+                         "ids = t.apply_chat_template([{'role': 'system', 'content': 'Be brief.'}, {'role': 'user', 'content': 'hello there'}],"
+                         " add_generation_prompt=True, tokenize=True, return_dict=False)\n"
+                         "print(','.join(str(i) for i in ids))\n";
+  st::write_text(d + "/ids.py", py);
+  std::string ids;
+  ASSERT_EQ(st::run_command(st::shell_quote(refs().python) + " " + st::shell_quote(d + "/ids.py") + " " + st::shell_quote(d + "/model"), &ids), 0) << ids;
+  while (!ids.empty() && (ids.back() == '\n' || ids.back() == ',')) ids.pop_back();
+  ASSERT_FALSE(ids.empty());
+  auto r = st::run("import hf model -o m.h5 --quiet", d);
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto chat = st::run("generate --ckpt m.h5 --system 'Be brief.' --chat 'hello there' --temperature 0 --max-tokens 6 --ignore-eos --print-ids", d);
+  ASSERT_EQ(chat.code, 0) << chat.out;
+  auto by_ids = st::run("generate --ckpt m.h5 --prompt-ids " + ids + " --temperature 0 --max-tokens 6 --ignore-eos --print-ids", d);
+  ASSERT_EQ(by_ids.code, 0) << by_ids.out;
+  EXPECT_EQ(chat.out, by_ids.out) << "transformers' prompt ids: " << ids;
+  // A model without a chat template says so.
+  r = st::run("generate --ckpt " + st::shell_quote(ref.model) + " --chat hi --max-tokens 1", d);
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("no chat template"), std::string::npos) << r.out;
+}
+
 // ---- no Python below --------------------------------------------------------------------------
 
 namespace {
@@ -617,4 +658,48 @@ TEST(HfConfig, RefusesStrataOnlyBaselines) {
     expect_has(e.what(), {"MambaForCausalLM", "mamba.selective is false"});
   }
   EXPECT_THROW(hf_arch_for(m, std::nullopt), InputError);
+}
+
+// tokenizer_config.json (the chat template) survives import -> checkpoint -> load -> export byte for
+// byte, and the loaded model renders with it; a directory without one imports with "".
+TEST(HfImport, KeepsTokenizerConfigThroughCheckpointAndExport) {
+  std::string d = write_dir("tokcfg", llama_json());
+  const std::string tok_cfg =
+      "{\n  \"bos_token\": {\"__type\": \"AddedToken\", \"content\": \"<|begin_of_text|>\"},\n  \"eos_token\": \"<|eot_id|>\",\n"
+      "  \"chat_template\": \"{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\\n\\n{{ "
+      "m['content'] | trim }}<|eot_id|>{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\\n\\n{% "
+      "endif %}\"\n}\n";
+  std::ofstream(d + "/tokenizer_config.json") << tok_cfg;
+  Checkpoint ck = import_hf(d);
+  EXPECT_EQ(ck.tokenizer_config_json, tok_cfg);
+  const std::string h5 = d + "/model.h5";
+  save_checkpoint(h5, view_of(ck));
+  LoadedModel lm = load_model(h5);
+  ASSERT_EQ(lm.tokenizer_config_json, tok_cfg);
+  ChatTemplate t = ChatTemplate::from_tokenizer_config(lm.tokenizer_config_json, h5);
+  EXPECT_EQ(t.render({{"user", " hi "}}, true),
+            "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n");
+  const std::string out = d + "_export";
+  fs::remove_all(out);
+  export_hf(lm, out);
+  std::ifstream f(out + "/tokenizer_config.json", std::ios::binary);
+  std::string exported((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(exported, tok_cfg);
+  EXPECT_EQ(load_model(out).tokenizer_config_json, tok_cfg);
+  // Without one: nothing stored, nothing written.
+  std::string plain = write_dir("tokcfg_plain", llama_json());
+  EXPECT_EQ(load_model(plain).tokenizer_config_json, "");
+  // chat_template.jinja (what transformers >= 4.43 saves) takes priority over the config's entry,
+  // as in transformers, and is stored as the config's chat_template.
+  std::string jinja_dir = write_dir("tokcfg_jinja", llama_json());
+  std::ofstream(jinja_dir + "/tokenizer_config.json") << R"({"eos_token": "</s>", "chat_template": "old"})";
+  std::ofstream(jinja_dir + "/chat_template.jinja") << "{% for m in messages %}[{{ m.content }}]{% endfor %}{{ eos_token }}\n";
+  LoadedModel lj = load_model(jinja_dir);
+  EXPECT_EQ(ChatTemplate::from_tokenizer_config(lj.tokenizer_config_json, jinja_dir).render({{"user", "a"}, {"assistant", "b"}}, false),
+            "[a][b]</s>");
+  std::ofstream(jinja_dir + "/tokenizer_config.json", std::ios::trunc).close();
+  fs::remove(jinja_dir + "/tokenizer_config.json");
+  EXPECT_EQ(ChatTemplate::from_tokenizer_config(load_model(jinja_dir).tokenizer_config_json, jinja_dir).render({{"user", "a"}}, true),
+            "[a]");
+  for (auto& x : {d, out, plain, jinja_dir}) fs::remove_all(x);
 }

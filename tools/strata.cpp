@@ -13,6 +13,7 @@
 #include "control.h"
 #include "core/device.h"
 #include "core/error.h"
+#include "infer/chat_template.h"
 #include "infer/generate.h"
 #include "infer/loaded_model.h"
 #include "inspect.h"
@@ -80,6 +81,19 @@ static std::string checkpoint_arg(const std::string& p) {
 // Numeric option checks that read as words. CLI11's Range/PositiveNumber print their bounds with %f
 // ("0.000000 to 1797693...", 309 digits)
 // and let NaN through (every comparison with it is false).
+// `generate --chat`: the messages rendered by the model's chat template, tokenized without adding
+// special tokens again (the template writes BOS itself), as transformers' apply_chat_template does.
+static std::vector<int32_t> encode_chat(const LoadedModel& lm, const std::string& system, const std::string& user,
+                                        const std::string& ckpt) {
+  if (lm.tokenizer_config_json.empty())
+    throw InputError(fmt::format("'{}' has no chat template (no tokenizer_config.json was imported with it); use --prompt", ckpt));
+  std::vector<ChatMessage> msgs;
+  if (!system.empty()) msgs.push_back({"system", system});
+  msgs.push_back({"user", user});
+  std::string text = ChatTemplate::from_tokenizer_config(lm.tokenizer_config_json, ckpt).render(msgs, true);
+  return lm.tokenizer ? lm.tokenizer->encode(text, false) : encode_text(lm, text);
+}
+
 static CLI::Validator number_check(double lo, double hi, bool lo_open = false) {
   std::string want = std::isinf(hi) ? fmt::format("{} {}", lo_open ? ">" : ">=", lo) : fmt::format("in [{}, {}]", lo, hi);
   return CLI::Validator(
@@ -132,7 +146,13 @@ int main(int argc, char** argv) {
   gen->add_option("--prompt", prompt, "prompt text (through the model's tokenizer, or bytes)")->capture_default_str();
   std::string prompt_ids;
   bool print_ids = false, ignore_eos = false;
-  gen->add_option("--prompt-ids", prompt_ids, "prompt as token ids ('1,2,3'), instead of --prompt");
+  auto* prompt_ids_opt = gen->add_option("--prompt-ids", prompt_ids, "prompt as token ids ('1,2,3'), instead of --prompt");
+  std::string chat, chat_system;
+  gen->add_option("--chat", chat,
+                  "a user message, rendered through the model's chat template (its tokenizer_config.json) with the "
+                  "assistant's turn opened, instead of --prompt; prints the reply")
+      ->excludes(prompt_ids_opt);
+  gen->add_option("--system", chat_system, "with --chat: a system message before the user's");
   gen->add_flag("--print-ids", print_ids, "print the generated token ids instead of text");
   gen->add_flag("--ignore-eos", ignore_eos, "keep generating past the model's end-of-sequence token");
   gen->add_option("--max-tokens", gopts.max_tokens, "tokens to generate")->capture_default_str()->check(number_check(1, INFINITY));
@@ -230,10 +250,16 @@ int main(int argc, char** argv) {
       LoadedModel lm = load_model(checkpoint_arg(ckpt));
       lm.model->params().to_device(run_on);
       const bool as_ids = print_ids || (!lm.tokenizer && lm.config.model.vocab != "bytes");
-      std::vector<int32_t> ids = prompt_ids.empty() ? encode_text(lm, prompt) : parse_ids(prompt_ids, "--prompt-ids", lm.model->vocab());
+      std::vector<int32_t> ids;
+      if (!chat.empty()) {
+        ids = encode_chat(lm, chat_system, chat, ckpt);
+      } else {
+        if (!chat_system.empty()) throw InputError("generate: --system needs --chat");
+        ids = prompt_ids.empty() ? encode_text(lm, prompt) : parse_ids(prompt_ids, "--prompt-ids", lm.model->vocab());
+      }
       if (ids.empty()) throw InputError("generate: the prompt is empty");
       if (!ignore_eos) gopts.stop_ids = lm.eos_ids;
-      if (!as_ids) std::fputs(prompt_ids.empty() ? prompt.c_str() : decode_text(lm, ids).c_str(), stdout);
+      if (!as_ids && chat.empty()) std::fputs(prompt_ids.empty() ? prompt.c_str() : decode_text(lm, ids).c_str(), stdout);
       generate(*lm.model, ids, gopts, [&](int32_t t) {
         if (as_ids) std::fputs((std::to_string(t) + " ").c_str(), stdout);
         else std::fputs(decode_text(lm, {t}).c_str(), stdout);

@@ -108,10 +108,15 @@ HfExportResult export_hf(const LoadedModel& lm, const std::string& out_dir, cons
   const fs::path d(out_dir);
   write_text(d / "config.json", cfg.dump(2) + "\n");
   write_text(d / "generation_config.json", generation_config(cfg).dump(2) + "\n");
-  if (!lm.tokenizer_json.empty()) {
-    write_text(d / "tokenizer.json", lm.tokenizer_json);
+  if (!lm.tokenizer_json.empty()) write_text(d / "tokenizer.json", lm.tokenizer_json);
+  // The imported tokenizer_config.json goes back verbatim (its chat template, its special tokens);
+  // without one, a minimal config naming the fast tokenizer class and the config's special tokens.
+  if (!lm.tokenizer_config_json.empty()) {
+    write_text(d / "tokenizer_config.json", lm.tokenizer_config_json);
+  } else if (!lm.tokenizer_json.empty()) {
     write_text(d / "tokenizer_config.json", tokenizer_config(lm, cfg).dump(2) + "\n");
-  } else {
+  }
+  if (lm.tokenizer_json.empty()) {
     say(log, "note: no tokenizer stored with this model; the export has none");
   }
   return res;

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 
@@ -149,6 +150,22 @@ HfDir read_hf_dir(const std::string& dir) {
   d.dir = dir;
   d.config_json = read_text(cfg);
   d.hf = hf_config_from_json(parse_hf_json(d.config_json, cfg.string()), cfg.string());
+  // Kept verbatim for the chat template (ChatTemplate) and for export; read, not interpreted, here.
+  const fs::path tok_cfg = fs::path(dir) / "tokenizer_config.json";
+  if (fs::is_regular_file(tok_cfg, ec)) d.tokenizer_config_json = read_text(tok_cfg);
+  // transformers >= 4.43 saves the template as chat_template.jinja beside the config, and that file
+  // takes priority over the config's own entry: it goes into the stored config as its chat_template.
+  const fs::path jinja = fs::path(dir) / "chat_template.jinja";
+  if (fs::is_regular_file(jinja, ec)) {
+    nlohmann::ordered_json j = nlohmann::ordered_json::object();
+    if (!d.tokenizer_config_json.empty()) {
+      j = nlohmann::ordered_json::parse(d.tokenizer_config_json, nullptr, false);
+      if (j.is_discarded() || !j.is_object())
+        throw InputError(fmt::format("'{}' is not a JSON object", tok_cfg.string()));
+    }
+    j["chat_template"] = read_text(jinja);
+    d.tokenizer_config_json = j.dump(2) + "\n";
+  }
   const fs::path tok = fs::path(dir) / "tokenizer.json";
   if (fs::is_regular_file(tok, ec)) {
     d.tokenizer_json = read_text(tok);
@@ -217,6 +234,7 @@ LoadedModel load_hf_model(const std::string& dir, const HfLog& log) {
   load_hf_weights(d, *lm.model, log);
   lm.tokenizer_json = std::move(d.tokenizer_json);
   lm.hf_config_json = std::move(d.config_json);
+  lm.tokenizer_config_json = std::move(d.tokenizer_config_json);
   attach_vocab(lm, dir);
   return lm;
 }
@@ -231,6 +249,7 @@ Checkpoint import_hf(const std::string& dir, const HfLog& log) {
     ck.params.push_back({p.name, p.shape, std::vector<float>(ps.flat() + p.offset, ps.flat() + p.offset + p.numel)});
   ck.tokenizer_json = std::move(lm.tokenizer_json);
   ck.hf_config_json = std::move(lm.hf_config_json);
+  ck.tokenizer_config_json = std::move(lm.tokenizer_config_json);
   return ck;
 }
 
@@ -242,6 +261,7 @@ void save_weights_only(const LoadedModel& lm, const std::string& path) {
   v.state.step = lm.step;
   v.tokenizer_json = lm.tokenizer_json;
   v.hf_config_json = lm.hf_config_json;
+  v.tokenizer_config_json = lm.tokenizer_config_json;
   save_checkpoint(path, v);
 }
 

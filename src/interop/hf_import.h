@@ -25,6 +25,8 @@ struct HfDir {
   HfConfig hf;                 // architecture, mapped model config (vocab: tokenizer | ids), notes
   std::string config_json;     // config.json as read
   std::string tokenizer_json;  // tokenizer.json as read; "" when the directory has none
+  std::string tokenizer_config_json;  // tokenizer_config.json as read, with chat_template.jinja (when
+                                      // present) as its chat_template; "" when neither is there
 };
 // Reads and maps config.json, and tokenizer.json when present (a tokenizer strata cannot run, or
 // one with more ids than the embedding, is kept for export but not used: vocab stays "ids", with a note).

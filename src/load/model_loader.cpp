@@ -49,6 +49,7 @@ LoadedModel load_model(const std::string& ckpt_path) {
   lm.step = ck.state.step;
   lm.tokenizer_json = std::move(ck.tokenizer_json);
   lm.hf_config_json = std::move(ck.hf_config_json);
+  lm.tokenizer_config_json = std::move(ck.tokenizer_config_json);
   attach_vocab(lm, ckpt_path);
   return lm;
 }

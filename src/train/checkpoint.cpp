@@ -106,7 +106,8 @@ struct Saver {
     string_attr(root, "config", ck.config_yaml);
     // The string lives in HDF5's global heap, which has no checksum of its own.
     int_attr<uint32_t>(root, "config_crc32c", crc32c(ck.config_yaml.data(), ck.config_yaml.size()));
-    for (auto [name, text] : {std::pair{"tokenizer_json", &ck.tokenizer_json}, std::pair{"hf_config_json", &ck.hf_config_json}}) {
+    for (auto [name, text] : {std::pair{"tokenizer_json", &ck.tokenizer_json}, std::pair{"hf_config_json", &ck.hf_config_json},
+                              std::pair{"tokenizer_config_json", &ck.tokenizer_config_json}}) {
       if (text->empty()) continue;
       string_attr(root, name, *text);
       int_attr<uint32_t>(root, (std::string(name) + "_crc32c").c_str(), crc32c(text->data(), text->size()));
@@ -137,6 +138,7 @@ void validate(const std::string& path, const CheckpointView& ck) {
   if (ck.config_yaml.find('\0') != std::string::npos) bad("the config text contains a NUL byte");
   if (ck.tokenizer_json.find('\0') != std::string::npos) bad("the tokenizer JSON contains a NUL byte");
   if (ck.hf_config_json.find('\0') != std::string::npos) bad("the Hugging Face config JSON contains a NUL byte");
+  if (ck.tokenizer_config_json.find('\0') != std::string::npos) bad("the tokenizer_config JSON contains a NUL byte");
   std::set<std::string> seen;
   for (auto& a : ck.params) {
     if (a.name.empty() || a.name == "." || a.name.find('/') != std::string::npos)
@@ -299,7 +301,8 @@ struct Loader {
     if (crc32c(ck.config_yaml.data(), ck.config_yaml.size()) != stored) fail("checksum mismatch in the 'config' attribute");
     ck.strata_version = string_attr(f, "strata_version", "the root group");
     ck.git_commit = string_attr(f, "git_commit", "the root group");
-    for (auto [name, text] : {std::pair{"tokenizer_json", &ck.tokenizer_json}, std::pair{"hf_config_json", &ck.hf_config_json}}) {
+    for (auto [name, text] : {std::pair{"tokenizer_json", &ck.tokenizer_json}, std::pair{"hf_config_json", &ck.hf_config_json},
+                              std::pair{"tokenizer_config_json", &ck.tokenizer_config_json}}) {
       if (H5Aexists(f, name) <= 0) continue;  // optional: only models imported from Hugging Face have them
       *text = string_attr(f, name, "the root group");
       const std::string crc_name = std::string(name) + "_crc32c";
@@ -364,8 +367,10 @@ CheckpointView view_of(const Checkpoint& ck) {
     }
     return out;
   };
-  return {ck.config_yaml,    views(ck.params),  views(ck.adam_m),  views(ck.adam_v),
-          ck.state,          ck.tokenizer_json, ck.hf_config_json, ck.norm_stats};
+  CheckpointView v{ck.config_yaml,    views(ck.params),  views(ck.adam_m),  views(ck.adam_v),
+                   ck.state,          ck.tokenizer_json, ck.hf_config_json, ck.norm_stats};
+  v.tokenizer_config_json = ck.tokenizer_config_json;
+  return v;
 }
 
 void save_checkpoint(const std::string& path, const CheckpointView& ck) {

@@ -2,8 +2,9 @@
 // Checkpoints: one HDF5 file per save (ARCHITECTURE.md §4).
 //
 //   /                 attrs: config (YAML), config_crc32c, strata_version, git_commit, format_version;
-//                     optional: tokenizer_json (+ _crc32c), hf_config_json (+ _crc32c) for models
-//                     imported from Hugging Face (absent when empty; older files simply lack them)
+//                     optional: tokenizer_json (+ _crc32c), hf_config_json (+ _crc32c),
+//                     tokenizer_config_json (+ _crc32c: the chat template) for models imported from
+//                     Hugging Face (absent when empty; older files simply lack them)
 //   /params/<name>    f32 dataset, attr crc32c (of the raw little-endian bytes)
 //   /optim/m/<name>   same names and shapes as /params (or empty: a weights-only checkpoint)
 //   /optim/v/<name>
@@ -70,6 +71,7 @@ struct Checkpoint {
   std::string tokenizer_json;  // the model's tokenizer.json (model.vocab: tokenizer); "" when none
   std::string hf_config_json;  // the Hugging Face config.json it was imported from; "" when none
   std::optional<NormStats> norm_stats;  // robot policies: the statistics their inputs were normalised with
+  std::string tokenizer_config_json;  // its tokenizer_config.json (chat template, special tokens); "" when none
 };
 
 struct CheckpointView {
@@ -78,6 +80,7 @@ struct CheckpointView {
   TrainState state;
   std::string tokenizer_json, hf_config_json;
   std::optional<NormStats> norm_stats;
+  std::string tokenizer_config_json;
 };
 CheckpointView view_of(const Checkpoint& ck);
 
