@@ -39,6 +39,7 @@ ROWS = {
                     ("total tok/s", "total_tok_s", "{:,.1f}", "high")],
     "rollouts": [("total tok/s", "total_tok_s", "{:,.1f}", "high"), ("wall (s)", "wall_s", "{:,.1f}", "low"),
                  ("output tokens", "output_tokens", "{:,}", None), ("TTFT p50 (ms)", "ttft_p50_ms", "{:,.0f}", "low"),
+                 ("peak running (/metrics)", "peak_running", "{:,.0f}", None),
                  ("errors / short", None, None, None)],
 }
 

@@ -15,7 +15,7 @@ Prints a markdown table and one JSON line.
 
 --measure submits --requests streaming requests of --context tokens (prompt = context - 16, 16 output
 tokens) at once to URL, polls GET /metrics while they run, and reports the largest value of every
-gauge whose name contains "running" (the engine's running sequences), the requests' total tokens/s and
+gauge whose name contains "running" or "requests_processing" (running sequences; loadgen.PeakRunning), the requests' total tokens/s and
 their errors: start the server with the model and cache budget to compare (a checkpoint of each config,
 e.g. `strata train CONFIG train.steps=1`), then run this once per server. No timing is asserted.
 """
@@ -26,9 +26,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
-import time
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -71,23 +68,6 @@ def on_paper(a):
                       "ratio": ratio}))
 
 
-def scrape_running(url):
-    try:
-        text = urllib.request.urlopen(url.rstrip("/") + "/metrics", timeout=5).read().decode()
-    except OSError:
-        return {}
-    vals = {}
-    for line in text.splitlines():
-        if line.startswith("#") or "running" not in line.split(" ")[0]:
-            continue
-        name, _, v = line.rpartition(" ")
-        try:
-            vals[name] = float(v)
-        except ValueError:
-            pass
-    return vals
-
-
 def measure(a):
     import loadgen
     import stats
@@ -95,21 +75,10 @@ def measure(a):
     rng = random.Random(0)
     reqs = [{"id": i, "client": i, "max_tokens": 16,
              "prompt": [rng.randrange(3, a.vocab) for _ in range(a.context - 16)]} for i in range(a.requests)]
-    peak, done = {}, threading.Event()
-
-    def poll():
-        while not done.is_set():
-            for k, v in scrape_running(a.measure).items():
-                peak[k] = max(peak.get(k, 0.0), v)
-            time.sleep(0.2)
-
-    th = threading.Thread(target=poll, daemon=True)
-    th.start()
-    recs = loadgen.run(a.measure, reqs, a.model, timeout=3600)
-    done.set()
-    th.join()
+    with loadgen.PeakRunning(a.measure) as peak:
+        recs = loadgen.run(a.measure, reqs, a.model, timeout=3600)
     s = stats.summarize(recs)
-    print(json.dumps({"url": a.measure, "context": a.context, "requests": a.requests, "peak_running": peak,
+    print(json.dumps({"url": a.measure, "context": a.context, "requests": a.requests, "peak_running": peak.peak,
                       "total_tok_s": s.get("total_tok_s"), "errors": s["errors"], "wall_s": s.get("wall_s")}))
 
 

@@ -100,6 +100,56 @@ def run(url, requests, model, timeout=600.0, extra=None):
     return records
 
 
+RUNNING_GAUGES = ("running", "requests_processing")  # strata's engine; llama-server's llamacpp:requests_processing
+
+
+def scrape_running(url):
+    """{metric: value} of the Prometheus gauges at URL/metrics whose name says running sequences."""
+    u = urllib.parse.urlsplit(url)
+    vals = {}
+    try:
+        conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=5)
+        conn.request("GET", "/metrics")
+        resp = conn.getresponse()
+        if resp.status != 200:
+            return vals
+        text = resp.read().decode(errors="replace")
+    except OSError:
+        return vals
+    for line in text.splitlines():
+        name, _, v = line.rpartition(" ")
+        if line.startswith("#") or not any(g in name.split("{")[0] for g in RUNNING_GAUGES):
+            continue
+        try:
+            vals[name] = float(v)
+        except ValueError:
+            pass
+    return vals
+
+
+class PeakRunning:
+    """Polls /metrics while a workload runs; .peak holds the largest value seen of each running gauge."""
+
+    def __init__(self, url, every=0.25):
+        self.url, self.every, self.peak = url, every, {}
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self):
+        while not self._done.is_set():
+            for k, v in scrape_running(self.url).items():
+                self.peak[k] = max(self.peak.get(k, 0.0), v)
+            self._done.wait(self.every)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._done.set()
+        self._thread.join()
+
+
 def wait_ready(url, timeout=300.0, proc=None):
     """Polls GET /health (then /v1/models) until the server answers 200; False on timeout or exit."""
     u = urllib.parse.urlsplit(url)
@@ -138,6 +188,7 @@ def self_test_http():
             assert mine[0]["t_tokens"][-1] <= mine[1]["t_submit"], mine
         s = stats.summarize(recs)
         assert s["errors"] == 0 and s["output_tokens"] == sum(r["max_tokens"] for r in reqs), s
+        assert list(scrape_running(url)) == ["fake_running"], scrape_running(url)
         bad = run(url, [{"id": 0, "client": 0, "max_tokens": "x", "prompt": [1]}], "model", 30)[0]
         assert bad.get("error", "").startswith("HTTP 400"), bad
     finally:
@@ -174,8 +225,11 @@ def main(argv=None):
             warm = dict(reqs[0], id=0, client=0, max_tokens=min(8, reqs[0]["max_tokens"]))
             warm["prompt"] = [(t + 1 + i) % a.vocab or 3 for t in warm["prompt"]]  # no prefix-cache hit
             run(a.url, [warm], a.model, a.timeout)
-        records = run(a.url, reqs, a.model, a.timeout)
+        with PeakRunning(a.url) as peak:
+            records = run(a.url, reqs, a.model, a.timeout)
         s = stats.summarize(records)
+        s["peak_running"] = max(peak.peak.values()) if peak.peak else None
+        s["peak_running_metrics"] = peak.peak
         s.update({"workload": w, "scale": scale, "label": a.label,
                   "short": sum(1 for r in records if r.get("short")),
                   "first_error": next((r["error"] for r in records if r.get("error")), None)})
