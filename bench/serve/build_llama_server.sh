@@ -1,21 +1,18 @@
 #!/usr/bin/env bash
 # Builds llama.cpp's own server (llama-server, continuous batching over --parallel slots) and
-# llama-quantize from the llama.cpp source vendored in the llama-cpp-python sdist: the same llama.cpp
-# version as the llama-cpp-python of python/requirements-bench.txt, fetched from PyPI with pip (no
-# other download; the web UI is left out). Prints the directory holding both binaries; cached in
+# llama-quantize from the llama.cpp source vendored in the llama-cpp-python sdist (the package of
+# python/requirements-bench.txt), fetched from PyPI with pip (no other download; the web UI is left
+# out; about 40 minutes on 2 busy cores, once). Prints the directory holding both binaries; cached in
 # $STRATA_CACHE (default ~/.cache/strata)/llama-server-<version>.
-#   bench/serve/build_llama_server.sh [VERSION]   (default: the version installed in the bench venv)
+#   bench/serve/build_llama_server.sh [VERSION]   (default: 0.3.36, the llama-cpp-python version the
+#                                                 tables in bench/README.md were taken with)
 # Why not `python -m llama_cpp.server`: it serves one request at a time (a global lock around the one
-# Llama object, no parallel slots) and takes prompts as text only, so it cannot show batching; it is
-# still run as an extra column by run.sh (see bench/README.md).
+# Llama object, no parallel slots) and takes prompts as text only, so it cannot show batching (see
+# bench/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root="${STRATA_CACHE:-$HOME/.cache/strata}"
-ver="${1:-}"
-if [ -z "$ver" ]; then
-  venv=$(scripts/python_env.sh python/requirements-bench.txt)
-  ver=$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("llama_cpp_python"))')
-fi
+ver="${1:-0.3.36}"
 out="$root/llama-server-$ver"
 if [ -x "$out/bin/llama-server" ] && [ -x "$out/bin/llama-quantize" ]; then echo "$out/bin"; exit 0; fi
 mkdir -p "$out"

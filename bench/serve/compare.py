@@ -165,6 +165,9 @@ def main(argv=None):
     ap.add_argument("--hf-batch", type=int, default=32, help="transformers' static batch for the rollouts")
     ap.add_argument("--workload", action="append", choices=workloads.WORKLOADS)
     ap.add_argument("--only", action="append", choices=PEERS, help="run only these peers (repeatable)")
+    ap.add_argument("--merge", metavar="RESULTS_JSON", action="append", default=[],
+                    help="also show the peers of an earlier run's results.json that this run leaves out")
+    ap.add_argument("--no-run", action="store_true", help="run nothing: print the tables of the --merge files")
     ap.add_argument("--out", default=None, help="where logs and results.json go (default: MODEL_DIR/results)")
     a = ap.parse_args(argv)
     a.workload = a.workload or workloads.WORKLOADS
@@ -174,9 +177,21 @@ def main(argv=None):
     a.ckpt = a.ckpt or a.model["hf"]
     out = a.out or os.path.join(a.model_dir, "results")
     os.makedirs(out, exist_ok=True)
-    peers = a.only or PEERS
+    peers = [] if a.no_run else a.only or PEERS
     notes, results = [], {}
+    for path in a.merge:
+        with open(path) as f:
+            old = json.load(f)
+        for w, by_peer in old["results"].items():
+            for p, r in by_peer.items():
+                if p not in peers:
+                    results.setdefault(w, {})[p] = r
+        notes.append(f"merged from {path} (scale {old['scale']}, {old['threads']} threads): "
+                     + ", ".join(sorted({p for v in old["results"].values() for p in v if p not in peers})))
+    peers = [p for p in PEERS if p in peers or any(p in v for v in results.values())]
     for peer in peers:
+        if a.no_run or peer not in (a.only or PEERS):
+            continue
         if peer == "strata" and not has_serve(a.strata):
             notes.append(f"strata: column missing: {a.strata or 'no strata binary'} has no `serve` subcommand "
                          "(build a branch with `strata serve`, then rerun)")
@@ -192,7 +207,7 @@ def main(argv=None):
             err = run_server_peer(peer, a, scale, out, results)
             if err:
                 notes.append(err)
-    with open(os.path.join(out, "results.json"), "w") as f:
+    with open(os.path.join(out, "results.json" if not a.no_run else "merged.json"), "w") as f:
         json.dump({"scale": scale, "threads": a.threads, "model": a.model, "results": results, "notes": notes}, f,
                   indent=1)
     print(f"## Serving benchmark (scale {scale}, {a.threads} threads each, model {a.model['params'] / 1e6:.1f}M "
@@ -204,7 +219,8 @@ def main(argv=None):
         print(table(w, results.get(w, {}), peers) + "\n")
     for n in notes:
         print(f"- {n}")
-    print(f"\n↓ lower is better, ↑ higher is better; ratios are strata / peer. Raw figures: {out}/results.json")
+    print(f"\n↓ lower is better, ↑ higher is better; ratios are strata / peer. Raw figures: {out}/"
+          + ("merged.json" if a.no_run else "results.json"))
     return 0
 
 
