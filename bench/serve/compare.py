@@ -6,7 +6,9 @@ Called by bench/serve/run.sh (which builds and prepares everything); see bench/R
              [--scale cpu|full] [--threads T] [--only NAME ...] [--out DIR]
 
 Columns (each server started alone on a free port, given the same threads, then stopped):
-  strata          `strata serve --ckpt CKPT --port P` (OMP_NUM_THREADS=T), when the binary has `serve`
+  strata          `strata serve --ckpt CKPT --port P --engine batch --threads T --max-running NP
+                  --cache-mib (llama-server's KV bytes) ...` (each flag only if the binary has it), when
+                  the binary has `serve`
   llama.cpp F32   llama-server -m model-f32.gguf, --parallel NP slots of continuous batching,
                   one unified KV pool (--kv-unified) of NP x the workloads' longest sequence, F32 KV
   llama.cpp Q8_0  the same with model-q8_0.gguf
@@ -15,6 +17,7 @@ Columns (each server started alone on a free port, given the same threads, then 
 import argparse
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -58,14 +61,28 @@ def has_serve(strata):
     return any(line.split()[:1] == ["serve"] for line in p.stdout.splitlines() if line.startswith("  "))
 
 
+def kv_bytes_per_token(model):
+    """fp32 K and V of every layer of the HF Llama in model["hf"]."""
+    with open(os.path.join(model["hf"], "config.json")) as f:
+        c = json.load(f)
+    hd = c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
+    return c["num_hidden_layers"] * 2 * c.get("num_key_value_heads", c["num_attention_heads"]) * hd * 4
+
+
 def server_command(peer, a, port, n_parallel, ctx):
     if peer == "strata":
-        cmd = [a.strata, "serve", "--ckpt", a.ckpt, "--port", str(port)]
+        # The batch engine with llama-server's settings where strata has the knob (main's `strata serve`):
+        # NP sequences at once, connections for all of them, a KV pool of the same bytes as
+        # llama-server's (NP x ctx tokens, fp32), no queue limit or timeout in the way of the workloads.
         help_text = subprocess.run([a.strata, "serve", "--help"], capture_output=True, text=True).stdout
-        if "--engine" in help_text:
-            cmd += ["--engine", "batch"]
-        if "--host" in help_text:
-            cmd += ["--host", "127.0.0.1"]
+        want = [("--engine", "batch"), ("--host", "127.0.0.1"), ("--model-name", "model"), ("--threads", a.threads),
+                ("--http-threads", n_parallel + 8), ("--max-running", n_parallel), ("--max-queue", 4 * n_parallel),
+                ("--cache-mib", -(-n_parallel * ctx * kv_bytes_per_token(a.model) // 2**20) + 16),
+                ("--timeout-s", 7200), ("--quiet", None)]
+        cmd = [a.strata, "serve", "--ckpt", a.ckpt, "--port", str(port)]
+        for flag, v in want:
+            if re.search(r"\s" + re.escape(flag) + r"\b", help_text):
+                cmd += [flag] if v is None else [flag, str(v)]
         return cmd + a.strata_arg
     gguf = a.model["gguf_f32"] if peer.endswith("F32") else a.model["gguf_q8_0"]
     return [a.llama_server, "-m", gguf, "--host", "127.0.0.1", "--port", str(port), "-t", str(a.threads),
@@ -136,7 +153,7 @@ def cell(r, key, fmt):
 def ratio(s, p, key, better):
     if not s or not p or key is None or better is None or not s.get(key) or not p.get(key):
         return "—"
-    return f"{s[key] / p[key]:.2f}x"
+    return f"{s[key] / p[key]:.3g}x"
 
 
 def table(w, res, peers):

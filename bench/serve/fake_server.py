@@ -92,8 +92,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--port", type=int, default=8080)
     ap.add_argument("--delay-ms", type=float, default=5.0)
-    ap.add_argument("--ckpt", help="ignored (compare.py passes it)")
-    a = ap.parse_args(argv)
+    a, _ = ap.parse_known_args(argv)  # compare.py's strata flags are ignored
     srv, url = start(a.port, a.delay_ms)
     print(f"fake server on {url}", flush=True)
     try:
