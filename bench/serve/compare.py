@@ -81,6 +81,8 @@ def server_command(peer, a, port, n_parallel, ctx):
                 ("--timeout-s", 7200), ("--quiet", None)]
         cmd = [a.strata, "serve", "--ckpt", a.ckpt, "--port", str(port)]
         for flag, v in want:
+            if flag == "--engine" and not re.search(r"--engine.*\bbatch\b", help_text):
+                continue  # a binary with the serial engine only
             if re.search(r"\s" + re.escape(flag) + r"\b", help_text):
                 cmd += [flag] if v is None else [flag, str(v)]
         return cmd + a.strata_arg
