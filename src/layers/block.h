@@ -30,6 +30,8 @@ struct GradsFinal {
   virtual void from(int64_t offset) = 0;
 };
 
+class QuantizedLinears;
+
 struct Ctx {
   Device device = Device::cpu;
   Arena* arena = nullptr;  // activations saved by forward for backward; reset by the trainer each step
@@ -45,6 +47,9 @@ struct Ctx {
   // Null: nobody listens. Set only where everything declared after the trunk (norm_f, the head) has
   // its gradient before Trunk::backward runs, as in Model::backward.
   GradsFinal* grads_final = nullptr;
+  // Weight-only int8 / int4 weights (layers/quant_linear.h), set by a quantised Model at inference:
+  // linear_forward reads the weights it holds from it. Null: every product is fp32 as above.
+  const QuantizedLinears* quant = nullptr;
 };
 
 // Per-sequence-batch decode state of one block (KV cache, conv state, SSM state). Opaque to the
