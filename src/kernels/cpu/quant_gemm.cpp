@@ -341,9 +341,10 @@ void quant_linear_forward(float* out, const float* inp, const QuantWeight& w, co
   if (M < kGemvMaxRows) {
     const GemvFn fn = gemv_of(chosen_isa().load(std::memory_order_relaxed));
     // Threads split the weight rows (each output element is computed by one thread, in one order).
+    // Below 256K weights a fork/join costs more than the product (measured on a 128-wide model).
     constexpr int64_t kRowsPerTask = 16;
     const int64_t tasks = (N + kRowsPerTask - 1) / kRowsPerTask;
-#pragma omp parallel for schedule(static) if (N * K > (1 << 15))
+#pragma omp parallel for schedule(static) if (N * K >= (1 << 18))
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t n0 = t * kRowsPerTask, n1 = std::min(N, n0 + kRowsPerTask);
       for (int64_t m0 = 0; m0 < M; m0 += kRowsPerPass)
