@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -108,6 +109,9 @@ CLI::App* add_eval_ppl_command(CLI::App& app, EvalPplOptions& o) {
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   e->add_option("--device", o.device, "where to run: cpu | cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+  e->add_flag("--bytes", o.bytes,
+              "read the text as byte ids (0..255) whatever the model's vocabulary: a byte-level model exported to "
+              "Hugging Face without a tokenizer and imported back has vocab: ids");
   e->add_flag("--quiet", o.quiet, "no progress bar");
   return e;
 }
@@ -124,7 +128,9 @@ int run_eval_ppl_command(const EvalPplOptions& o) {
   if (!f) throw InputError(fmt::format("--text-file: cannot read '{}'", o.text_file));
   std::stringstream ss;
   ss << f.rdbuf();
-  std::vector<int32_t> ids = encode_text(lm, ss.str());
+  if (o.bytes && model.vocab() < 256)
+    throw InputError(fmt::format("--bytes: the model's vocabulary has {} ids, fewer than the 256 byte values", model.vocab()));
+  std::vector<int32_t> ids = o.bytes ? encode_bytes(ss.str()) : encode_text(lm, ss.str());
   if (o.max_tokens > 0 && int64_t(ids.size()) > o.max_tokens) ids.resize(size_t(o.max_tokens));
   const int64_t T = o.context, windows = (int64_t(ids.size()) - 1) / T;
   if (windows < 1)
@@ -154,18 +160,22 @@ int run_eval_ppl_command(const EvalPplOptions& o) {
   if (!o.quiet) progress.finish();
   const int64_t scored = windows * T;
   const double ppl = std::exp(nll / double(scored));
-  double decode_tps = 0;
+  double decode_tps = 0, decode_cpu_tps = 0;
   if (o.decode_tokens > 0) {
     Decoder dec(model, 1, 1 + o.decode_tokens, {});
     std::vector<float> logits(size_t(model.vocab()));
     int32_t tok = ids[0];
     dec.prefill(&tok, 1, logits.data());
     const auto d0 = std::chrono::steady_clock::now();
+    const std::clock_t c0 = std::clock();
     for (int64_t i = 0; i < o.decode_tokens; ++i) {
       tok = ids[size_t((i + 1) % int64_t(ids.size()))];
       dec.step(&tok, logits.data());
     }
     decode_tps = double(o.decode_tokens) / std::chrono::duration<double>(std::chrono::steady_clock::now() - d0).count();
+    // Per second of this process's CPU time: on a shared machine the wall clock also counts the
+    // time other processes held the cores (with OMP_NUM_THREADS=1, CPU time is the work itself).
+    decode_cpu_tps = double(o.decode_tokens) / (double(std::clock() - c0) / CLOCKS_PER_SEC);
   }
   const int64_t qbytes = model.quantized() ? model.quantized()->bytes() : 0;
   int64_t fp32_kept = 0;
@@ -177,8 +187,9 @@ int run_eval_ppl_command(const EvalPplOptions& o) {
       if (is_quantizable(p)) quantised_fp32 += p.numel * 4;
     fp32_kept -= quantised_fp32;
   }
-  fmt::print("weights={} tokens={} context={} nll={:.5f} ppl={:.4f} weight_bytes={} decode_tok_s={:.1f}\n", weights,
-             scored, T, nll / double(scored), ppl, qbytes + fp32_kept, decode_tps);
+  fmt::print("weights={} tokens={} context={} nll={:.5f} ppl={:.4f} weight_bytes={} decode_tok_s={:.1f} "
+             "decode_tok_per_cpu_s={:.1f}\n",
+             weights, scored, T, nll / double(scored), ppl, qbytes + fp32_kept, decode_tps, decode_cpu_tps);
   return 0;
 }
 

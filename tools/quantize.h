@@ -22,6 +22,7 @@ struct EvalPplOptions {
   int64_t max_tokens = 0;     // 0: the whole text
   int64_t batch = 4;          // windows per forward
   int64_t decode_tokens = 0;  // > 0: also time this many batch-1 decode steps
+  bool bytes = false;         // the text as byte ids whatever the model's vocabulary says
   bool quiet = false;
 };
 CLI::App* add_eval_ppl_command(CLI::App& app, EvalPplOptions& o);
