@@ -182,7 +182,9 @@ TEST(QuantGemm, GemvRowsDoNotDependOnTheBatch) {
 
 TEST(QuantGemm, ForcingAnIsaTheCpuLacksIsRefused) {
   for (auto i : {cpu::QuantIsa::avx2, cpu::QuantIsa::avx512})
-    if (!cpu::quant_isa_supported(i)) EXPECT_THROW(cpu::set_quant_isa(i), Error);
+    if (!cpu::quant_isa_supported(i)) {
+      EXPECT_THROW(cpu::set_quant_isa(i), Error);
+    }
   EXPECT_TRUE(cpu::quant_isa_supported(cpu::QuantIsa::portable));
 }
 

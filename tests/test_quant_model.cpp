@@ -102,14 +102,17 @@ TEST(QuantModelRules, WhichWeightsAreQuantised) {
   for (const auto& t : ts) {
     EXPECT_NE(t.name.find("_proj"), std::string::npos) << t.name;
     fallback += t.bits == 8;
-    if (t.bits == 8) EXPECT_NE(t.K % kQuantGroup, 0) << t.name << " fell back to int8 without a reason";
+    if (t.bits == 8) {
+      EXPECT_NE(t.K % kQuantGroup, 0) << t.name << " fell back to int8 without a reason";
+    }
   }
   EXPECT_GT(fallback, 0) << "dt_proj (K = dt_rank = 2) and the 24-wide experts' down_proj stay int8 at 4 bits";
   for (const auto& p : m.params().infos()) {
     const bool q = std::any_of(ts.begin(), ts.end(), [&](const QuantTensor& t) { return t.name == p.name; });
     if (p.name.find("embed") != std::string::npos || p.name.find("lm_head") != std::string::npos ||
-        p.name.find(".gate.weight") != std::string::npos || p.name.find("norm") != std::string::npos)
+        p.name.find(".gate.weight") != std::string::npos || p.name.find("norm") != std::string::npos) {
       EXPECT_FALSE(q) << p.name << " should stay fp32";
+    }
   }
   EXPECT_THROW(quantize_weights(m.params(), 3), InputError);
 }

@@ -400,7 +400,7 @@ struct Loader {
     Checkpoint ck;
     int64_t version = int_attr<int64_t>(f, "format_version", "the root group (not a strata checkpoint?)");
     if (version != kCheckpointFormatVersion && version != kQuantCheckpointFormatVersion)
-      fail(fmt::format("format version {}, this build reads versions {} and {} (quantised)", version,
+      fail(fmt::format("format version {}, this build reads version {} (and {} for quantised checkpoints)", version,
                        kCheckpointFormatVersion, kQuantCheckpointFormatVersion));
     ck.config_yaml = string_attr(f, "config", "the root group");
     uint32_t stored = int_attr<uint32_t>(f, "config_crc32c", "the root group");
