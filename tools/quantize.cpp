@@ -135,7 +135,8 @@ int run_eval_ppl_command(const EvalPplOptions& o) {
   const int64_t T = o.context, windows = (int64_t(ids.size()) - 1) / T;
   if (windows < 1)
     throw InputError(fmt::format("--text-file: {} tokens, fewer than one window of --context {} plus one", ids.size(), T));
-  const char* weights = model.quantized() ? (model.quantized()->bits() == 4 ? "int4" : "int8") : "fp32";
+  // "int4" also when a few weights had to stay int8 (input size not a multiple of 32).
+  const char* weights = model.quantized() ? (model.quantized()->fewest_bits() == 4 ? "int4" : "int8") : "fp32";
 
   Arena arena(dev);
   Progress progress(windows, 0, 10);

@@ -68,4 +68,10 @@ int QuantizedLinears::bits() const {
   return b;
 }
 
+int QuantizedLinears::fewest_bits() const {
+  int b = 0;
+  for (const Entry& e : entries_) b = b == 0 ? e.bits : std::min(b, e.bits);
+  return b;
+}
+
 }  // namespace strata

@@ -43,7 +43,8 @@ class QuantizedLinears {
   void follow_store(const ParamStore& ps);
   int64_t count() const { return int64_t(entries_.size()); }
   int64_t bytes() const;  // quantised bytes + scales
-  int bits() const;       // the widest bits among the weights (8 when any is int8), 0 when empty
+  int bits() const;         // the widest bits among the weights (8 when any is int8), 0 when empty
+  int fewest_bits() const;  // the narrowest (4 when any is int4), 0 when empty
 
  private:
   struct Entry {
