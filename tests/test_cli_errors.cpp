@@ -192,7 +192,7 @@ TEST(CliErrors, DirectoryInsteadOfAFileSaysSo) {
 
 TEST(CliHelp, EverySubcommandHasHelp) {
   std::string d = scratch_dir("help");
-  for (const char* sub : {"", "train ", "generate ", "score ", "inspect ", "import ", "import hf ", "export ", "export hf "}) {
+  for (const char* sub : {"", "train ", "generate ", "score ", "inspect ", "import ", "import hf ", "export ", "export hf ", "quantize ", "eval-ppl "}) {
     auto r = run(std::string(sub) + "--help", d);
     EXPECT_EQ(r.code, 0) << sub << r.out;
     EXPECT_NE(r.out.find("Usage"), std::string::npos) << sub << r.out;

@@ -84,7 +84,8 @@ struct Scan {
     if (!std::regex_match(line, m, insn)) continue;
     ++s.instructions;
     const Encoding e = encoding_of(m[1]);
-    const bool is_clone = fn.find(kCloneSuffix) != std::string::npos;
+    // Also the kernels that dispatch by hand on CPUID (kernels/cpu/quant_gemm.cpp: namespace isa_avx512).
+    const bool is_clone = fn.find(kCloneSuffix) != std::string::npos || fn.find("isa_avx512") != std::string::npos;
     if (is_clone) {
       if (e == Encoding::evex) ++s.clone_evex[fn];
       continue;

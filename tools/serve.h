@@ -16,6 +16,7 @@ struct ServeCommandOptions {
   int64_t max_running = 64, max_batch_tokens = 512, cache_mib = 256, page_size = 16, row_tile = 8;
   double timeout_s = 600;
   int threads = 0, http_threads = 32;
+  int quantize = 0;  // 8 | 4: quantise the weights at load
   bool quiet = false;
 };
 

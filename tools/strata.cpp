@@ -22,6 +22,8 @@
 #include "kernels/cpu/isa.h"
 #include "load/model_loader.h"
 #include "models/model.h"
+#include "models/quantize.h"
+#include "quantize.h"
 #include "serve.h"
 #include "sweep.h"
 #include "train/checkpoint.h"
@@ -167,6 +169,8 @@ int main(int argc, char** argv) {
 
   ServeCommandOptions serve_opts;
   auto* serve = add_serve_command(app, serve_opts);
+  int load_quantize = 0;  // --quantize 8|4 on generate / score
+  add_quantize_option(gen, load_quantize);
 
   // score
   auto* sc = app.add_subcommand("score", "Per-position logits of a text, by training forward or by token-by-token decode");
@@ -180,6 +184,13 @@ int main(int argc, char** argv) {
   sc->add_option("--out", out_path, "output .npy of float32 logits [T, V]")->required();
   sc->add_option("--device", device, "where to run: cpu | cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
   sc->add_flag("--no-cuda-graphs", no_graphs, "on cuda, decode mode launches each step's kernels directly");
+  add_quantize_option(sc, load_quantize);
+
+  // quantize / eval-ppl (tools/quantize.h)
+  QuantizeCommandOptions quant_opts;
+  auto* quant_cmd = add_quantize_command(app, quant_opts);
+  EvalPplOptions ppl_opts;
+  auto* ppl_cmd = add_eval_ppl_command(app, ppl_opts);
 
   // inspect
   auto* ins = app.add_subcommand("inspect", "Layer table, parameter counts, FLOPs and cache bytes per token");
@@ -246,8 +257,11 @@ int main(int argc, char** argv) {
     const Device run_on = device == "cuda" ? Device::cuda : Device::cpu;
     if (*gen || *sc) require_device(run_on, "--device");
     gopts.decoder.cuda_graphs = !no_graphs;
+    if (*quant_cmd) return run_quantize_command(quant_opts);
+    if (*ppl_cmd) return run_eval_ppl_command(ppl_opts);
     if (*gen) {
       LoadedModel lm = load_model(checkpoint_arg(ckpt));
+      if (load_quantize) quantize_model(*lm.model, load_quantize);
       lm.model->params().to_device(run_on);
       const bool as_ids = print_ids || (!lm.tokenizer && lm.config.model.vocab != "bytes");
       std::vector<int32_t> ids;
@@ -271,6 +285,7 @@ int main(int argc, char** argv) {
     if (*sc) {
       if (text_file.empty() == ids_file.empty()) throw InputError("score: give --text-file or --ids-file");
       LoadedModel lm = load_model(checkpoint_arg(ckpt));
+      if (load_quantize) quantize_model(*lm.model, load_quantize);
       lm.model->params().to_device(run_on);
       std::vector<int32_t> ids = ids_file.empty() ? encode_text(lm, read_file(text_file, "--text-file"))
                                                   : parse_ids(read_file(ids_file, "--ids-file"), ids_file, lm.model->vocab());

@@ -34,6 +34,8 @@ struct GradsFinal {
   virtual void from(int64_t offset) = 0;
 };
 
+class QuantizedLinears;
+
 struct Ctx {
   Device device = Device::cpu;
   Arena* arena = nullptr;  // activations saved by forward for backward; reset by the trainer each step
@@ -54,6 +56,9 @@ struct Ctx {
   // call (GEMM libraries pick kernels and reduction orders by M): the serving engine's batch
   // invariance (step_rows). 0: one product over all rows, as training and generate run.
   int64_t row_tile = 0;
+  // Weight-only int8 / int4 weights (layers/quant_linear.h), set by a quantised Model at inference:
+  // linear_forward reads the weights it holds from it. Null: every product is fp32 as above.
+  const QuantizedLinears* quant = nullptr;
 };
 
 // Per-sequence-batch decode state of one block (KV cache, conv state, SSM state). Opaque to the

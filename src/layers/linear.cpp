@@ -5,7 +5,9 @@
 #include "core/error.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/quant_gemm.h"
 #include "kernels/dispatch.h"
+#include "layers/quant_linear.h"
 
 namespace strata {
 namespace {
@@ -26,6 +28,11 @@ void check_bf16_ctx(const Ctx& ctx, const char* what) {
 // One product over all N rows at ctx.precision (the whole of linear_forward without row tiles).
 void linear_untiled(const Ctx& ctx, float* out, const float* inp, const float* weight, const float* bias, int64_t N,
                     int64_t IC, int64_t OC) {
+  QuantWeight qw;
+  if (ctx.quant && ctx.quant->find(weight, IC, OC, qw)) {
+    STRATA_OP(ctx.device, quant_linear_forward, out, inp, qw, bias, N);
+    return;
+  }
   if (ctx.precision == Precision::fp32) {
     STRATA_OP(ctx.device, linear_forward, out, inp, weight, bias, N, IC, OC);
     return;
@@ -84,6 +91,8 @@ void rows_gemm(const Ctx& ctx, bool trans_b, int64_t M, int64_t N, int64_t K, co
 
 void linear_backward(const Ctx& ctx, float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int64_t N, int64_t IC, int64_t OC, bool accumulate_dinp) {
+  if (ctx.quant)
+    throw InputError("a model loaded with quantised (int8/int4) weights runs inference only: train from the fp32 checkpoint");
   if (ctx.precision == Precision::fp32) {
     STRATA_OP(ctx.device, linear_backward, dinp, dweight, dbias, dout, inp, weight, N, IC, OC, accumulate_dinp);
     return;

@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "interop/hf_import.h"
+#include "models/quantize.h"
 #include "train/checkpoint.h"
 #include "train/config_load.h"
 
@@ -34,9 +35,12 @@ LoadedModel load_model(const std::string& ckpt_path) {
   lm.config = parse_config(ck.config_yaml, ckpt_path + ":/config");
   lm.model = std::make_unique<Model>(lm.config.model, Model::Uninitialised{});  // every value is loaded next
   ParamStore& ps = lm.model->params();
-  if (ck.params.size() != ps.infos().size())
-    throw InputError(fmt::format("checkpoint '{}' holds {} parameters but its config builds a model with {}", ckpt_path,
-                                 ck.params.size(), ps.infos().size()));
+  // A quantised checkpoint holds its quantised weights in ck.quant instead of ck.params.
+  if (ck.params.size() + ck.quant.size() != ps.infos().size())
+    throw InputError(fmt::format("checkpoint '{}' holds {} parameters{} but its config builds a model with {}", ckpt_path,
+                                 ck.params.size() + ck.quant.size(),
+                                 ck.quant.empty() ? "" : fmt::format(" ({} of them quantised)", ck.quant.size()),
+                                 ps.infos().size()));
   for (auto& a : ck.params) {
     int i = ps.find(a.name);
     if (i < 0) throw InputError(fmt::format("checkpoint '{}': parameter '{}' is not in the model its config describes", ckpt_path, a.name));
@@ -45,6 +49,13 @@ LoadedModel load_model(const std::string& ckpt_path) {
       throw InputError(fmt::format("checkpoint '{}': parameter '{}' has shape {}, expected {}", ckpt_path, a.name,
                                    shape_str(a.shape), shape_str(info.shape)));
     std::copy(a.data.begin(), a.data.end(), ps.flat() + info.offset);
+  }
+  if (!ck.quant.empty()) {
+    try {
+      apply_quantized(*lm.model, ck.quant);
+    } catch (const InputError& e) {
+      throw InputError(fmt::format("checkpoint '{}': {}", ckpt_path, e.what()));
+    }
   }
   lm.step = ck.state.step;
   lm.tokenizer_json = std::move(ck.tokenizer_json);

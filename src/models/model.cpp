@@ -58,6 +58,10 @@ void Model::head_forward(const Ctx& ctx, float* logits, const float* hn, int64_t
 
 float Model::forward_loss(Ctx& ctx, const int32_t* ids, const int32_t* targets, int64_t B, int64_t T) {
   STRATA_CHECK(ctx.training, "forward_loss needs ctx.training (it saves activations for backward)");
+  if (quant_)
+    throw InputError(fmt::format("this model holds int{} weights (loaded quantised), which run inference only: train "
+                                 "from the fp32 checkpoint",
+                                 quant_->bits()));
   const int64_t D = cfg_.d_model, V = cfg_.vocab_size, N = B * T;
   Arena& A = *ctx.arena;
   // ids and targets are host arrays; the copies in the arena (on ctx.device) outlive the caller's.
@@ -118,6 +122,7 @@ void Model::logits_on_device(Ctx& ctx, float* logits_dev, const int32_t* ids_dev
     STRATA_CHECK(cache->batch == B && T <= cache->max_T, "prefill of [{}, {}] into a cache for [{}, {}]", B, T,
                  cache->batch, cache->max_T);
   }
+  use_quantized(ctx);
   bool was_training = ctx.training;
   ctx.training = false;
   Arena& A = *ctx.arena;
@@ -137,6 +142,7 @@ void Model::prefill(Ctx& ctx, float* logits, const int32_t* ids, int64_t B, int6
   STRATA_CHECK(cache.pos == 0, "prefill needs an empty cache (pos {})", cache.pos);
   STRATA_CHECK(cache.batch == B && T <= cache.max_T, "prefill of [{}, {}] into a cache for [{}, {}]", B, T, cache.batch,
                cache.max_T);
+  use_quantized(ctx);
   bool was_training = ctx.training;
   ctx.training = false;
   Arena& A = *ctx.arena;
@@ -168,6 +174,7 @@ void Model::step(Ctx& ctx, float* logits, const int32_t* ids, ModelCache& cache)
 void Model::step_on_device(Ctx& ctx, float* logits_dev, const int32_t* ids_dev, ModelCache& cache) {
   const int64_t D = cfg_.d_model, V = cfg_.vocab_size, B = cache.batch;
   STRATA_CHECK(cache.pos < cache.max_T, "cache full: {} tokens", cache.max_T);
+  use_quantized(ctx);
   Arena& A = *ctx.arena;
   float* x = A.alloc(B * D);
   float* hn = A.alloc(B * D);
@@ -177,9 +184,15 @@ void Model::step_on_device(Ctx& ctx, float* logits_dev, const int32_t* ids_dev, 
   ++cache.pos;
 }
 
+void Model::use_quantized(Ctx& ctx) {
+  if (quant_) quant_->follow_store(params_);
+  ctx.quant = quant_.get();
+}
+
 ModelCache Model::allocate_cache(int64_t B, int64_t max_T) const { return trunk_.allocate_cache(B, max_T); }
 
 void Model::step_rows(Ctx& ctx, float* logits, const RowBatch& rb, ModelRowCache& pools) {
+  use_quantized(ctx);
   const int64_t D = cfg_.d_model, V = cfg_.vocab_size;
   const RowStep rs = prepare_rows(ctx, rb, pools.sizes, V, pools.uses_pages, pools.uses_state_slots);
   const int64_t n = rs.n, L = int64_t(rb.logits_rows.size());

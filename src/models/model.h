@@ -9,6 +9,7 @@
 #include "core/arena.h"
 #include "core/params.h"
 #include "layers/block.h"
+#include "layers/quant_linear.h"
 #include "models/config.h"
 #include "models/trunk.h"
 
@@ -67,6 +68,12 @@ class Model {
   // predicted id at every position (the first of equal logits), for accuracy metrics.
   float eval_loss(Ctx& ctx, const int32_t* ids, const int32_t* targets, int64_t B, int64_t T, int32_t* argmax = nullptr);
 
+  // Weight-only int8 / int4 inference (layers/quant_linear.h): from now on the forward passes read
+  // the weights q holds through the quantised kernels, and training (forward_loss, backward) is
+  // refused. The flat buffer should hold their dequantised values (models/quantize.h does both).
+  void set_quantized(std::unique_ptr<QuantizedLinears> q) { quant_ = std::move(q); }
+  const QuantizedLinears* quantized() const { return quant_.get(); }
+
   int64_t vocab() const { return cfg_.vocab_size; }
   double flops_per_token(int64_t T) const;  // forward only
 
@@ -74,11 +81,13 @@ class Model {
   void add_parameters();  // the layers and their parameter entries (before allocation)
   void logits_on_device(Ctx& ctx, float* logits_dev, const int32_t* ids_dev, int64_t B, int64_t T, ModelCache* cache);
   void head_forward(const Ctx& ctx, float* logits, const float* hn, int64_t N) const;
+  void use_quantized(Ctx& ctx);  // sets ctx.quant (null when fp32) and keeps quant_ with the parameters
 
   ModelConfig cfg_;
   ParamStore params_;
   ParamRef embed_, head_;  // head_ invalid when tied to the embedding
   Trunk trunk_;
+  std::unique_ptr<QuantizedLinears> quant_;  // null: fp32 weights
 
   // Saved by forward_loss for backward (the trunk keeps its own).
   struct Saved {

@@ -1,6 +1,7 @@
 #include "serve/server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 #include <omp.h>
 
 #include <atomic>
@@ -455,9 +456,19 @@ int Server::start() {
   s.http.set_payload_max_length(16u << 20);
   s.http.set_read_timeout(30);
   s.http.set_write_timeout(30);
+  // Debian's compiled httplib listens with a backlog of 5: a burst of clients connecting at once (a
+  // batch of rollouts) had connections reset. Keep the listening socket's fd as httplib creates it,
+  // and listen() on it again after the bind with a real backlog (Linux takes the new value).
+  int listen_fd = -1;
+  s.http.set_socket_options([&listen_fd](httplib::socket_t sock) {
+    httplib::default_socket_options(sock);
+    listen_fd = sock;
+  });
   s.port = s.opts.port == 0 ? s.http.bind_to_any_port(s.opts.host) : (s.http.bind_to_port(s.opts.host, s.opts.port) ? s.opts.port : -1);
   if (s.port < 0)
     throw InputError(fmt::format("cannot listen on {}:{} (in use, or not an address of this machine)", s.opts.host, s.opts.port));
+  if (listen_fd >= 0) ::listen(listen_fd, 1024);
+  s.http.set_socket_options(httplib::default_socket_options);
   s.started = true;
   s.engine_thread = std::thread([&s] { s.drive(); });
   s.http_thread = std::thread([&s] {

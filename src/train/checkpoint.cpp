@@ -89,6 +89,18 @@ struct Saver {
     int_attr<uint32_t>(ds.get(), "crc32c", crc32c(a.data, size_t(n) * sizeof(float)));
   }
 
+  // A 1-D uint8 dataset (quantised weights) with the crc32c of its bytes.
+  void bytes_dataset(hid_t group, const std::string& gpath, const char* name, const std::vector<uint8_t>& v) const {
+    const hsize_t dims[1] = {hsize_t(v.size())};
+    H5Obj space = check(H5Screate_simple(1, dims, nullptr), H5Sclose, "H5Screate_simple");
+    const std::string where = gpath + "/" + name;
+    H5Obj ds = check(H5Dcreate2(group, name, H5T_STD_U8LE, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose,
+                     fmt::format("creating dataset '{}'", where));
+    if (!v.empty())
+      check(H5Dwrite(ds.get(), H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), fmt::format("writing dataset '{}'", where));
+    int_attr<uint32_t>(ds.get(), "crc32c", crc32c(v.data(), v.size()));
+  }
+
   void group_of(hid_t parent, const char* name, const std::string& gpath, const std::vector<ArrayView>& arrays) const {
     H5Obj g = ordered_group(parent, name);
     for (auto& a : arrays) dataset(g.get(), gpath, a);
@@ -100,7 +112,8 @@ struct Saver {
     H5Obj file = check(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose,
                        fmt::format("creating '{}'", tmp));
     hid_t root = file.get();
-    int_attr<int64_t>(root, "format_version", kCheckpointFormatVersion);
+    const bool quantised = ck.quant && !ck.quant->empty();
+    int_attr<int64_t>(root, "format_version", quantised ? kQuantCheckpointFormatVersion : kCheckpointFormatVersion);
     string_attr(root, "strata_version", STRATA_VERSION);
     string_attr(root, "git_commit", STRATA_GIT_COMMIT);
     string_attr(root, "config", ck.config_yaml);
@@ -121,6 +134,18 @@ struct Saver {
     {
       H5Obj state = check(H5Gcreate2(root, "state", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, "creating group 'state'");
       visit_fields(ck.state, [&](const char* name, auto v) { int_attr(state.get(), name, v); });
+    }
+    if (quantised) {
+      H5Obj qg = ordered_group(root, "quant");
+      for (const QuantTensor& t : *ck.quant) {
+        H5Obj g = ordered_group(qg.get(), t.name.c_str());
+        int_attr<int64_t>(g.get(), "bits", t.bits);
+        int_attr<int64_t>(g.get(), "rows", t.N);
+        int_attr<int64_t>(g.get(), "cols", t.K);
+        const std::string gpath = "/quant/" + t.name;
+        bytes_dataset(g.get(), gpath, "q", t.q);
+        dataset(g.get(), gpath, {"scales", {int64_t(t.scales.size())}, t.scales.data()});
+      }
     }
     if (ck.norm_stats) {
       H5Obj ns = check(H5Gcreate2(root, "norm_stats", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose,
@@ -151,6 +176,16 @@ void validate(const std::string& path, const CheckpointView& ck) {
     }
     if (n > 0 && !a.data) bad(fmt::format("tensor '{}' has no data", a.name));
   }
+  if (ck.quant)
+    for (const QuantTensor& t : *ck.quant) {
+      if (t.name.empty() || t.name == "." || t.name.find('/') != std::string::npos)
+        bad(fmt::format("invalid quantised tensor name '{}' (must be non-empty and contain no '/')", t.name));
+      if (!seen.insert(t.name).second) bad(fmt::format("tensor '{}' is both in /params and quantised, or quantised twice", t.name));
+      if ((t.bits != 8 && t.bits != 4) || t.N < 0 || t.K < 0 || (t.bits == 4 && t.K % kQuantGroup != 0) ||
+          int64_t(t.q.size()) != quant_bytes(t.bits, t.N, t.K) || int64_t(t.scales.size()) != quant_scales(t.bits, t.N, t.K))
+        bad(fmt::format("quantised tensor '{}' (int{} [{}, {}], {} bytes, {} scales) does not follow the format", t.name,
+                        t.bits, t.N, t.K, t.q.size(), t.scales.size()));
+    }
   for (auto* opt : {&ck.adam_m, &ck.adam_v}) {
     if (opt->empty()) continue;  // a weights-only checkpoint
     if (opt->size() != ck.params.size()) bad(fmt::format("optimizer state has {} tensors, params {}", opt->size(), ck.params.size()));
@@ -272,6 +307,78 @@ struct Loader {
     return a;
   }
 
+  // Names of the links of an open group, in creation order.
+  std::vector<std::string> link_names(hid_t g, const std::string& gpath) const {
+    H5G_info_t info;
+    if (H5Gget_info(g, &info) < 0) fail(fmt::format("cannot read group '{}'{}", gpath, hdf5_reason()));
+    std::vector<std::string> names;
+    for (hsize_t i = 0; i < info.nlinks; ++i) {
+      ssize_t len = H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
+      if (len < 0) fail(fmt::format("cannot list group '{}'{}", gpath, hdf5_reason()));
+      std::string name(size_t(len), '\0');
+      H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), size_t(len) + 1, H5P_DEFAULT);
+      names.push_back(std::move(name));
+    }
+    return names;
+  }
+
+  // A 1-D uint8 dataset, checked against its crc32c.
+  std::vector<uint8_t> bytes_dataset(hid_t g, const std::string& gpath, const char* name) const {
+    const std::string where = gpath + "/" + name;
+    if (H5Lexists(g, name, H5P_DEFAULT) <= 0) fail(fmt::format("missing dataset '{}'", where));
+    H5Obj ds(H5Dopen2(g, name, H5P_DEFAULT), H5Dclose);
+    if (!ds.ok()) fail(fmt::format("cannot open '{}'{}", where, hdf5_reason()));
+    H5Obj type(H5Dget_type(ds.get()), H5Tclose);
+    if (!type.ok() || H5Tget_class(type.get()) != H5T_INTEGER || H5Tget_size(type.get()) != 1)
+      fail(fmt::format("dataset '{}' is not uint8", where));
+    H5Obj space(H5Dget_space(ds.get()), H5Sclose);
+    if (!space.ok() || H5Sget_simple_extent_ndims(space.get()) != 1) fail(fmt::format("dataset '{}' is not 1-D", where));
+    std::vector<uint8_t> v(size_t(H5Sget_simple_extent_npoints(space.get())));
+    if (!v.empty() && H5Dread(ds.get(), H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()) < 0)
+      fail(fmt::format("cannot read dataset '{}' (truncated or corrupt){}", where, hdf5_reason()));
+    const uint32_t stored = int_attr<uint32_t>(ds.get(), "crc32c", "dataset '" + where + "'");
+    const uint32_t actual = crc32c(v.data(), v.size());
+    if (stored != actual)
+      fail(fmt::format("checksum mismatch in dataset '{}' (stored {:#010x}, computed {:#010x}): the file is corrupt", where, stored, actual));
+    return v;
+  }
+
+  // /quant: one group per quantised weight (see checkpoint.h), each checked against the format.
+  std::vector<QuantTensor> quant_group(const std::vector<NamedArray>& params) {
+    H5Obj qg(H5Gopen2(file.get(), "/quant", H5P_DEFAULT), H5Gclose);
+    if (!qg.ok()) fail("cannot open group '/quant'" + hdf5_reason());
+    std::vector<QuantTensor> out;
+    for (const std::string& name : link_names(qg.get(), "/quant")) {
+      const std::string gpath = "/quant/" + name;
+      H5Obj g(H5Gopen2(qg.get(), name.c_str(), H5P_DEFAULT), H5Gclose);
+      if (!g.ok()) fail(fmt::format("'{}' is not a group{}", gpath, hdf5_reason()));
+      for (const NamedArray& p : params)
+        if (p.name == name) fail(fmt::format("'{}' is both in '/params' and quantised", name));
+      QuantTensor t;
+      t.name = name;
+      t.bits = int(int_attr<int64_t>(g.get(), "bits", "'" + gpath + "'"));
+      t.N = int_attr<int64_t>(g.get(), "rows", "'" + gpath + "'");
+      t.K = int_attr<int64_t>(g.get(), "cols", "'" + gpath + "'");
+      if ((t.bits != 8 && t.bits != 4) || t.N < 0 || t.K < 0 || (t.bits == 4 && t.K % kQuantGroup != 0))
+        fail(fmt::format("'{}': int{} [{}, {}] is not a valid quantised weight (8 bits, or 4 with cols a multiple of {})",
+                         gpath, t.bits, t.N, t.K, kQuantGroup));
+      t.q = bytes_dataset(g.get(), gpath, "q");
+      const bool was_keep = keep;
+      keep = true;  // the scales are small; kept even when verifying
+      NamedArray sc = dataset(g.get(), gpath, "scales");
+      keep = was_keep;
+      t.scales = std::move(sc.data);
+      if (int64_t(t.q.size()) != quant_bytes(t.bits, t.N, t.K) || int64_t(t.scales.size()) != quant_scales(t.bits, t.N, t.K))
+        fail(fmt::format("'{}': {} bytes and {} scales, expected {} and {} for int{} [{}, {}]", gpath, t.q.size(),
+                         t.scales.size(), quant_bytes(t.bits, t.N, t.K), quant_scales(t.bits, t.N, t.K), t.bits, t.N, t.K));
+      for (float v : t.scales)
+        if (v < 0) fail(fmt::format("'{}': a negative scale ({}): the file is corrupt", gpath, v));
+      if (!keep) t.q = {};
+      out.push_back(std::move(t));
+    }
+    return out;
+  }
+
   void mirrors(const std::vector<NamedArray>& params, const std::vector<NamedArray>& opt, const char* gpath) const {
     if (opt.empty()) return;
     if (opt.size() != params.size()) fail(fmt::format("'{}' has {} tensors but '/params' has {}", gpath, opt.size(), params.size()));
@@ -294,8 +401,9 @@ struct Loader {
 
     Checkpoint ck;
     int64_t version = int_attr<int64_t>(f, "format_version", "the root group (not a strata checkpoint?)");
-    if (version != kCheckpointFormatVersion)
-      fail(fmt::format("format version {}, this build reads version {}", version, kCheckpointFormatVersion));
+    if (version != kCheckpointFormatVersion && version != kQuantCheckpointFormatVersion)
+      fail(fmt::format("format version {}, this build reads version {} (and {} for quantised checkpoints)", version,
+                       kCheckpointFormatVersion, kQuantCheckpointFormatVersion));
     ck.config_yaml = string_attr(f, "config", "the root group");
     uint32_t stored = int_attr<uint32_t>(f, "config_crc32c", "the root group");
     if (crc32c(ck.config_yaml.data(), ck.config_yaml.size()) != stored) fail("checksum mismatch in the 'config' attribute");
@@ -325,6 +433,10 @@ struct Loader {
       if constexpr (std::is_signed_v<std::decay_t<decltype(v)>>)
         if (v < 0) fail(fmt::format("'/state' attribute '{}' is {}; the counters of a training run are never negative", name, v));
     });
+    const bool has_quant = H5Lexists(f, "/quant", H5P_DEFAULT) > 0;
+    if (has_quant != (version == kQuantCheckpointFormatVersion))
+      fail(has_quant ? "a '/quant' group in a format version 1 file" : "format version 2 (quantised) without a '/quant' group");
+    if (has_quant) ck.quant = quant_group(ck.params);
     if (H5Lexists(f, "/norm_stats", H5P_DEFAULT) > 0) {
       H5Obj ns(H5Gopen2(f, "/norm_stats", H5P_DEFAULT), H5Gclose);
       if (!ns.ok()) fail("cannot open group '/norm_stats'" + hdf5_reason());
@@ -370,6 +482,7 @@ CheckpointView view_of(const Checkpoint& ck) {
   CheckpointView v{ck.config_yaml,    views(ck.params),  views(ck.adam_m),  views(ck.adam_v),
                    ck.state,          ck.tokenizer_json, ck.hf_config_json, ck.norm_stats};
   v.tokenizer_config_json = ck.tokenizer_config_json;
+  if (!ck.quant.empty()) v.quant = &ck.quant;
   return v;
 }
 

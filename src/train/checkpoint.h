@@ -11,6 +11,11 @@
 //   /state            group; one int64/uint64 attribute per TrainState field
 //   /norm_stats       optional group (robot policies): the episodes' normalisation statistics, as
 //                     train/episodes.h save_norm_stats writes them
+//   /quant/<name>     weight-only int8 / int4 weights (strata quantize; format_version 2, which only
+//                     such files have, so that older builds refuse them by version): a group per
+//                     weight with int64 attributes bits, rows, cols, a uint8 dataset 'q' and an f32
+//                     dataset 'scales' (kernels/quant_weight.h), each with its crc32c attribute. Those
+//                     weights are then absent from /params.
 //
 // Saves are atomic: written to "<path>.tmp", fsynced, renamed over <path>, directory fsynced, so a
 // kill at any point leaves either the old file or the new one. Loads verify everything (format
@@ -22,11 +27,13 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "layers/quant_linear.h"  // QuantTensor
 #include "train/episodes.h"  // NormStats
 
 namespace strata {
 
 inline constexpr int64_t kCheckpointFormatVersion = 1;
+inline constexpr int64_t kQuantCheckpointFormatVersion = 2;  // a checkpoint with /quant
 
 struct NamedArray {
   std::string name;  // Hugging Face style, e.g. "layers.3.mixer.in_proj.weight"; no '/'
@@ -72,6 +79,7 @@ struct Checkpoint {
   std::string hf_config_json;  // the Hugging Face config.json it was imported from; "" when none
   std::optional<NormStats> norm_stats;  // robot policies: the statistics their inputs were normalised with
   std::string tokenizer_config_json;  // its tokenizer_config.json (chat template, special tokens); "" when none
+  std::vector<QuantTensor> quant;  // weight-only quantised weights (not in params); empty for fp32 checkpoints
 };
 
 struct CheckpointView {
@@ -81,6 +89,7 @@ struct CheckpointView {
   std::string tokenizer_json, hf_config_json;
   std::optional<NormStats> norm_stats;
   std::string tokenizer_config_json;
+  const std::vector<QuantTensor>* quant = nullptr;  // null or empty: an fp32 checkpoint
 };
 CheckpointView view_of(const Checkpoint& ck);
 

@@ -8,6 +8,7 @@
 #include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/embedding.h"
 #include "kernels/cuda/gemm.h"
+#include "kernels/cuda/quant_gemm.h"
 #include "kernels/cuda/loss.h"
 #include "kernels/cuda/moe.h"
 #include "kernels/cuda/norm.h"

@@ -1,0 +1,59 @@
+#include "models/quantize.h"
+
+#include "core/error.h"
+#include "kernels/cpu/quant_gemm.h"
+
+namespace strata {
+
+namespace {
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+}  // namespace
+
+bool is_quantizable(const ParamInfo& p) {
+  return p.shape.size() == 2 && (ends_with(p.name, "_proj.weight") || ends_with(p.name, "_proj_with_mqa.weight"));
+}
+
+std::vector<QuantTensor> quantize_weights(const ParamStore& ps, int bits) {
+  if (bits != 8 && bits != 4) throw InputError(fmt::format("quantisation to {} bits: the choices are 8 and 4", bits));
+  const std::vector<float> flat = ps.host_flat();
+  std::vector<QuantTensor> out;
+  for (const ParamInfo& p : ps.infos()) {
+    if (!is_quantizable(p)) continue;
+    QuantTensor t;
+    t.name = p.name;
+    t.N = p.shape[0];
+    t.K = p.shape[1];
+    t.bits = (bits == 4 && t.K % kQuantGroup != 0) ? 8 : bits;
+    t.q.resize(size_t(quant_bytes(t.bits, t.N, t.K)));
+    t.scales.resize(size_t(quant_scales(t.bits, t.N, t.K)));
+    cpu::quantize_weight(t.bits, flat.data() + p.offset, t.N, t.K, t.q.data(), t.scales.data());
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+void apply_quantized(Model& model, const std::vector<QuantTensor>& ts) {
+  if (model.quantized()) throw InputError("this model is quantised already (int8/int4 weights); give an fp32 checkpoint");
+  ParamStore& ps = model.params();
+  STRATA_CHECK(ps.device() == Device::cpu, "apply_quantized: the parameters must be on the host (move them after)");
+  auto q = std::make_unique<QuantizedLinears>(ps);
+  for (const QuantTensor& t : ts) {
+    const int i = ps.find(t.name);
+    if (i >= 0 && !is_quantizable(ps.infos()[size_t(i)]))
+      throw InputError(fmt::format("'{}' is stored quantised but it is not one of the weights strata quantises "
+                                   "(the blocks' *_proj.weight)",
+                                   t.name));
+    q->add(t);  // checks the name, shape and byte counts
+    cpu::dequantize_weight(t.view(), ps.flat() + ps.infos()[size_t(i)].offset);
+  }
+  model.set_quantized(std::move(q));
+}
+
+void quantize_model(Model& model, int bits) {
+  STRATA_CHECK(model.params().device() == Device::cpu, "quantize_model: the parameters must be on the host");
+  apply_quantized(model, quantize_weights(model.params(), bits));
+}
+
+}  // namespace strata
