@@ -19,6 +19,7 @@
 #include "inspect.h"
 #include "interop/hf_export.h"
 #include "interop/hf_import.h"
+#include "core/version.h"
 #include "kernels/cpu/isa.h"
 #include "load/model_loader.h"
 #include "models/model.h"
@@ -114,7 +115,7 @@ int main(int argc, char** argv) {
   CLI::App app{"strata: compose, train and sample hybrid attention / Mamba / MoE models"};
   app.require_subcommand(1);
   // The CPU kernels' instruction set says which build this is (native, or portable and what it chose here).
-  app.set_version_flag("--version", std::string(STRATA_VERSION) + " (" + STRATA_GIT_COMMIT +
+  app.set_version_flag("--version", std::string(strata_version()) + " (" + strata_git_commit() +
                                         "; CPU kernels: " + strata::cpu::kernel_isa() + ")");
 
   // train

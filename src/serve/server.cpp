@@ -460,7 +460,7 @@ int Server::start() {
   // batch of rollouts) had connections reset. Keep the listening socket's fd as httplib creates it,
   // and listen() on it again after the bind with a real backlog (Linux takes the new value).
   int listen_fd = -1;
-  s.http.set_socket_options([&listen_fd](httplib::socket_t sock) {
+  s.http.set_socket_options([&listen_fd](socket_t sock) {
     httplib::default_socket_options(sock);
     listen_fd = sock;
   });

@@ -13,15 +13,10 @@
 
 #include "core/error.h"
 #include "core/fsync.h"
+#include "core/version.h"
 #include "train/crc32c.h"
 #include "train/hdf5_util.h"
 
-#ifndef STRATA_VERSION
-#define STRATA_VERSION "dev"
-#endif
-#ifndef STRATA_GIT_COMMIT
-#define STRATA_GIT_COMMIT "unknown"
-#endif
 
 namespace fs = std::filesystem;
 
@@ -114,8 +109,8 @@ struct Saver {
     hid_t root = file.get();
     const bool quantised = ck.quant && !ck.quant->empty();
     int_attr<int64_t>(root, "format_version", quantised ? kQuantCheckpointFormatVersion : kCheckpointFormatVersion);
-    string_attr(root, "strata_version", STRATA_VERSION);
-    string_attr(root, "git_commit", STRATA_GIT_COMMIT);
+    string_attr(root, "strata_version", strata_version());
+    string_attr(root, "git_commit", strata_git_commit());
     string_attr(root, "config", ck.config_yaml);
     // The string lives in HDF5's global heap, which has no checksum of its own.
     int_attr<uint32_t>(root, "config_crc32c", crc32c(ck.config_yaml.data(), ck.config_yaml.size()));
