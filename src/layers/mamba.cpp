@@ -207,27 +207,7 @@ class Mamba final : public Block {
     STRATA_CHECK(ctx.arena, "mamba step needs ctx.arena");
     STRATA_CHECK(cache, "mamba step needs a cache (allocate_cache)");
     MambaCache* mc = cache_as<MambaCache>(cache, "mamba", B, store_.device());
-    Arena& ar = *ctx.arena;
-    float* xin = ar.alloc(B * Di_);
-    float* z = ar.alloc(B * Di_);
-    float* xc = ar.alloc(B * Di_);
-    float* dtr = selective_ ? ar.alloc(B * R_) : nullptr;
-    float* Bm = ssm_input(ar, B * S_);
-    float* Cm = ssm_input(ar, B * S_);
-    float* delta = ssm_input(ar, B * Di_);
-    float* ys = ar.alloc(B * Di_);
-    float* raw = norms_ ? ar.alloc(B * (R_ + 2 * S_)) : nullptr;
-    float* rstd = norms_ ? ar.alloc(3 * B) : nullptr;
-    float* A = neg_exp_a_log(ar);
-    const float* win = w(in_w_);
-    const float* bin = in_b_.valid() ? w(in_b_) : nullptr;
-    linear_forward(ctx, xin, x, win, bin, B, D_, Di_);
-    linear_forward(ctx, z, x, win + Di_ * D_, bin ? bin + Di_ : nullptr, B, D_, Di_);
-    STRATA_OP(ctx.device, conv1d_causal_step, xc, mc->conv.data(), xin, w(conv_w_), conv_bias(), B, Di_, K_, true);
-    project_x(ctx, dtr, Bm, Cm, delta, raw, rstd, xc, B);
-    STRATA_OP(ctx.device, selective_scan_step, ys, mc->ssm.data(), xc, delta, w(dt_b_), A, Bm, Cm, w(d_), z, B, Di_,
-              S_);
-    linear_forward(ctx, y, ys, w(out_w_), out_b_.valid() ? w(out_b_) : nullptr, B, Di_, D_);
+    recurrent_rows(ctx, y, x, B, RowStates{mc->conv.data(), mc->ssm.data()});
     ++mc->pos;
   }
 
@@ -235,15 +215,30 @@ class Mamba final : public Block {
     return SlotPool::make(sizes, Di_ * (K_ - 1), Di_ * S_, store_.device());
   }
 
-  // x[n, D] -> y[n, D] over a RowBatch: the projections as GEMMs over all rows (as step's), the conv
-  // and the scan one row at a time in row order, each on its sequence's state slot (step's kernels
-  // with a batch of one, pointed at the slot), so a sequence's rows advance its state in order.
+  // x[n, D] -> y[n, D] over a RowBatch: step's body, each row on its sequence's state slot.
   void step_rows(Ctx& ctx, float* y, const float* x, const RowStep& rs, BlockRowCache* pools) override {
     STRATA_CHECK(ctx.arena, "mamba step_rows needs ctx.arena");
     SlotPool* sp = row_pools_as<SlotPool>(pools, "mamba", store_.device());
     STRATA_CHECK(sp->conv_size == Di_ * (K_ - 1) && sp->ssm_size == Di_ * S_, "mamba pools of another shape");
-    const int64_t n = rs.n;
-    if (n == 0) return;
+    if (rs.n == 0) return;
+    recurrent_rows(ctx, y, x, rs.n, RowStates{nullptr, nullptr, sp, rs.state_slot.data()});
+  }
+
+  // Multiply-adds x2 of the projections, the conv and the scan (state update and readout: ~3 per
+  // channel and state); independent of the context length.
+  double flops_per_token(int64_t) const override {
+    const double xdt = selective_ ? double(Di_) * (R_ + 2 * S_) + double(R_) * Di_ : 0.0;  // x_proj, dt_proj
+    const double proj = double(D_) * 2 * Di_ + xdt + double(Di_) * D_;
+    // The inner norms (~4 flops per value of dt|B|C) are counted too.
+    const double norms = norms_ ? 2.0 * double(R_ + 2 * S_) : 0.0;
+    return 2.0 * (proj + double(Di_) * K_ + 3.0 * double(Di_) * S_ + norms);
+  }
+  int64_t cache_bytes_fixed() const override { return int64_t(sizeof(float)) * Di_ * (K_ - 1 + S_); }
+
+ private:
+  // step's and step_rows' body over n rows: the projections as GEMMs over all rows; the conv and the
+  // scan with step's kernels on each row's state (RowStates::each).
+  void recurrent_rows(Ctx& ctx, float* y, const float* x, int64_t n, const RowStates& st) {
     Arena& ar = *ctx.arena;
     float* xin = ar.alloc(n * Di_);
     float* z = ar.alloc(n * Di_);
@@ -260,28 +255,18 @@ class Mamba final : public Block {
     const float* bin = in_b_.valid() ? w(in_b_) : nullptr;
     linear_forward(ctx, xin, x, win, bin, n, D_, Di_);
     linear_forward(ctx, z, x, win + Di_ * D_, bin ? bin + Di_ : nullptr, n, D_, Di_);
-    for (int64_t i = 0; i < n; ++i)
-      STRATA_OP(ctx.device, conv1d_causal_step, xc + i * Di_, sp->conv_of(rs.state_slot[size_t(i)]), xin + i * Di_,
-                w(conv_w_), conv_bias(), 1, Di_, K_, true);
+    st.each(n, [&](int64_t i, int64_t m, float* conv, float*) {
+      STRATA_OP(ctx.device, conv1d_causal_step, xc + i * Di_, conv, xin + i * Di_, w(conv_w_), conv_bias(), m, Di_, K_,
+                true);
+    });
     project_x(ctx, dtr, Bm, Cm, delta, raw, rstd, xc, n);
-    for (int64_t i = 0; i < n; ++i)
-      STRATA_OP(ctx.device, selective_scan_step, ys + i * Di_, sp->ssm_of(rs.state_slot[size_t(i)]), xc + i * Di_,
-                delta + i * Di_, w(dt_b_), A, Bm + i * S_, Cm + i * S_, w(d_), z + i * Di_, 1, Di_, S_);
+    st.each(n, [&](int64_t i, int64_t m, float*, float* ssm) {
+      STRATA_OP(ctx.device, selective_scan_step, ys + i * Di_, ssm, xc + i * Di_, delta + i * Di_, w(dt_b_), A,
+                Bm + i * S_, Cm + i * S_, w(d_), z + i * Di_, m, Di_, S_);
+    });
     linear_forward(ctx, y, ys, w(out_w_), out_b_.valid() ? w(out_b_) : nullptr, n, Di_, D_);
   }
 
-  // Multiply-adds x2 of the projections, the conv and the scan (state update and readout: ~3 per
-  // channel and state); independent of the context length.
-  double flops_per_token(int64_t) const override {
-    const double xdt = selective_ ? double(Di_) * (R_ + 2 * S_) + double(R_) * Di_ : 0.0;  // x_proj, dt_proj
-    const double proj = double(D_) * 2 * Di_ + xdt + double(Di_) * D_;
-    // The inner norms (~4 flops per value of dt|B|C) are counted too.
-    const double norms = norms_ ? 2.0 * double(R_ + 2 * S_) : 0.0;
-    return 2.0 * (proj + double(Di_) * K_ + 3.0 * double(Di_) * S_ + norms);
-  }
-  int64_t cache_bytes_fixed() const override { return int64_t(sizeof(float)) * Di_ * (K_ - 1 + S_); }
-
- private:
   struct Acts {
     const float* x = nullptr;                                                            // block input [N, D]
     float *xin = nullptr, *z = nullptr, *xc = nullptr, *delta = nullptr, *ys = nullptr;  // [N, d_inner]

@@ -201,25 +201,7 @@ class Mamba2 final : public Block {
     STRATA_CHECK(ctx.arena, "mamba2 step needs ctx.arena");
     STRATA_CHECK(cache, "mamba2 step needs a cache (allocate_cache)");
     Mamba2Cache* mc = cache_as<Mamba2Cache>(cache, "mamba2", B, store_.device());
-    const int64_t GN = G_ * N_;
-    Arena& ar = *ctx.arena;
-    float* z = ar.alloc(B * Di_);
-    float* xbc = ar.alloc(B * Cd_);
-    float* dtr = ar.alloc(B * H_);
-    float* xc = ar.alloc(B * Cd_);
-    float* xs = ar.alloc(B * Di_);
-    float* Bm = ar.alloc(B * GN);
-    float* Cm = ar.alloc(B * GN);
-    float* ys = ar.alloc(B * Di_);
-    float* yn = ar.alloc(B * Di_);
-    float* rstd = ar.alloc(B * G_);
-    float* A = neg_exp_a_log(ar);
-    in_proj(ctx, z, xbc, dtr, x, B);
-    STRATA_OP(ctx.device, conv1d_causal_step, xc, mc->conv.data(), xbc, w(conv_w_), conv_bias(), B, Cd_, K_, true);
-    split_xbc(ctx.device, xs, Bm, Cm, xc, B, Di_, GN);
-    STRATA_OP(ctx.device, ssd_step, ys, mc->ssm.data(), xs, dtr, w(dt_b_), A, Bm, Cm, w(d_), B, H_, P_, G_, N_);
-    STRATA_OP(ctx.device, rmsnorm_gated_forward, yn, rstd, ys, z, w(norm_w_), B, Di_, Di_ / G_, eps_);
-    linear_forward(ctx, y, yn, w(out_w_), out_b_.valid() ? w(out_b_) : nullptr, B, Di_, D_);
+    recurrent_rows(ctx, y, x, B, RowStates{mc->conv.data(), mc->ssm.data()});
     ++mc->pos;
   }
 
@@ -227,37 +209,13 @@ class Mamba2 final : public Block {
     return SlotPool::make(sizes, Cd_ * (K_ - 1), H_ * P_ * N_, store_.device());
   }
 
-  // x[n, D] -> y[n, D] over a RowBatch: in_proj, the split, the gated norm and out_proj over all
-  // rows (as step's); the conv and the SSD recurrence one row at a time in row order, each on its
-  // sequence's state slot (step's kernels with a batch of one, pointed at the slot).
+  // x[n, D] -> y[n, D] over a RowBatch: step's body, each row on its sequence's state slot.
   void step_rows(Ctx& ctx, float* y, const float* x, const RowStep& rs, BlockRowCache* pools) override {
     STRATA_CHECK(ctx.arena, "mamba2 step_rows needs ctx.arena");
     SlotPool* sp = row_pools_as<SlotPool>(pools, "mamba2", store_.device());
     STRATA_CHECK(sp->conv_size == Cd_ * (K_ - 1) && sp->ssm_size == H_ * P_ * N_, "mamba2 pools of another shape");
-    const int64_t n = rs.n, GN = G_ * N_;
-    if (n == 0) return;
-    Arena& ar = *ctx.arena;
-    float* z = ar.alloc(n * Di_);
-    float* xbc = ar.alloc(n * Cd_);
-    float* dtr = ar.alloc(n * H_);
-    float* xc = ar.alloc(n * Cd_);
-    float* xs = ar.alloc(n * Di_);
-    float* Bm = ar.alloc(n * GN);
-    float* Cm = ar.alloc(n * GN);
-    float* ys = ar.alloc(n * Di_);
-    float* yn = ar.alloc(n * Di_);
-    float* rstd = ar.alloc(n * G_);
-    float* A = neg_exp_a_log(ar);
-    in_proj(ctx, z, xbc, dtr, x, n);
-    for (int64_t i = 0; i < n; ++i)
-      STRATA_OP(ctx.device, conv1d_causal_step, xc + i * Cd_, sp->conv_of(rs.state_slot[size_t(i)]), xbc + i * Cd_,
-                w(conv_w_), conv_bias(), 1, Cd_, K_, true);
-    split_xbc(ctx.device, xs, Bm, Cm, xc, n, Di_, GN);
-    for (int64_t i = 0; i < n; ++i)
-      STRATA_OP(ctx.device, ssd_step, ys + i * Di_, sp->ssm_of(rs.state_slot[size_t(i)]), xs + i * Di_, dtr + i * H_,
-                w(dt_b_), A, Bm + i * GN, Cm + i * GN, w(d_), 1, H_, P_, G_, N_);
-    STRATA_OP(ctx.device, rmsnorm_gated_forward, yn, rstd, ys, z, w(norm_w_), n, Di_, Di_ / G_, eps_);
-    linear_forward(ctx, y, yn, w(out_w_), out_b_.valid() ? w(out_b_) : nullptr, n, Di_, D_);
+    if (rs.n == 0) return;
+    recurrent_rows(ctx, y, x, rs.n, RowStates{nullptr, nullptr, sp, rs.state_slot.data()});
   }
 
   // Multiply-adds x2 per token of the projections, the conv and the chunked SSD at context T: per
@@ -274,6 +232,36 @@ class Mamba2 final : public Block {
   }
 
  private:
+  // step's and step_rows' body over n rows: in_proj, the split, the gated norm and out_proj over all
+  // rows; the conv and the SSD recurrence with step's kernels on each row's state (RowStates::each).
+  void recurrent_rows(Ctx& ctx, float* y, const float* x, int64_t n, const RowStates& st) {
+    const int64_t GN = G_ * N_;
+    Arena& ar = *ctx.arena;
+    float* z = ar.alloc(n * Di_);
+    float* xbc = ar.alloc(n * Cd_);
+    float* dtr = ar.alloc(n * H_);
+    float* xc = ar.alloc(n * Cd_);
+    float* xs = ar.alloc(n * Di_);
+    float* Bm = ar.alloc(n * GN);
+    float* Cm = ar.alloc(n * GN);
+    float* ys = ar.alloc(n * Di_);
+    float* yn = ar.alloc(n * Di_);
+    float* rstd = ar.alloc(n * G_);
+    float* A = neg_exp_a_log(ar);
+    in_proj(ctx, z, xbc, dtr, x, n);
+    st.each(n, [&](int64_t i, int64_t m, float* conv, float*) {
+      STRATA_OP(ctx.device, conv1d_causal_step, xc + i * Cd_, conv, xbc + i * Cd_, w(conv_w_), conv_bias(), m, Cd_, K_,
+                true);
+    });
+    split_xbc(ctx.device, xs, Bm, Cm, xc, n, Di_, GN);
+    st.each(n, [&](int64_t i, int64_t m, float*, float* ssm) {
+      STRATA_OP(ctx.device, ssd_step, ys + i * Di_, ssm, xs + i * Di_, dtr + i * H_, w(dt_b_), A, Bm + i * GN,
+                Cm + i * GN, w(d_), m, H_, P_, G_, N_);
+    });
+    STRATA_OP(ctx.device, rmsnorm_gated_forward, yn, rstd, ys, z, w(norm_w_), n, Di_, Di_ / G_, eps_);
+    linear_forward(ctx, y, yn, w(out_w_), out_b_.valid() ? w(out_b_) : nullptr, n, Di_, D_);
+  }
+
   struct Acts {
     const float* x = nullptr;                                            // block input [N, D]
     float *z = nullptr, *xs = nullptr, *ys = nullptr, *yn = nullptr;     // [N, d_inner]

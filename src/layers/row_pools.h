@@ -33,6 +33,23 @@ struct SlotPool final : BlockRowCache {
   static std::unique_ptr<SlotPool> make(const PoolSizes& s, int64_t conv_size, int64_t ssm_size, Device d);
 };
 
+// Where each of n rows keeps its conv and SSM state, so that the Mamba blocks' step (the B
+// sequences of a cache, contiguous) and step_rows (a slot per row) share one recurrent body:
+// each() calls f(first_row, rows, conv_state, ssm_state) once over all rows for a cache, and once
+// per row, in row order, for slots (so a sequence's rows advance its state in order).
+struct RowStates {
+  float* conv = nullptr;  // a cache's [n, ...] states
+  float* ssm = nullptr;
+  SlotPool* slots = nullptr;  // or each row's slot: slots->*_of(state_slot[row])
+  const int32_t* state_slot = nullptr;
+
+  template <class F>
+  void each(int64_t n, F&& f) const {
+    if (!slots) return f(int64_t(0), n, conv, ssm);
+    for (int64_t i = 0; i < n; ++i) f(i, int64_t(1), slots->conv_of(state_slot[i]), slots->ssm_of(state_slot[i]));
+  }
+};
+
 // The block's pools from the engine's handle, checked: of the expected kind and on the parameters' device.
 template <class P>
 P* row_pools_as(BlockRowCache* pools, const char* kind, Device params_device) {
