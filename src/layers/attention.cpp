@@ -61,18 +61,9 @@ class Attention final : public Block {
     if (ac) STRATA_CHECK(T <= ac->max_T, "attention prefill of {} tokens into a cache of {}", T, ac->max_T);
     saved_.clear();
     const int64_t N = B * T, Cq = Hq_ * hd_, Ck = Hkv_ * hd_;
-    Arena& ar = *ctx.arena;
-    Acts a;
-    a.q = ar.alloc(N * Cq);
-    a.k = ar.alloc(N * Ck);
-    a.v = ar.alloc(N * Ck);
-    a.att = ar.alloc(N * Cq);
-    a.lse = ctx.training ? ar.alloc(B * Hq_ * T) : nullptr;
-    a.x = kept_input(ctx, x, N * D_);
+    Acts a = project_qkv(ctx, kept_input(ctx, x, N * D_), N);
+    a.lse = ctx.training ? ctx.arena->alloc(B * Hq_ * T) : nullptr;
     if (N > 0) {
-      linear_forward(ctx, a.q, a.x, w(wq_), nullptr, N, D_, Cq);
-      linear_forward(ctx, a.k, a.x, w(wk_), nullptr, N, D_, Ck);
-      linear_forward(ctx, a.v, a.x, w(wv_), nullptr, N, D_, Ck);
       rotate(ctx, a.q, B, T, Hq_, 0, false);
       rotate(ctx, a.k, B, T, Hkv_, 0, false);
       STRATA_OP(ctx.device, attention_forward, a.att, a.lse, a.q, a.k, a.v, B, T, T, Hq_, Hkv_, hd_, hd_, scale(),
@@ -132,14 +123,8 @@ class Attention final : public Block {
     STRATA_CHECK(pos < ac->max_T, "attention cache full: step at position {} of a cache for {} tokens", pos,
                  ac->max_T);
     const int64_t Cq = Hq_ * hd_, Ck = Hkv_ * hd_;
-    Arena& ar = *ctx.arena;
-    float* q = ar.alloc(B * Cq);
-    float* k = ar.alloc(B * Ck);
-    float* v = ar.alloc(B * Ck);
-    float* att = ar.alloc(B * Cq);
-    linear_forward(ctx, q, x, w(wq_), nullptr, B, D_, Cq);
-    linear_forward(ctx, k, x, w(wk_), nullptr, B, D_, Ck);
-    linear_forward(ctx, v, x, w(wv_), nullptr, B, D_, Ck);
+    const Acts a = project_qkv(ctx, x, B);
+    float *q = a.q, *k = a.k, *v = a.v, *att = a.att;
     // One token per sequence at the same position: [B, 1, H, hd] with pos0 = pos.
     rotate(ctx, q, B, 1, Hq_, pos, false);
     rotate(ctx, k, B, 1, Hkv_, pos, false);
@@ -168,14 +153,8 @@ class Attention final : public Block {
     STRATA_CHECK(pp->k_width == Hkv_ * hd_ && pp->v_width == Hkv_ * hd_, "attention pools of another shape");
     const int64_t n = rs.n, Cq = Hq_ * hd_, Ck = Hkv_ * hd_;
     if (n == 0) return;
-    Arena& ar = *ctx.arena;
-    float* q = ar.alloc(n * Cq);
-    float* k = ar.alloc(n * Ck);
-    float* v = ar.alloc(n * Ck);
-    float* att = ar.alloc(n * Cq);
-    linear_forward(ctx, q, x, w(wq_), nullptr, n, D_, Cq);
-    linear_forward(ctx, k, x, w(wk_), nullptr, n, D_, Ck);
-    linear_forward(ctx, v, x, w(wv_), nullptr, n, D_, Ck);
+    const Acts a = project_qkv(ctx, x, n);
+    float *q = a.q, *k = a.k, *v = a.v, *att = a.att;
     for (int64_t i = 0; i < n; ++i) {
       // One row at a time: the rotation of a row never depends on how its sequence was chunked.
       rotate(ctx, q + i * Cq, 1, 1, Hq_, rs.pos[size_t(i)], false);
@@ -205,6 +184,25 @@ class Attention final : public Block {
     float *k = nullptr, *v = nullptr;    // [N, Hkv*hd] (k after RoPE)
     float* lse = nullptr;                // [B, Hq, T]
   };
+
+  // The start of forward, step and step_rows: q, k, v of n rows of x (before RoPE) and room for the
+  // attention output, in ctx.arena.
+  Acts project_qkv(Ctx& ctx, const float* x, int64_t n) {
+    const int64_t Cq = Hq_ * hd_, Ck = Hkv_ * hd_;
+    Arena& ar = *ctx.arena;
+    Acts a;
+    a.x = x;
+    a.q = ar.alloc(n * Cq);
+    a.k = ar.alloc(n * Ck);
+    a.v = ar.alloc(n * Ck);
+    a.att = ar.alloc(n * Cq);
+    if (n > 0) {
+      linear_forward(ctx, a.q, x, w(wq_), nullptr, n, D_, Cq);
+      linear_forward(ctx, a.k, x, w(wk_), nullptr, n, D_, Ck);
+      linear_forward(ctx, a.v, x, w(wv_), nullptr, n, D_, Ck);
+    }
+    return a;
+  }
 
   const float* w(ParamRef r) const { return store_.data(r); }
   float scale() const { return 1.0f / std::sqrt(float(hd_)); }
