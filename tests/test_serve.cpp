@@ -12,6 +12,7 @@
 #include <fstream>
 
 #include "cli.h"
+#include "input_error_testing.h"
 #include "infer/chat_template.h"
 
 #include <atomic>
@@ -291,6 +292,18 @@ TEST(Serve, QueueFullIs429) {
   json e = post(c, "/v1/completions", {{"prompt", "x"}}, 429);
   expect_error_body(e, "busy");
   EXPECT_EQ(e["error"]["code"], "queue_full");
+}
+
+TEST(Serve, EngineSettingsThatCannotWorkAreRefusedByName) {
+  LoadedModel lm = tiny_loaded_model();
+  EngineSettings es;
+  es.cache_mib = 1;
+  es.max_context = 1 << 20;  // one sequence's KV alone is larger than 1 MiB
+  const std::string small = error_of([&] { make_engine("batch", *lm.model, es); });
+  EXPECT_NE(small.find("--cache-mib 1"), std::string::npos) << small;
+  const std::string unknown = error_of([&] { make_engine("vllm", *lm.model, EngineSettings{}); });
+  EXPECT_NE(unknown.find("unknown engine 'vllm'"), std::string::npos) << unknown;
+  EXPECT_NE(unknown.find("batch, serial"), std::string::npos) << unknown;
 }
 
 TEST(Serve, TimeoutEndsTheRequest) {
