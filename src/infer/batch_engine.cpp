@@ -377,6 +377,9 @@ bool BatchEngine::deliver(Request& r, const TokenEvent& ev) {
 void BatchEngine::finish(Request& r, FinishReason why, int32_t token, std::string error) {
   r.done = true;
   release_memory(r);
+  // A client holding its last token may read stats() at once (/metrics): its tokens must be counted
+  // by then, not only at the end of this step.
+  publish_stats();
   deliver(r, TokenEvent{r.id, token, why, std::move(error)});
 }
 
