@@ -12,7 +12,9 @@
 
 #include "cli.h"
 #include "testing.h"
+#include "models/model.h"
 #include "train/checkpoint.h"
+#include "train/config_load.h"
 
 namespace fs = std::filesystem;
 using namespace strata;
@@ -132,6 +134,46 @@ TEST(CliGenerate, DeterministicForSeedAndScoreParity) {
   strata::testing::Diff df = strata::testing::diff(s, f);
   std::printf("  score decode vs forward: max_abs=%.3e\n", df.max_abs);
   EXPECT_LE(df.max_abs, 1e-4);
+}
+
+// `strata init` writes exactly the model `train` would start from (the config's seed), weights only,
+// and the other commands read it.
+TEST(CliInit, WritesTheSeededModelWithoutTraining) {
+  std::string d = scratch_dir("init");
+  write_text(d + "/a.yaml", tiny_config("", 10));
+  auto i1 = run("init a.yaml -o i1.h5", d);
+  ASSERT_EQ(i1.code, 0) << i1.out;
+  EXPECT_NE(i1.out.find("wrote i1.h5"), std::string::npos) << i1.out;
+  ASSERT_EQ(run("init a.yaml -o i2.h5 --quiet", d).code, 0);
+  ASSERT_EQ(run("init a.yaml train.seed=8 -o i3.h5 --quiet", d).code, 0);
+
+  const Checkpoint c1 = load_checkpoint(d + "/i1.h5"), c2 = load_checkpoint(d + "/i2.h5"),
+                   c3 = load_checkpoint(d + "/i3.h5");
+  EXPECT_EQ(c1.state.step, 0);
+  EXPECT_TRUE(c1.adam_m.empty() && c1.adam_v.empty()) << "weights only";
+  expect_bitwise_equal(c1.params, c2.params, "init twice");
+  const Config cfg = load_config(d + "/a.yaml");
+  Model m(cfg.model, cfg.train.seed);
+  const ParamStore& ps = m.params();
+  ASSERT_EQ(c1.params.size(), ps.infos().size());
+  for (size_t i = 0; i < c1.params.size(); ++i) {
+    const ParamInfo& p = ps.infos()[i];
+    ASSERT_EQ(c1.params[i].name, p.name);
+    ASSERT_EQ(int64_t(c1.params[i].data.size()), p.numel);
+    EXPECT_EQ(0, std::memcmp(c1.params[i].data.data(), ps.flat() + p.offset, size_t(p.numel) * 4)) << p.name;
+  }
+  bool any_differs = false;
+  for (size_t i = 0; i < c1.params.size(); ++i) any_differs |= c1.params[i].data != c3.params[i].data;
+  EXPECT_TRUE(any_differs) << "train.seed=8 gave the seed-7 weights";
+
+  auto gen = run("generate --ckpt i1.h5 --prompt 'the cat' --max-tokens 8 --temperature 0", d);
+  EXPECT_EQ(gen.code, 0) << gen.out;
+  auto ins = run("inspect i1.h5", d);
+  EXPECT_NE(ins.out.find("(step 0)"), std::string::npos) << ins.out;
+  auto bad = run("init a.yaml model.d_modle=64 -o x.h5", d);
+  EXPECT_EQ(bad.code, 2) << bad.out;
+  EXPECT_NE(bad.out.find("unknown key 'model.d_modle'"), std::string::npos) << bad.out;
+  EXPECT_FALSE(fs::exists(d + "/x.h5"));
 }
 
 }  // namespace

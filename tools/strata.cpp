@@ -1,4 +1,4 @@
-// strata — the command-line interface: train | sweep | generate | serve | score | inspect | import hf | export hf | control bench.
+// strata — the command-line interface: train | sweep | generate | serve | score | inspect | init | import hf | export hf | control bench.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
@@ -16,6 +16,7 @@
 #include "infer/chat_template.h"
 #include "infer/generate.h"
 #include "infer/loaded_model.h"
+#include "init.h"
 #include "inspect.h"
 #include "interop/hf_export.h"
 #include "interop/hf_import.h"
@@ -200,6 +201,9 @@ int main(int argc, char** argv) {
   ins->add_option("path", what, "a YAML config, a checkpoint or a Hugging Face model directory")->required();
   ins->add_option("--context", ctx_len, "context length for FLOPs (default train.seq)");
 
+  InitCommandOptions init_opts;
+  auto* init_cmd = add_init_command(app, init_opts);
+
   // import hf / export hf
   auto* imp = app.add_subcommand("import", "Import a model from another format into a strata checkpoint");
   imp->require_subcommand(1);
@@ -317,6 +321,7 @@ int main(int argc, char** argv) {
     if (*ctl_bench) return run_control_bench(ctl_opts);
     if (*sweep) return run_sweep_command(sweep, sweep_opts);
     if (*serve) return run_serve_command(serve_opts);
+    if (*init_cmd) return run_init_command(init_opts);
     if (*ins) {
       std::cout << inspect_report(what, ctx_len);
       return 0;
