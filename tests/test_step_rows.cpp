@@ -19,6 +19,7 @@
 #include "input_error_testing.h"
 #include "model_testing.h"
 #include "models/model.h"
+#include "models/quantize.h"
 #include "step_rows_testing.h"
 
 using namespace strata;
@@ -127,6 +128,27 @@ TEST(StepRowsWide, BatchInvariantAtDModel256) {
     const auto mixed = run_schedule(m, seqs, sc, tile)[1];
     EXPECT_EQ(0, std::memcmp(mixed.data(), ref.data(), sizeof(float) * ref.size()))
         << "seed " << seed << ": max diff " << max_abs_diff(mixed, ref);
+  }
+}
+
+// Quantised weights (int8 / int4): the GEMV path of quant_linear_forward for every batch size.
+TEST(StepRowsWide, BatchInvariantQuantised) {
+  for (int bits : {8, 4}) {
+    Model m(strata::testing::tiny_model("M*-E", 2, "gqa", 8), 3);
+    quantize_model(m, bits);
+    const auto mine = strata::testing::random_tokens(29, 4);
+    Schedule alone;
+    alone.max_chunk = 1;
+    const int64_t tile = RunnerOptions{}.row_tile;
+    const auto ref = run_schedule(m, {mine}, alone, tile)[0];
+    Schedule sc;
+    sc.seed = 5;
+    sc.max_chunk = 24;
+    auto seqs = random_seqs({45, 3, 21}, 90);
+    seqs.insert(seqs.begin() + 2, mine);
+    const auto mixed = run_schedule(m, seqs, sc, tile)[2];
+    EXPECT_EQ(0, std::memcmp(mixed.data(), ref.data(), sizeof(float) * ref.size()))
+        << "int" << bits << ": max diff " << max_abs_diff(mixed, ref);
   }
 }
 

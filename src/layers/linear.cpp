@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/gemm_rows.h"
 #include "kernels/cpu/quant_gemm.h"
 #include "kernels/dispatch.h"
 #include "layers/quant_linear.h"
@@ -72,6 +73,19 @@ void in_row_tiles(const Ctx& ctx, int64_t N, const float* in, int64_t in_ld, int
 void linear_forward(const Ctx& ctx, float* out, const float* inp, const float* weight, const float* bias, int64_t N,
                     int64_t IC, int64_t OC) {
   if (ctx.row_tile <= 0 || N == 0) return linear_untiled(ctx, out, inp, weight, bias, N, IC, OC);
+  if (ctx.device == Device::cpu) {
+    // On the CPU, kernels whose rows are invariant by construction: one product over all N rows, no
+    // tiles and no padding (a lone decode row is a GEMV, a batch reads each weight once).
+    QuantWeight qw;
+    if (ctx.quant && ctx.quant->find(weight, IC, OC, qw)) {
+      cpu::quant_linear_forward(out, inp, qw, bias, N, /*row_invariant=*/true);
+      return;
+    }
+    if (ctx.precision == Precision::fp32) {
+      cpu::linear_rows_invariant(out, OC, inp, IC, weight, IC, bias, N, IC, OC);
+      return;
+    }
+  }
   in_row_tiles(ctx, N, inp, IC, IC, out, OC, OC,
                [&](float* o, int64_t, const float* i, int64_t, int64_t rows) {  // strides: OC, IC
                  linear_untiled(ctx, o, i, weight, bias, rows, IC, OC);
@@ -82,6 +96,10 @@ void rows_gemm(const Ctx& ctx, bool trans_b, int64_t M, int64_t N, int64_t K, co
                const float* B, int64_t ldb, float* C, int64_t ldc) {
   if (ctx.row_tile <= 0 || M == 0) {
     STRATA_OP(ctx.device, gemm, false, trans_b, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc);
+    return;
+  }
+  if (ctx.device == Device::cpu && trans_b) {  // B[N, K]: the row-invariant kernel, as linear_forward
+    cpu::linear_rows_invariant(C, ldc, A, lda, B, ldb, nullptr, M, K, N);
     return;
   }
   in_row_tiles(ctx, M, A, lda, K, C, ldc, N, [&](float* c, int64_t ldc_, const float* a, int64_t lda_, int64_t rows) {

@@ -15,8 +15,9 @@
 namespace strata {
 
 // inp[N, IC], weight[OC, IC], bias[OC] or null -> out[N, OC] = inp @ weight^T + bias
-// With ctx.row_tile > 0, in tiles of exactly row_tile rows (the last one padded), so that a row's
-// output is bitwise independent of N (Ctx::row_tile).
+// With ctx.row_tile > 0, a row's output is bitwise independent of N (Ctx::row_tile): on the CPU by
+// kernels that compute every row the same way (kernels/cpu/gemm_rows.h, quant_linear_forward's GEMV
+// path), elsewhere (CUDA, bf16) in tiles of exactly row_tile rows, the last one padded.
 void linear_forward(const Ctx& ctx, float* out, const float* inp, const float* weight, const float* bias, int64_t N,
                     int64_t IC, int64_t OC);
 // dinp[N, IC] = dout @ weight (assigned; skipped if null; accumulated instead when accumulate_dinp),
@@ -26,7 +27,7 @@ void linear_backward(const Ctx& ctx, float* dinp, float* dweight, float* dbias, 
 
 // C[M, N] = A[M, K] @ op(B) (op(B) = B[K, N], or B[N, K]^T when trans_b; beta = 0), fp32, with row
 // strides lda, ldb, ldc: the plain product for the blocks' own GEMMs outside linear_forward (MLA's
-// absorbed per-head products), in ctx.row_tile row tiles when that is set (see Ctx::row_tile).
+// absorbed per-head products), row-invariant when ctx.row_tile is set, as linear_forward.
 void rows_gemm(const Ctx& ctx, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
                const float* B, int64_t ldb, float* C, int64_t ldc);
 

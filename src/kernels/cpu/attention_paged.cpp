@@ -74,7 +74,10 @@ void attention_decode_paged(float* out, float* lse, const float* q, const float*
           float mx = m[g];
           for (int64_t j = 0; j < kn; ++j) {
             const float* kr = k_cache + slots[j] * k_tstride + kvh * hd_qk;
+            // Lanes of partial sums (a fixed order for a given head size, so still one fixed
+            // sequence per query): a serial sum would keep this loop scalar.
             float d = 0.0f;
+#pragma omp simd reduction(+ : d)
             for (int64_t c = 0; c < hd_qk; ++c) d += qg[g * hd_qk + c] * kr[c];
             s[j] = d * scale;
             mx = std::max(mx, s[j]);

@@ -334,11 +334,12 @@ void dequantize_weight(const QuantWeight& w, float* out) {
   }
 }
 
-void quant_linear_forward(float* out, const float* inp, const QuantWeight& w, const float* bias, int64_t M) {
+void quant_linear_forward(float* out, const float* inp, const QuantWeight& w, const float* bias, int64_t M,
+                          bool row_invariant) {
   check_weight(w, "quant_linear_forward");
   const int64_t N = w.N, K = w.K;
   if (M <= 0 || N == 0) return;
-  if (M < kGemvMaxRows) {
+  if (M < kGemvMaxRows || row_invariant) {
     const GemvFn fn = gemv_of(chosen_isa().load(std::memory_order_relaxed));
     // Threads split the weight rows (each output element is computed by one thread, in one order).
     // Below 256K weights a fork/join costs more than the product (measured on a 128-wide model).

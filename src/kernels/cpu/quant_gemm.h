@@ -27,7 +27,10 @@ void dequantize_weight(const QuantWeight& w, float* out);
 // inp[M, K], w: W[N, K] quantised, bias[N] or null -> out[M, N] = inp @ dq(W)^T + bias.
 // Rows of out computed by the GEMV path (M < 8) do not depend on M or on the other rows (each is
 // the same sequence of operations whatever the batch): batch-invariant within that path.
-void quant_linear_forward(float* out, const float* inp, const QuantWeight& w, const float* bias, int64_t M);
+// row_invariant: the GEMV path for every M (the serving engine's batch invariance, Ctx::row_tile),
+// each weight byte read and dequantised once per four rows instead of once per product.
+void quant_linear_forward(float* out, const float* inp, const QuantWeight& w, const float* bias, int64_t M,
+                          bool row_invariant = false);
 
 // The GEMV paths. quant_isa() is the one in use: the best this CPU has unless set_quant_isa forced
 // another (tests and benchmarks; throws Error for one the CPU lacks).
