@@ -44,8 +44,9 @@ CLI::App* add_serve_command(CLI::App& app, ServeCommandOptions& o) {
       ->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 24));
   s->add_option("--page-size", o.page_size, "batch engine: tokens per KV page")->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(4096)));
   s->add_option("--row-tile", o.row_tile,
-                "batch engine: rows per linear-layer product; > 0 makes a request's tokens independent of the batch "
-                "(docs/serving.md), 0 turns that off")
+                "batch engine: > 0 makes a request's tokens independent of the batch (docs/serving.md; on cuda, the "
+                "rows per linear-layer product; on the cpu any value > 0 selects the row-invariant kernels), 0 turns "
+                "that off")
       ->capture_default_str()->check(CLI::Range(int64_t(0), int64_t(4096)));
   s->add_option("--timeout-s", o.timeout_s, "a request still running after this long is ended (408)")
       ->capture_default_str()->check(CLI::Range(0.001, 1e7));
