@@ -117,3 +117,34 @@ TEST(AttentionPaged, RefusesBadTables) {
 }
 
 }  // namespace
+
+namespace {
+
+// The score step: the vector path and the scalar one give the same bits (one fixed summation per
+// dot product), at head sizes below, at and off the 16 lanes and key counts off the 16-key batch;
+// both against a double-precision dot product.
+TEST(AttentionPaged, ScoresVectorEqualsScalarBitwise) {
+  for (int64_t hd : {1, 8, 16, 17, 64, 100, 576})
+    for (int64_t kn : {1, 5, 16, 31, 64}) {
+      const int64_t tstride = hd + 3, pool = 80;
+      const auto k = st::randn(size_t(pool * tstride), uint64_t(hd * 100 + kn), 1.0f);
+      const auto q = st::randn(size_t(hd), uint64_t(hd), 1.0f);
+      std::vector<int64_t> slots(static_cast<size_t>(kn));
+      for (int64_t j = 0; j < kn; ++j) slots[size_t(j)] = (j * 37 + 11) % pool;
+      std::vector<float> v(static_cast<size_t>(kn)), p(static_cast<size_t>(kn));
+      cpu::paged_scores(v.data(), q.data(), k.data(), slots.data(), kn, tstride, hd, 0.125f, false);
+      cpu::paged_scores(p.data(), q.data(), k.data(), slots.data(), kn, tstride, hd, 0.125f, true);
+      for (int64_t j = 0; j < kn; ++j) {
+        ASSERT_EQ(v[size_t(j)], p[size_t(j)]) << "hd " << hd << " kn " << kn << " key " << j;
+        double ref = 0, mag = 0;
+        for (int64_t c = 0; c < hd; ++c) {
+          const double t = double(q[size_t(c)]) * k[size_t(slots[size_t(j)] * tstride + c)];
+          ref += t;
+          mag += std::fabs(t);
+        }
+        ASSERT_NEAR(v[size_t(j)], 0.125 * ref, 1e-6 * 0.125 * mag + 1e-30) << "hd " << hd << " key " << j;
+      }
+    }
+}
+
+}  // namespace

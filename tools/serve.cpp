@@ -42,6 +42,10 @@ CLI::App* add_serve_command(CLI::App& app, ServeCommandOptions& o) {
       ->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 20));
   s->add_option("--cache-mib", o.cache_mib, "batch engine: memory for KV pages and Mamba state slots (MiB)")
       ->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 24));
+  s->add_option("--snapshot-slots", o.snapshot_slots,
+                "batch engine, Mamba models: state slots for prefix-cache snapshots beyond one per running sequence "
+                "(default: a quarter of --max-running)")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 20));
   s->add_option("--page-size", o.page_size, "batch engine: tokens per KV page")->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(4096)));
   s->add_option("--row-tile", o.row_tile,
                 "batch engine: > 0 makes a request's tokens independent of the batch (docs/serving.md; on cuda, the "
@@ -76,6 +80,7 @@ int run_serve_command(const ServeCommandOptions& o) {
   es.cache_mib = o.cache_mib;
   es.page_size = o.page_size;
   es.row_tile = o.row_tile;
+  es.snapshot_slots = o.snapshot_slots;
   ServeOptions so;
   so.host = o.host;
   so.port = o.port;

@@ -39,7 +39,8 @@ PoolSizes batch_pool_sizes(const Model& model, const EngineSettings& s) {
   p.page_size = s.page_size;
   p.max_pages = (s.max_context + s.page_size - 1) / s.page_size;
   const int64_t budget = s.cache_mib << 20;
-  if (per_seq > 0) p.num_state_slots = 2 * s.max_running;  // running sequences + as many snapshots
+  const int64_t snapshots = s.snapshot_slots >= 0 ? s.snapshot_slots : (s.max_running + 3) / 4;
+  if (per_seq > 0) p.num_state_slots = s.max_running + snapshots;
   const int64_t left = budget - p.num_state_slots * per_seq;
   const int64_t page_bytes = per_token * s.page_size;
   if (page_bytes > 0) p.num_pages = left > 0 ? left / page_bytes : 0;

@@ -21,11 +21,15 @@ struct EngineSettings {
   int64_t cache_mib = 256;         // KV pages + state slots (MiB, on the model's device)
   int64_t page_size = 16;          // tokens per KV page
   int64_t row_tile = 8;            // rows per linear-layer product (batch invariance; 0: off)
+  // State slots for prefix snapshots of Mamba models, beyond one per running sequence; -1: a quarter
+  // of max_running (rounded up). Snapshots are cache: one per shared prefix serves every request
+  // that starts with it, and without a free slot a snapshot is skipped, never a request.
+  int64_t snapshot_slots = -1;
 };
 
 // The pool sizes the batch engine gets from settings.cache_mib: state slots for max_running
-// sequences plus as many prefix snapshots, the rest KV pages (InputError when the budget cannot
-// hold one full-length sequence).
+// sequences plus snapshot_slots prefix snapshots, the rest KV pages (InputError when the budget
+// cannot hold one full-length sequence).
 PoolSizes batch_pool_sizes(const Model& model, const EngineSettings& settings);
 
 // The names make_engine accepts, for --help and messages.

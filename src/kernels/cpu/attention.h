@@ -57,4 +57,10 @@ void attention_decode_paged(float* out, float* lse, const float* q, const float*
                             int64_t block_size, int64_t max_blocks, int64_t num_blocks, int64_t window = 0,
                             bool split_keys = true);
 
+// The scores step of attention_decode_paged, exposed for its test: s[j] = scale * q . k_j for the kn
+// keys at k + slots[j] * tstride (hd values each), by the vector path of this build or (portable)
+// by the scalar one, which must agree bit for bit.
+void paged_scores(float* s, const float* q, const float* k, const int64_t* slots, int64_t kn, int64_t tstride,
+                  int64_t hd, float scale, bool portable);
+
 }  // namespace strata::cpu

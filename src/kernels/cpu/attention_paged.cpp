@@ -11,7 +11,82 @@
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/isa.h"
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 namespace strata::cpu {
+namespace {
+
+// s[j] = scale * q . k_j for kn keys (k_j at k + slots[j] * tstride), each dot product computed one
+// fixed way: 16 lanes of partial sums (lane i sums the c = i mod 16 terms in order, by fma), then
+// the pairwise tree y_i = x_i + x_{i+8}, z_i = y_i + y_{i+4}, w_i = z_i + z_{i+2}, w_0 + w_1. Keys go
+// 16 at a time so that the 16 trees are reduced together (a transposing reduction, AVX-512) instead
+// of one horizontal reduction per key, which dominated at small head sizes. The portable version
+// computes the same sums in the same order, so a query's scores do not depend on how many keys or
+// which other queries there are.
+void scores_portable(float* s, const float* q, const float* k, const int64_t* slots, int64_t kn, int64_t tstride,
+                     int64_t hd, float scale) {
+  for (int64_t j = 0; j < kn; ++j) {
+    const float* kr = k + slots[j] * tstride;
+    float x[16] = {};
+    for (int64_t c = 0; c < hd; ++c) x[c % 16] = std::fma(q[c], kr[c], x[c % 16]);
+    float y[8], z[4], w[2];
+    for (int i = 0; i < 8; ++i) y[i] = x[i] + x[i + 8];
+    for (int i = 0; i < 4; ++i) z[i] = y[i] + y[i + 4];
+    for (int i = 0; i < 2; ++i) w[i] = z[i] + z[i + 2];
+    s[j] = (w[0] + w[1]) * scale;
+  }
+}
+
+#if defined(__AVX512F__)
+// The 16 trees of a[0..15] at once; lane 4k + j of the result is the sum of a[k + 4j].
+inline __m512 reduce16(const __m512* a) {
+  __m512 t[8], u[4], r[2];
+  for (int i = 0; i < 8; ++i)  // y of a[2i] in lanes 0-7, of a[2i+1] in lanes 8-15
+    t[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x44),
+                         _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xEE));
+  for (int i = 0; i < 4; ++i)  // z of a[4i + b] in 128-bit block b
+    u[i] = _mm512_add_ps(_mm512_shuffle_f32x4(t[2 * i], t[2 * i + 1], 0x88),
+                         _mm512_shuffle_f32x4(t[2 * i], t[2 * i + 1], 0xDD));
+  for (int i = 0; i < 2; ++i)  // block b: w of a[8i + b] (lanes 0-1) and of a[8i + 4 + b] (lanes 2-3)
+    r[i] = _mm512_add_ps(_mm512_shuffle_ps(u[2 * i], u[2 * i + 1], 0x44),
+                         _mm512_shuffle_ps(u[2 * i], u[2 * i + 1], 0xEE));
+  return _mm512_add_ps(_mm512_shuffle_ps(r[0], r[1], 0x88), _mm512_shuffle_ps(r[0], r[1], 0xDD));
+}
+
+void scores(float* s, const float* q, const float* k, const int64_t* slots, int64_t kn, int64_t tstride, int64_t hd,
+            float scale) {
+  // Lane 4k + j of reduce16 holds key k + 4j: this gather puts key i back at position i.
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  const __m512 sc = _mm512_set1_ps(scale);
+  for (int64_t j0 = 0; j0 < kn; j0 += 16) {
+    const int n = int(std::min<int64_t>(16, kn - j0));
+    __m512 acc[16];
+    for (int i = 0; i < 16; ++i) acc[i] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < hd; c += 16) {
+      const __mmask16 m = hd - c >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (hd - c)) - 1u);
+      const __m512 qv = _mm512_maskz_loadu_ps(m, q + c);
+      for (int i = 0; i < n; ++i)
+        acc[i] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, k + slots[j0 + i] * tstride + c), acc[i]);
+    }
+    const __m512 out = _mm512_mul_ps(_mm512_permutexvar_ps(order, reduce16(acc)), sc);
+    _mm512_mask_storeu_ps(s + j0, __mmask16((1u << n) - 1u), out);
+  }
+}
+#else
+void scores(float* s, const float* q, const float* k, const int64_t* slots, int64_t kn, int64_t tstride, int64_t hd,
+            float scale) {
+  scores_portable(s, q, k, slots, kn, tstride, hd, scale);
+}
+#endif
+
+}  // namespace
+
+void paged_scores(float* s, const float* q, const float* k, const int64_t* slots, int64_t kn, int64_t tstride,
+                  int64_t hd, float scale, bool portable) {
+  (portable ? scores_portable : scores)(s, q, k, slots, kn, tstride, hd, scale);
+}
 
 STRATA_CPU_CLONES
 void attention_decode_paged(float* out, float* lse, const float* q, const float* k_cache, const float* v_cache,
@@ -72,16 +147,8 @@ void attention_decode_paged(float* out, float* lse, const float* q, const float*
         for (int64_t g = 0; g < G; ++g) {
           float* s = S + g * kBK;
           float mx = m[g];
-          for (int64_t j = 0; j < kn; ++j) {
-            const float* kr = k_cache + slots[j] * k_tstride + kvh * hd_qk;
-            // Lanes of partial sums (a fixed order for a given head size, so still one fixed
-            // sequence per query): a serial sum would keep this loop scalar.
-            float d = 0.0f;
-#pragma omp simd reduction(+ : d)
-            for (int64_t c = 0; c < hd_qk; ++c) d += qg[g * hd_qk + c] * kr[c];
-            s[j] = d * scale;
-            mx = std::max(mx, s[j]);
-          }
+          scores(s, qg + g * hd_qk, k_cache + kvh * hd_qk, slots.data(), kn, k_tstride, hd_qk, scale);
+          for (int64_t j = 0; j < kn; ++j) mx = std::max(mx, s[j]);
           const float alpha = std::exp(m[g] - mx);  // m = -inf before the first tile: 0
           float sum = 0.0f;
           for (int64_t j = 0; j < kn; ++j) sum += (s[j] = std::exp(s[j] - mx));
