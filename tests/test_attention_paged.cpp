@@ -120,7 +120,7 @@ TEST(AttentionPaged, RefusesBadTables) {
 
 namespace {
 
-// The score step: the vector path and the scalar one give the same bits (one fixed summation per
+// The score and value steps: the vector path and the scalar one give the same bits (one fixed summation per
 // dot product), at head sizes below, at and off the 16 lanes and key counts off the 16-key batch;
 // both against a double-precision dot product.
 TEST(AttentionPaged, ScoresVectorEqualsScalarBitwise) {
@@ -143,6 +143,20 @@ TEST(AttentionPaged, ScoresVectorEqualsScalarBitwise) {
           mag += std::fabs(t);
         }
         ASSERT_NEAR(v[size_t(j)], 0.125 * ref, 1e-6 * 0.125 * mag + 1e-30) << "hd " << hd << " key " << j;
+      }
+      // The value step with these scores as weights, onto a non-zero o.
+      std::vector<float> ov = st::randn(size_t(hd), 7, 1.0f), op = ov, o0 = ov;
+      cpu::paged_pv(ov.data(), v.data(), k.data(), slots.data(), kn, tstride, hd, false);
+      cpu::paged_pv(op.data(), v.data(), k.data(), slots.data(), kn, tstride, hd, true);
+      for (int64_t c = 0; c < hd; ++c) {
+        ASSERT_EQ(ov[size_t(c)], op[size_t(c)]) << "pv hd " << hd << " kn " << kn << " channel " << c;
+        double ref = o0[size_t(c)], mag = std::fabs(ref);
+        for (int64_t j = 0; j < kn; ++j) {
+          const double t = double(v[size_t(j)]) * k[size_t(slots[size_t(j)] * tstride + c)];
+          ref += t;
+          mag += std::fabs(t);
+        }
+        ASSERT_NEAR(ov[size_t(c)], ref, 1e-6 * mag) << "pv hd " << hd << " channel " << c;
       }
     }
 }

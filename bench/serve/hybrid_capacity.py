@@ -165,7 +165,9 @@ def serve_and_measure(a):
         rows.append(dict(m, name=name, on_paper=paper, server_capacity=fits, max_running=running, requests=n,
                          peak_running=gauge, errors=s["errors"], wall_s=wall,
                          tok_s=(n * (a.context - a.output) + out_tokens) / wall, out_tok_s=out_tokens / wall))
-        print(f"{name}: peak running {gauge}, {s['errors']} errors, {wall:.0f} s", file=sys.stderr)
+        first_error = next((r["error"] for r in recs if r.get("error")), None)
+        print(f"{name}: peak running {gauge}, {s['errors']} errors, {wall:.0f} s"
+              + (f"; first error: {first_error}" if first_error else ""), file=sys.stderr)
     h, t = rows
     print(f"### Hybrid vs transformer on a running server: {a.context}-token contexts in {a.cache_mib} MiB of "
           f"cache (fp32, pages of {a.page}), {a.threads} threads\n")
@@ -198,7 +200,10 @@ def main(argv=None):
     ap.add_argument("--override", action="append",
                     help="--serve: config override for both models (default: model.d_model=256 model.mlp.hidden=704)")
     ap.add_argument("--cache-mib", type=int, default=256, help="--serve: each server's --cache-mib (default 256)")
-    ap.add_argument("--output", type=int, default=16, help="--serve: output tokens per request (default 16)")
+    ap.add_argument("--output", type=int, default=256,
+                    help="--serve: output tokens per request (default 256: long enough that the first request "
+                         "admitted is still decoding when the last is admitted, so the peak shows memory, not "
+                         "prefill speed)")
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="--serve: each server's --threads")
     ap.add_argument("--workdir", default=os.path.join(os.environ.get("STRATA_CACHE", os.path.expanduser(
         "~/.cache/strata")), "bench-capacity"), help="--serve: checkpoints and logs")

@@ -60,9 +60,12 @@ def stream_completion(url, body, timeout):
             if chunk.get("usage"):
                 usage = chunk["usage"]
             for c in chunk.get("choices") or []:
-                if c.get("text") or c.get("tokens"):
+                # Token ids: llama.cpp's "tokens", strata's (and vLLM's) "token_ids"; a model of ids
+                # only streams empty text with its ids.
+                ids = c.get("tokens") or c.get("token_ids")
+                if c.get("text") or ids:
                     rec["t_tokens"].append(now)
-                    rec["tokens"] += len(c["tokens"]) if isinstance(c.get("tokens"), list) else 1
+                    rec["tokens"] += len(ids) if isinstance(ids, list) else 1
         conn.close()
     except (OSError, http.client.HTTPException, ValueError) as e:
         rec["error"] = f"{type(e).__name__}: {e}"

@@ -81,7 +81,41 @@ void scores(float* s, const float* q, const float* k, const int64_t* slots, int6
 }
 #endif
 
+// o[c] += sum over j, in order, of p[j] * v_j[c] (v_j at v + slots[j] * tstride), by fma: each o[c]
+// the same sequence of operations on every path. The vector path keeps 16 channels of o in a
+// register over all kn keys instead of a load and store of o per key.
+void accumulate_pv_portable(float* o, const float* p, const float* v, const int64_t* slots, int64_t kn,
+                            int64_t tstride, int64_t hd) {
+  for (int64_t j = 0; j < kn; ++j) {
+    const float* vr = v + slots[j] * tstride;
+    for (int64_t c = 0; c < hd; ++c) o[c] = std::fma(p[j], vr[c], o[c]);
+  }
+}
+
+#if defined(__AVX512F__)
+void accumulate_pv(float* o, const float* p, const float* v, const int64_t* slots, int64_t kn, int64_t tstride,
+                   int64_t hd) {
+  for (int64_t c = 0; c < hd; c += 16) {
+    const __mmask16 m = hd - c >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (hd - c)) - 1u);
+    __m512 acc = _mm512_maskz_loadu_ps(m, o + c);
+    for (int64_t j = 0; j < kn; ++j)
+      acc = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), _mm512_maskz_loadu_ps(m, v + slots[j] * tstride + c), acc);
+    _mm512_mask_storeu_ps(o + c, m, acc);
+  }
+}
+#else
+void accumulate_pv(float* o, const float* p, const float* v, const int64_t* slots, int64_t kn, int64_t tstride,
+                   int64_t hd) {
+  accumulate_pv_portable(o, p, v, slots, kn, tstride, hd);
+}
+#endif
+
 }  // namespace
+
+void paged_pv(float* o, const float* p, const float* v, const int64_t* slots, int64_t kn, int64_t tstride, int64_t hd,
+              bool portable) {
+  (portable ? accumulate_pv_portable : accumulate_pv)(o, p, v, slots, kn, tstride, hd);
+}
 
 void paged_scores(float* s, const float* q, const float* k, const int64_t* slots, int64_t kn, int64_t tstride,
                   int64_t hd, float scale, bool portable) {
@@ -156,12 +190,7 @@ void attention_decode_paged(float* out, float* lse, const float* q, const float*
           m[g] = mx;
           float* o = O + g * hd_v;
           for (int64_t c = 0; c < hd_v; ++c) o[c] *= alpha;
-          for (int64_t j = 0; j < kn; ++j) {
-            const float* vr = v_cache + slots[j] * v_tstride + kvh * hd_v;
-            const float p = s[j];
-#pragma omp simd
-            for (int64_t c = 0; c < hd_v; ++c) o[c] += p * vr[c];
-          }
+          accumulate_pv(o, s, v_cache + kvh * hd_v, slots.data(), kn, v_tstride, hd_v);
         }
       }
       for (int64_t g = 0; g < G; ++g) {
