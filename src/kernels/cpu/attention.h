@@ -62,6 +62,8 @@ void attention_decode_paged(float* out, float* lse, const float* q, const float*
 // by the scalar one, which must agree bit for bit.
 void paged_scores(float* s, const float* q, const float* k, const int64_t* slots, int64_t kn, int64_t tstride,
                   int64_t hd, float scale, bool portable);
+// Its softmax weights: s[j] = exp(s[j] - mx) (every s[j] <= mx) by its own exp, on either path.
+void paged_exp(float* s, int64_t n, float mx, bool portable);
 // Its value step: o[c] += sum_j p[j] * v_j[c], in key order, on either path (the same bits).
 void paged_pv(float* o, const float* p, const float* v, const int64_t* slots, int64_t kn, int64_t tstride, int64_t hd,
               bool portable);

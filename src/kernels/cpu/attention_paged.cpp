@@ -4,6 +4,7 @@
 // online softmax, like attention_forward's decode path, in a fixed order (thread-count independent).
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -110,7 +111,56 @@ void accumulate_pv(float* o, const float* p, const float* v, const int64_t* slot
 }
 #endif
 
+// exp(x) for x <= 0 (softmax weights: a score minus the running max), one fixed sequence of IEEE
+// operations so that the vector and scalar paths agree bit for bit: n = round(x log2 e), r = x - n ln 2
+// (in two parts, by fma), a degree-7 Taylor polynomial in r (|r| <= ln 2 / 2: relative error below
+// 1e-8 before rounding, within 2 ulp of std::exp), scaled by 2^n through the exponent bits. Below
+// -87 (2^-126, where fp32 turns subnormal) and at -inf: 0.
+constexpr float kLog2e = 1.44269504f, kLn2Hi = 0.693145752f, kLn2Lo = 1.42860677e-6f, kExpMin = -87.0f;
+constexpr float kExpC[8] = {1.0f, 1.0f, 0.5f, 1.0f / 6, 1.0f / 24, 1.0f / 120, 1.0f / 720, 1.0f / 5040};
+
+float exp_nonpositive_scalar(float x) {
+  if (!(x >= kExpMin)) return 0.0f;  // also NaN-free: scores are finite or -inf
+  const float n = std::nearbyint(x * kLog2e);
+  float r = std::fma(n, -kLn2Hi, x);
+  r = std::fma(n, -kLn2Lo, r);
+  float p = kExpC[7];
+  for (int i = 6; i >= 0; --i) p = std::fma(p, r, kExpC[i]);
+  int32_t bits;
+  std::memcpy(&bits, &p, 4);
+  bits += int32_t(n) * (1 << 23);
+  std::memcpy(&p, &bits, 4);
+  return p;
+}
+
+void exp_shifted_portable(float* s, int64_t n, float mx) {
+  for (int64_t j = 0; j < n; ++j) s[j] = exp_nonpositive_scalar(s[j] - mx);
+}
+
+#if defined(__AVX512F__)
+void exp_shifted(float* s, int64_t n, float mx) {
+  const __m512 vmx = _mm512_set1_ps(mx);
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 m = n - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - j)) - 1u);
+    const __m512 x = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + j), vmx);
+    const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(kExpMin), _CMP_GE_OQ);
+    const __m512 nn = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(kLog2e)),
+                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fmadd_ps(nn, _mm512_set1_ps(-kLn2Hi), x);
+    r = _mm512_fmadd_ps(nn, _mm512_set1_ps(-kLn2Lo), r);
+    __m512 p = _mm512_set1_ps(kExpC[7]);
+    for (int i = 6; i >= 0; --i) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kExpC[i]));
+    const __m512i bits = _mm512_add_epi32(_mm512_castps_si512(p), _mm512_slli_epi32(_mm512_cvtps_epi32(nn), 23));
+    _mm512_mask_storeu_ps(s + j, m, _mm512_maskz_mov_ps(live, _mm512_castsi512_ps(bits)));
+  }
+}
+#else
+void exp_shifted(float* s, int64_t n, float mx) { exp_shifted_portable(s, n, mx); }
+#endif
+
 }  // namespace
+
+void paged_exp(float* s, int64_t n, float mx, bool portable) { (portable ? exp_shifted_portable : exp_shifted)(s, n, mx); }
 
 void paged_pv(float* o, const float* p, const float* v, const int64_t* slots, int64_t kn, int64_t tstride, int64_t hd,
               bool portable) {
@@ -183,9 +233,10 @@ void attention_decode_paged(float* out, float* lse, const float* q, const float*
           float mx = m[g];
           scores(s, qg + g * hd_qk, k_cache + kvh * hd_qk, slots.data(), kn, k_tstride, hd_qk, scale);
           for (int64_t j = 0; j < kn; ++j) mx = std::max(mx, s[j]);
-          const float alpha = std::exp(m[g] - mx);  // m = -inf before the first tile: 0
+          const float alpha = exp_nonpositive_scalar(m[g] - mx);  // m = -inf before the first tile: 0
+          exp_shifted(s, kn, mx);
           float sum = 0.0f;
-          for (int64_t j = 0; j < kn; ++j) sum += (s[j] = std::exp(s[j] - mx));
+          for (int64_t j = 0; j < kn; ++j) sum += s[j];
           l[g] = l[g] * alpha + sum;
           m[g] = mx;
           float* o = O + g * hd_v;
