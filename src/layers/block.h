@@ -51,11 +51,10 @@ struct Ctx {
   // Null: nobody listens. Set only where everything declared after the trunk (norm_f, the head) has
   // its gradient before Trunk::backward runs, as in Model::backward.
   GradsFinal* grads_final = nullptr;
-  // > 0: every linear layer's product (layers/linear.h) computes a row the same way whatever other
-  // rows share the call (GEMM libraries pick kernels and reduction orders by M): the serving engine's
-  // batch invariance (step_rows). On the CPU by row-invariant kernels (the value only switches it
-  // on); on CUDA and in bf16 by products of exactly row_tile rows, the last tile padded with zero
-  // rows. 0: one product over all rows, as training and generate run.
+  // > 0: each linear product (layers/linear.h) computes a row the same way whatever rows share it
+  // (GEMM libraries pick kernels and orders by M): the serving engine's batch invariance. On the CPU
+  // by row-invariant kernels (the value only switches them on); on CUDA / in bf16 by products of
+  // exactly row_tile rows, the last tile zero-padded. 0: one product over all rows (training, generate).
   int64_t row_tile = 0;
   // Weight-only int8 / int4 weights (layers/quant_linear.h), set by a quantised Model at inference:
   // linear_forward reads the weights it holds from it. Null: every product is fp32 as above.

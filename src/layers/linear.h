@@ -15,9 +15,8 @@
 namespace strata {
 
 // inp[N, IC], weight[OC, IC], bias[OC] or null -> out[N, OC] = inp @ weight^T + bias
-// With ctx.row_tile > 0, a row's output is bitwise independent of N (Ctx::row_tile): on the CPU by
-// kernels that compute every row the same way (kernels/cpu/gemm_rows.h, quant_linear_forward's GEMV
-// path), elsewhere (CUDA, bf16) in tiles of exactly row_tile rows, the last one padded.
+// ctx.row_tile > 0: a row's output is bitwise independent of N (Ctx::row_tile): row-invariant CPU
+// kernels (kernels/cpu/gemm_rows.h, quant GEMV), elsewhere (CUDA, bf16) tiles of row_tile rows.
 void linear_forward(const Ctx& ctx, float* out, const float* inp, const float* weight, const float* bias, int64_t N,
                     int64_t IC, int64_t OC);
 // dinp[N, IC] = dout @ weight (assigned; skipped if null; accumulated instead when accumulate_dinp),
