@@ -160,7 +160,9 @@ void exp_shifted(float* s, int64_t n, float mx) { exp_shifted_portable(s, n, mx)
 
 }  // namespace
 
-void paged_exp(float* s, int64_t n, float mx, bool portable) { (portable ? exp_shifted_portable : exp_shifted)(s, n, mx); }
+void paged_exp(float* s, int64_t n, float mx, bool portable) {
+  (portable ? exp_shifted_portable : exp_shifted)(s, n, mx);
+}
 
 void paged_pv(float* o, const float* p, const float* v, const int64_t* slots, int64_t kn, int64_t tstride, int64_t hd,
               bool portable) {
