@@ -16,6 +16,13 @@
 #include <immintrin.h>
 #endif
 
+// GCC 12 warns -Wmaybe-uninitialized / -Wuninitialized inside its own AVX-512 headers (the
+// _mm512_undefined_* pass-through of unmasked intrinsics): a false positive, silenced in this file
+// (as in quant_gemm.cpp).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
 namespace strata::cpu {
 namespace {
 
@@ -257,3 +264,5 @@ void attention_decode_paged(float* out, float* lse, const float* q, const float*
 }
 
 }  // namespace strata::cpu
+
+#pragma GCC diagnostic pop

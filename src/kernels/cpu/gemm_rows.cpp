@@ -14,6 +14,13 @@
 #include <immintrin.h>
 #endif
 
+// GCC 12 warns -Wmaybe-uninitialized / -Wuninitialized inside its own AVX-512 headers (the
+// _mm512_undefined_* pass-through of unmasked intrinsics): a false positive, silenced in this file
+// (as in quant_gemm.cpp).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
 namespace strata::cpu {
 namespace {
 
@@ -24,8 +31,10 @@ inline Vec vzero() { return _mm512_setzero_ps(); }
 inline Vec vload(const float* p) { return _mm512_loadu_ps(p); }
 inline Vec vload_tail(const float* p, int n) { return _mm512_maskz_loadu_ps(__mmask16((1u << n) - 1u), p); }
 inline Vec vfma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
-inline float vsum(Vec v) {  // a fixed tree: halves added pairwise down to one lane
-  __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+inline float vsum(Vec v) {  // a fixed tree: halves added pairwise down to one lane (AVX-512F only)
+  const __m512d d = _mm512_castps_pd(v);
+  __m256 h = _mm256_add_ps(_mm256_castpd_ps(_mm512_extractf64x4_pd(d, 0)),
+                           _mm256_castpd_ps(_mm512_extractf64x4_pd(d, 1)));
   __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
   q = _mm_add_ps(q, _mm_movehl_ps(q, q));
   q = _mm_add_ss(q, _mm_movehdup_ps(q));
@@ -152,3 +161,5 @@ void linear_rows_invariant(float* out, int64_t ldo, const float* A, int64_t lda,
 const char* rows_invariant_isa() { return kIsa; }
 
 }  // namespace strata::cpu
+
+#pragma GCC diagnostic pop
