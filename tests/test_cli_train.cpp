@@ -176,4 +176,15 @@ TEST(CliInit, WritesTheSeededModelWithoutTraining) {
   EXPECT_FALSE(fs::exists(d + "/x.h5"));
 }
 
+// Stopped before the first evaluation: the summary says so instead of printing a val loss of -1.
+TEST(CliTrain, SummaryWithoutAnEvalSaysNoValLoss) {
+  std::string d = scratch_dir("noeval");
+  write_text(d + "/a.yaml", tiny_config("", 10));
+  auto r = run("train a.yaml train.run_dir=r train.eval_every=100 --stop-after 2 --quiet", d);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("at step 2: train loss"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("no val loss yet"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("-1.0000"), std::string::npos) << r.out;
+}
+
 }  // namespace

@@ -252,9 +252,11 @@ int main(int argc, char** argv) {
       o.hparams_group = hparams_group;
       TrainResult r = train(cfg, to_yaml(cfg), o);
       if (r.rank == 0)  // data parallel: one summary for the job
-        fmt::print(stderr, "{} at step {}: train loss {:.4f}, val loss {:.4f}, {:.0f} tokens/s, {:.1f}s; checkpoint {}\n",
-                   r.interrupted ? "interrupted" : "done", r.step, r.train_loss, r.val_loss, r.tokens_per_s, r.seconds,
-                   r.last_checkpoint);
+        // val_loss < 0: no evaluation ran in this invocation (stopped before the first eval_every).
+        fmt::print(stderr, "{} at step {}: train loss {:.4f}, {}, {:.0f} tokens/s, {:.1f}s; checkpoint {}\n",
+                   r.interrupted ? "interrupted" : "done", r.step, r.train_loss,
+                   r.val_loss >= 0 ? fmt::format("val loss {:.4f}", r.val_loss) : std::string("no val loss yet"),
+                   r.tokens_per_s, r.seconds, r.last_checkpoint);
       return 0;
     }
     // generate / score: the device is checked before anything is read; the model is loaded on the
