@@ -48,6 +48,9 @@ void scores_portable(float* s, const float* q, const float* k, const int64_t* sl
 }
 
 #if defined(__AVX512F__)
+// The first min(n, 16) lanes (masked loads and stores of a tail).
+inline __mmask16 first_lanes(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u); }
+
 // The 16 trees of a[0..15] at once; lane 4k + j of the result is the sum of a[k + 4j].
 inline __m512 reduce16(const __m512* a) {
   __m512 t[8], u[4], r[2];
@@ -73,13 +76,13 @@ void scores(float* s, const float* q, const float* k, const int64_t* slots, int6
     __m512 acc[16];
     for (int i = 0; i < 16; ++i) acc[i] = _mm512_setzero_ps();
     for (int64_t c = 0; c < hd; c += 16) {
-      const __mmask16 m = hd - c >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (hd - c)) - 1u);
+      const __mmask16 m = first_lanes(hd - c);
       const __m512 qv = _mm512_maskz_loadu_ps(m, q + c);
       for (int i = 0; i < n; ++i)
         acc[i] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, k + slots[j0 + i] * tstride + c), acc[i]);
     }
     const __m512 out = _mm512_mul_ps(_mm512_permutexvar_ps(order, reduce16(acc)), sc);
-    _mm512_mask_storeu_ps(s + j0, __mmask16((1u << n) - 1u), out);
+    _mm512_mask_storeu_ps(s + j0, first_lanes(n), out);
   }
 }
 #else
@@ -104,7 +107,7 @@ void accumulate_pv_portable(float* o, const float* p, const float* v, const int6
 void accumulate_pv(float* o, const float* p, const float* v, const int64_t* slots, int64_t kn, int64_t tstride,
                    int64_t hd) {
   for (int64_t c = 0; c < hd; c += 16) {
-    const __mmask16 m = hd - c >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (hd - c)) - 1u);
+    const __mmask16 m = first_lanes(hd - c);
     __m512 acc = _mm512_maskz_loadu_ps(m, o + c);
     for (int64_t j = 0; j < kn; ++j)
       acc = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), _mm512_maskz_loadu_ps(m, v + slots[j] * tstride + c), acc);
@@ -148,7 +151,7 @@ void exp_shifted_portable(float* s, int64_t n, float mx) {
 void exp_shifted(float* s, int64_t n, float mx) {
   const __m512 vmx = _mm512_set1_ps(mx);
   for (int64_t j = 0; j < n; j += 16) {
-    const __mmask16 m = n - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - j)) - 1u);
+    const __mmask16 m = first_lanes(n - j);
     const __m512 x = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + j), vmx);
     const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(kExpMin), _CMP_GE_OQ);
     const __m512 nn = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(kLog2e)),
