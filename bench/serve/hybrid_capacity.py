@@ -77,13 +77,20 @@ def on_paper(a):
                       "ratio": ratio}))
 
 
+def context_requests(n, context, output, vocab):
+    """n requests of `context` tokens each (random ids, seed 0), `output` of them generated, one client
+    each so that all are submitted at once."""
+    import random
+    rng = random.Random(0)
+    return [{"id": i, "client": i, "max_tokens": output,
+             "prompt": [rng.randrange(3, vocab) for _ in range(context - output)]} for i in range(n)]
+
+
 def measure(a):
     import loadgen
     import stats
-    import random
-    rng = random.Random(0)
-    reqs = [{"id": i, "client": i, "max_tokens": 16,
-             "prompt": [rng.randrange(3, a.vocab) for _ in range(a.context - 16)]} for i in range(a.requests)]
+    a.requests = a.requests or 64
+    reqs = context_requests(a.requests, a.context, 16, a.vocab)
     with loadgen.PeakRunning(a.measure) as peak:
         recs = loadgen.run(a.measure, reqs, a.model, timeout=3600)
     s = stats.summarize(recs)
@@ -115,7 +122,6 @@ def server_capacity(m, context, budget, page):
 def serve_and_measure(a):
     import loadgen
     import stats
-    import random
     import socket
     import time
     work = a.workdir
@@ -148,9 +154,7 @@ def serve_and_measure(a):
         try:
             if not loadgen.wait_ready(url, timeout=600, proc=proc):
                 raise SystemExit(f"{name}: the server did not start (see {log.name})")
-            rng = random.Random(0)
-            reqs = [{"id": i, "client": i, "max_tokens": a.output,
-                     "prompt": [rng.randrange(3, a.vocab) for _ in range(a.context - a.output)]} for i in range(n)]
+            reqs = context_requests(n, a.context, a.output, a.vocab)
             t0 = time.time()
             with loadgen.PeakRunning(url) as peak:
                 recs = loadgen.run(url, reqs, "model", timeout=36000)
@@ -193,7 +197,8 @@ def main(argv=None):
     ap.add_argument("--budget-gib", type=float, default=16.0, help="cache budget (default 16 GiB)")
     ap.add_argument("--page", type=int, default=16, help="KV page size in tokens (default 16)")
     ap.add_argument("--measure", metavar="URL", help="measure a running server instead (see above)")
-    ap.add_argument("--requests", type=int, default=64, help="--measure: requests submitted at once")
+    ap.add_argument("--requests", type=int,
+                    help="requests submitted at once (--measure: default 64; --serve: each model's capacity + 2)")
     ap.add_argument("--vocab", type=int, default=32000)
     ap.add_argument("--model", default="model")
     ap.add_argument("--serve", action="store_true", help="init, serve and measure both configs (see above)")
@@ -212,7 +217,6 @@ def main(argv=None):
         return measure(a)
     if a.serve:
         a.override = a.override if a.override is not None else ["model.d_model=256", "model.mlp.hidden=704"]
-        a.requests = 0 if "--requests" not in (argv or sys.argv) else a.requests
         return serve_and_measure(a)
     if len(a.configs) != 2:
         ap.error("give two configs: HYBRID.yaml TRANSFORMER.yaml")
