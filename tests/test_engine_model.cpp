@@ -139,7 +139,9 @@ TEST_P(EngineModel, TokensDoNotDependOnTheBatchArrivalsOrMemoryPressure) {
   std::printf("%s: together: prefix-hit tokens %ld; tight memory: pre-emptions %ld, prefix-hit tokens %ld\n", k.name,
               long(st_together.prefix_hit_tokens), long(st_tight.preemptions), long(st_tight.prefix_hit_tokens));
   EXPECT_GT(st_together.prefix_hit_tokens, 0) << k.name;
-  if (std::string(k.pattern).find_first_of("*") != std::string::npos) EXPECT_GT(st_tight.preemptions, 0) << k.name;
+  if (std::string(k.pattern).find_first_of("*") != std::string::npos) {
+    EXPECT_GT(st_tight.preemptions, 0) << k.name;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Kinds, EngineModel,
