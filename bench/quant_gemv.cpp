@@ -1,6 +1,8 @@
-// Decode-shaped products (M = 1..4 rows of x against a whole weight) with fp32, int8 and int4 weights:
+// Decode-shaped products (M = 1..4 rows of x against a whole weight), and a prefill-shaped one
+// (M = 64), with fp32, int8 and int4 weights:
 //   fp32       strata::cpu::linear_forward (oneDNN sgemm, the fp32 path of every Linear layer)
-//   int8/int4  strata::cpu::quant_linear_forward, once per GEMV ISA path this CPU has
+//   int8/int4  strata::cpu::quant_linear_forward (fp32 activations), once per GEMV ISA path this CPU has
+//   act8_*     strata::cpu::quant_linear_forward_act8 (int8 activations), once per ISA path (VNNI, AVX2)
 // Counters: weight GB/s (bytes of the weight format read per call) and calls/s. At M = 1 all three
 // are bound by reading the weights, so the ratio of calls/s is what quantisation buys at decode.
 // Run single-threaded for stable numbers: OMP_NUM_THREADS=1 ./build/bench/quant_gemv.
@@ -56,8 +58,30 @@ void BM_quant(benchmark::State& s, int bits, cpu::QuantIsa isa) {
       benchmark::Counter(double(q.size() + sc.size() * 4) * double(s.iterations()) / 1e9, benchmark::Counter::kIsRate);
 }
 
+void BM_act8(benchmark::State& s, int bits, cpu::Act8Isa isa) {
+  if (!cpu::act8_isa_supported(isa)) {
+    s.SkipWithError("this CPU lacks the ISA");
+    return;
+  }
+  const int64_t M = s.range(0), N = s.range(1), K = s.range(2);
+  const auto w = randn(size_t(N * K), 1), x = randn(size_t(M * K), 2);
+  std::vector<uint8_t> q(size_t(quant_bytes(bits, N, K)));
+  std::vector<float> sc(size_t(quant_scales(bits, N, K))), out(size_t(M * N));
+  cpu::quantize_weight(bits, w.data(), N, K, q.data(), sc.data());
+  const cpu::Act8Isa saved = cpu::act8_isa();
+  cpu::set_act8_isa(isa);
+  const QuantWeight qw{bits, N, K, q.data(), sc.data()};
+  for (auto _ : s) {
+    cpu::quant_linear_forward_act8(out.data(), x.data(), qw, nullptr, M);
+    benchmark::DoNotOptimize(out.data());
+  }
+  cpu::set_act8_isa(saved);
+  s.counters["weight_GB/s"] =
+      benchmark::Counter(double(q.size() + sc.size() * 4) * double(s.iterations()) / 1e9, benchmark::Counter::kIsRate);
+}
+
 void shapes(benchmark::internal::Benchmark* b) {
-  for (int64_t M : {1, 4}) b->Args({M, 4096, 4096});
+  for (int64_t M : {1, 4, 64}) b->Args({M, 4096, 4096});
   b->Args({1, 11008, 4096});
   b->Unit(benchmark::kMicrosecond);
 }
@@ -69,6 +93,10 @@ BENCHMARK_CAPTURE(BM_quant, int8_portable, 8, cpu::QuantIsa::portable)->Args({1,
 BENCHMARK_CAPTURE(BM_quant, int4_avx512, 4, cpu::QuantIsa::avx512)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_quant, int4_avx2, 4, cpu::QuantIsa::avx2)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_quant, int4_portable, 4, cpu::QuantIsa::portable)->Args({1, 4096, 4096})->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_act8, int8_vnni, 8, cpu::Act8Isa::avx512_vnni)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_act8, int8_avx2, 8, cpu::Act8Isa::avx2)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_act8, int4_vnni, 4, cpu::Act8Isa::avx512_vnni)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_act8, int4_avx2, 4, cpu::Act8Isa::avx2)->Apply(shapes);
 
 }  // namespace
 

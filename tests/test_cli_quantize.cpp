@@ -42,9 +42,18 @@ TEST(CliQuantize, QuantiseLoadScoreAndRefuse) {
   const auto fp = run("eval-ppl --ckpt r --text-file data.txt --context 24 --max-tokens 2000 --quiet", d);
   const auto p8 = run("eval-ppl --ckpt q8.h5 --text-file data.txt --context 24 --max-tokens 2000 --decode-tokens 4 --quiet", d);
   const auto p4 = run("eval-ppl --ckpt r --quantize 4 --text-file data.txt --context 24 --max-tokens 2000 --quiet", d);
+  const auto a8 = run("eval-ppl --ckpt q8.h5 --activations int8 --text-file data.txt --context 24 --max-tokens 2000 --quiet", d);
   ASSERT_EQ(fp.code, 0) << fp.out;
   ASSERT_EQ(p8.code, 0) << p8.out;
   ASSERT_EQ(p4.code, 0) << p4.out;
+  ASSERT_EQ(a8.code, 0) << a8.out;
+  EXPECT_NE(a8.out.find("weights=int8 activations=int8"), std::string::npos) << a8.out;
+  EXPECT_NE(p8.out.find("activations=fp32"), std::string::npos) << p8.out;
+  EXPECT_NEAR(field(a8.out, "ppl"), field(p8.out, "ppl"), 0.02 * field(p8.out, "ppl"));
+  EXPECT_NE(field(a8.out, "ppl"), field(p8.out, "ppl")) << "int8 activations changed nothing";
+  auto fp_acts = run("generate --ckpt r --activations int8 --max-tokens 2", d);
+  EXPECT_EQ(fp_acts.code, 2) << fp_acts.out;
+  EXPECT_NE(fp_acts.out.find("int8 activations need quantised weights"), std::string::npos) << fp_acts.out;
   EXPECT_NE(p8.out.find("weights=int8"), std::string::npos) << p8.out;
   EXPECT_NE(p4.out.find("weights=int4"), std::string::npos) << p4.out;
   const double ppl = field(fp.out, "ppl"), ppl8 = field(p8.out, "ppl"), ppl4 = field(p4.out, "ppl");

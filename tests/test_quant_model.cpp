@@ -90,6 +90,31 @@ TEST_P(QuantModel, ComputesWhatTheDequantisedFp32ModelComputes) {
   }
 }
 
+// Int8 activations (set_activations): the same quantised weights, the activations rounded to int8
+// per 32 inputs. Decode steps (M = 1 products) match the forward (M = T) as with fp32 activations:
+// the kernel's rows do not depend on M. Near the fp32-activation model: each product moves by at
+// most sum_k |w_k| s_x / 2.
+TEST_P(QuantModel, Int8ActivationsDecodeMatchesForwardAndStayNearFp32Activations) {
+  const auto& [c, bits] = GetParam();
+  const ModelConfig cfg = st::tiny_model(c.pattern, c.mamba_version, c.attention);
+  Model q(cfg, 3), q8(cfg, 3);
+  quantize_model(q, bits);
+  quantize_model(q8, bits);
+  set_activations(q8, "int8");
+  ASSERT_TRUE(q8.quantized()->int8_activations());
+  const auto ids = st::random_tokens(13, 113);
+  const auto l32 = logits_of(q, ids), l8 = logits_of(q8, ids), d8 = decoded_logits(q8, ids);
+  double scale = 0;
+  for (float v : l32) scale = std::max(scale, double(std::fabs(v)));
+  const double d_dec = max_abs_diff(d8, l8), d_act = max_abs_diff(l8, l32);
+  std::printf("%s mamba%d %s int%d, int8 activations: |decode - forward| %.3g, |int8 - fp32 activations| %.3g "
+              "(max |logit| %.3g)\n",
+              c.pattern.c_str(), c.mamba_version, c.attention.c_str(), bits, d_dec, d_act, scale);
+  EXPECT_LE(d_dec, 2e-4 * (1 + scale));
+  EXPECT_GT(d_act, 0.0) << "int8 activations changed nothing: the mode did not reach the kernels";
+  EXPECT_LE(d_act, 0.05 * (1 + scale));
+}
+
 INSTANTIATE_TEST_SUITE_P(Blocks, QuantModel,
                          ::testing::Combine(::testing::Values(Case{"*-", 2, "gqa"}, Case{"M", 1, "gqa"},
                                                               Case{"M*", 2, "gqa"}, Case{"*E", 2, "mla"}),
@@ -115,6 +140,18 @@ TEST(QuantModelRules, WhichWeightsAreQuantised) {
     }
   }
   EXPECT_THROW(quantize_weights(m.params(), 3), InputError);
+}
+
+TEST(QuantModelRules, Int8ActivationsNeedQuantisedWeights) {
+  Model m(st::tiny_model("*-", 2), 3);
+  EXPECT_THROW(set_activations(m, "int8"), InputError);
+  set_activations(m, "fp32");  // the default: nothing to do
+  quantize_model(m, 8);
+  EXPECT_THROW(set_activations(m, "int4"), InputError);
+  set_activations(m, "int8");
+  EXPECT_TRUE(m.quantized()->int8_activations());
+  set_activations(m, "fp32");
+  EXPECT_FALSE(m.quantized()->int8_activations());
 }
 
 TEST(QuantModelRules, TrainingAQuantisedModelIsRefused) {

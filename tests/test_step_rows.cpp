@@ -133,9 +133,10 @@ TEST(StepRowsWide, BatchInvariantAtDModel256) {
 
 // Quantised weights (int8 / int4): the GEMV path of quant_linear_forward for every batch size.
 TEST(StepRowsWide, BatchInvariantQuantised) {
-  for (int bits : {8, 4}) {
+  for (int bits : {8, 4, -8, -4}) {  // negative: the same with int8 activations
     Model m(strata::testing::tiny_model("M*-E", 2, "gqa", 8), 3);
-    quantize_model(m, bits);
+    quantize_model(m, std::abs(bits));
+    if (bits < 0) set_activations(m, "int8");
     const auto mine = strata::testing::random_tokens(29, 4);
     Schedule alone;
     alone.max_chunk = 1;
@@ -148,7 +149,7 @@ TEST(StepRowsWide, BatchInvariantQuantised) {
     seqs.insert(seqs.begin() + 2, mine);
     const auto mixed = run_schedule(m, seqs, sc, tile)[2];
     EXPECT_EQ(0, std::memcmp(mixed.data(), ref.data(), sizeof(float) * ref.size()))
-        << "int" << bits << ": max diff " << max_abs_diff(mixed, ref);
+        << "int" << std::abs(bits) << (bits < 0 ? " (int8 activations)" : "") << ": max diff " << max_abs_diff(mixed, ref);
   }
 }
 

@@ -7,6 +7,14 @@
 
 namespace strata {
 
+class Model;
+
+// --quantize and --activations (see add_quantize_option below).
+struct LoadQuant {
+  int bits = 0;  // 0: as loaded; 8 / 4: quantise the fp32 weights at load
+  std::string activations = "fp32";
+};
+
 struct QuantizeCommandOptions {
   std::string ckpt, out;
   int bits = 8;
@@ -17,7 +25,7 @@ int run_quantize_command(const QuantizeCommandOptions& o);
 
 struct EvalPplOptions {
   std::string ckpt, text_file, device = "cpu";
-  int quantize = 0;           // 0: as loaded; 8 / 4: quantise the fp32 weights at load
+  LoadQuant quant;            // --quantize, --activations
   int64_t context = 256;      // tokens per window (non-overlapping windows)
   int64_t max_tokens = 0;     // 0: the whole text
   int64_t batch = 4;          // windows per forward
@@ -28,7 +36,9 @@ struct EvalPplOptions {
 CLI::App* add_eval_ppl_command(CLI::App& app, EvalPplOptions& o);
 int run_eval_ppl_command(const EvalPplOptions& o);
 
-// --quantize 8|4 on a loaded model's subcommand (generate, score): 0 when not given.
-void add_quantize_option(CLI::App* cmd, int& bits);
+// --quantize 8|4 and --activations fp32|int8 on a loaded model's subcommand (generate, score,
+// serve, eval-ppl), and applying them to the loaded model (before it moves to its device).
+void add_quantize_option(CLI::App* cmd, LoadQuant& q);
+void apply_load_quant(Model& model, const LoadQuant& q);
 
 }  // namespace strata

@@ -57,7 +57,7 @@ CLI::App* add_serve_command(CLI::App& app, ServeCommandOptions& o) {
   s->add_option("--threads", o.threads, "compute threads of the engine (OpenMP; 0: its default)")->capture_default_str()->check(CLI::Range(0, 4096));
   s->add_option("--http-threads", o.http_threads, "HTTP worker threads (concurrent connections)")->capture_default_str()->check(CLI::Range(1, 4096));
   s->add_option("--device", o.device, "where the model runs: cpu | cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
-  add_quantize_option(s, o.quantize);
+  add_quantize_option(s, o.quant);
   s->add_flag("--quiet", o.quiet, "no line per request");
   return s;
 }
@@ -69,7 +69,7 @@ int run_serve_command(const ServeCommandOptions& o) {
   const std::string path = resolve_checkpoint(o.ckpt, &skipped);
   if (!skipped.empty()) fmt::print(stderr, "warning: skipped unusable checkpoints in '{}': {}; using {}\n", o.ckpt, skipped, path);
   LoadedModel lm = load_model(path);
-  if (o.quantize) quantize_model(*lm.model, o.quantize);
+  apply_load_quant(*lm.model, o.quant);
   lm.model->params().to_device(dev);
 
   EngineSettings es;

@@ -3,6 +3,8 @@
 // loaded the way `strata generate` loads one (a checkpoint, a run directory or a Hugging Face directory).
 #include <string>
 
+#include "quantize.h"
+
 namespace CLI {
 class App;
 }
@@ -16,7 +18,7 @@ struct ServeCommandOptions {
   int64_t max_running = 64, max_batch_tokens = 512, cache_mib = 256, page_size = 16, row_tile = 8, snapshot_slots = -1;
   double timeout_s = 600;
   int threads = 0, http_threads = 32;
-  int quantize = 0;  // 8 | 4: quantise the weights at load
+  LoadQuant quant;  // --quantize 8|4, --activations
   bool quiet = false;
 };
 

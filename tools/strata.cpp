@@ -171,8 +171,8 @@ int main(int argc, char** argv) {
 
   ServeCommandOptions serve_opts;
   auto* serve = add_serve_command(app, serve_opts);
-  int load_quantize = 0;  // --quantize 8|4 on generate / score
-  add_quantize_option(gen, load_quantize);
+  LoadQuant load_quant;  // --quantize 8|4, --activations on generate / score
+  add_quantize_option(gen, load_quant);
 
   // score
   auto* sc = app.add_subcommand("score", "Per-position logits of a text, by training forward or by token-by-token decode");
@@ -186,7 +186,7 @@ int main(int argc, char** argv) {
   sc->add_option("--out", out_path, "output .npy of float32 logits [T, V]")->required();
   sc->add_option("--device", device, "where to run: cpu | cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
   sc->add_flag("--no-cuda-graphs", no_graphs, "on cuda, decode mode launches each step's kernels directly");
-  add_quantize_option(sc, load_quantize);
+  add_quantize_option(sc, load_quant);
 
   // quantize / eval-ppl (tools/quantize.h)
   QuantizeCommandOptions quant_opts;
@@ -268,7 +268,7 @@ int main(int argc, char** argv) {
     if (*ppl_cmd) return run_eval_ppl_command(ppl_opts);
     if (*gen) {
       LoadedModel lm = load_model(checkpoint_arg(ckpt));
-      if (load_quantize) quantize_model(*lm.model, load_quantize);
+      apply_load_quant(*lm.model, load_quant);
       lm.model->params().to_device(run_on);
       const bool as_ids = print_ids || (!lm.tokenizer && lm.config.model.vocab != "bytes");
       std::vector<int32_t> ids;
@@ -292,7 +292,7 @@ int main(int argc, char** argv) {
     if (*sc) {
       if (text_file.empty() == ids_file.empty()) throw InputError("score: give --text-file or --ids-file");
       LoadedModel lm = load_model(checkpoint_arg(ckpt));
-      if (load_quantize) quantize_model(*lm.model, load_quantize);
+      apply_load_quant(*lm.model, load_quant);
       lm.model->params().to_device(run_on);
       std::vector<int32_t> ids = ids_file.empty() ? encode_text(lm, read_file(text_file, "--text-file"))
                                                   : parse_ids(read_file(ids_file, "--ids-file"), ids_file, lm.model->vocab());

@@ -30,8 +30,10 @@ void check_bf16_ctx(const Ctx& ctx, const char* what) {
 void linear_untiled(const Ctx& ctx, float* out, const float* inp, const float* weight, const float* bias, int64_t N,
                     int64_t IC, int64_t OC) {
   QuantWeight qw;
-  if (ctx.quant && ctx.quant->find(weight, IC, OC, qw)) {
-    STRATA_OP(ctx.device, quant_linear_forward, out, inp, qw, bias, N);
+  bool int8_acts = false;
+  if (ctx.quant && ctx.quant->find(weight, IC, OC, qw, &int8_acts)) {
+    if (int8_acts) STRATA_OP(ctx.device, quant_linear_forward_act8, out, inp, qw, bias, N);
+    else STRATA_OP(ctx.device, quant_linear_forward, out, inp, qw, bias, N);
     return;
   }
   if (ctx.precision == Precision::fp32) {
@@ -77,8 +79,10 @@ void linear_forward(const Ctx& ctx, float* out, const float* inp, const float* w
     // On the CPU, kernels whose rows are invariant by construction: one product over all N rows, no
     // tiles and no padding (a lone decode row is a GEMV, a batch reads each weight once).
     QuantWeight qw;
-    if (ctx.quant && ctx.quant->find(weight, IC, OC, qw)) {
-      cpu::quant_linear_forward(out, inp, qw, bias, N, /*row_invariant=*/true);
+    bool int8_acts = false;
+    if (ctx.quant && ctx.quant->find(weight, IC, OC, qw, &int8_acts)) {
+      if (int8_acts) cpu::quant_linear_forward_act8(out, inp, qw, bias, N);  // rows invariant at every N
+      else cpu::quant_linear_forward(out, inp, qw, bias, N, /*row_invariant=*/true);
       return;
     }
     if (ctx.precision == Precision::fp32) {

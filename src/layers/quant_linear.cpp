@@ -29,7 +29,15 @@ void QuantizedLinears::add(const QuantTensor& t) {
   entries_.insert(at, std::move(e));
 }
 
-bool QuantizedLinears::find(const float* w, int64_t IC, int64_t OC, QuantWeight& out) const {
+void QuantizedLinears::set_int8_activations(const std::function<bool(const std::string& name)>& which) {
+  for (Entry& e : entries_) e.int8_acts = which(e.name);
+}
+
+bool QuantizedLinears::int8_activations() const {
+  return std::any_of(entries_.begin(), entries_.end(), [](const Entry& e) { return e.int8_acts; });
+}
+
+bool QuantizedLinears::find(const float* w, int64_t IC, int64_t OC, QuantWeight& out, bool* int8_acts) const {
   const float* base = ps_->flat();
   if (entries_.empty() || w < base || w >= base + ps_->numel()) return false;
   const int64_t off = w - base;
@@ -43,6 +51,7 @@ bool QuantizedLinears::find(const float* w, int64_t IC, int64_t OC, QuantWeight&
                e.name, e.N, e.K, OC, IC, rel);
   STRATA_CHECK(e.q.device() == ps_->device(), "quantised weight '{}' is not on the parameters' device (follow_store)", e.name);
   out = {e.bits, OC, e.K, e.q.data() + quant_bytes(e.bits, row, e.K), e.scales.data() + quant_scales(e.bits, row, e.K)};
+  if (int8_acts) *int8_acts = e.int8_acts;
   return true;
 }
 

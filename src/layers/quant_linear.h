@@ -10,6 +10,7 @@
 // come here (MLA's absorbed decode, the MoE experts' grouped GEMMs) computes with the same weights.
 // Set on a model (Model::set_quantized), it makes the model inference-only.
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -37,7 +38,8 @@ class QuantizedLinears {
   void add(const QuantTensor& t);
   // The quantised weight at `w` (a pointer into the store's flat buffer: a weight, or rows of one)
   // as a [OC, IC] matrix on the store's device; nullopt-like false when w is not a quantised weight.
-  bool find(const float* w, int64_t IC, int64_t OC, QuantWeight& out) const;
+  // int8_acts (when given): whether this weight's products take int8 activations.
+  bool find(const float* w, int64_t IC, int64_t OC, QuantWeight& out, bool* int8_acts = nullptr) const;
   // Points at ps (the same store after its owner moved) and moves the quantised bytes to its device
   // when it has moved (once; a no-op otherwise).
   void follow_store(const ParamStore& ps);
@@ -45,6 +47,11 @@ class QuantizedLinears {
   int64_t bytes() const;  // quantised bytes + scales
   int bits() const;         // the widest bits among the weights (8 when any is int8), 0 when empty
   int fewest_bits() const;  // the narrowest (4 when any is int4), 0 when empty
+  // Which weights' products quantise their activations to int8 per 32 inputs (kernels/cpu/quant_gemm.h,
+  // "int8 activations": the VNNI path) instead of keeping them fp32: those whose name `which` accepts
+  // (none by default: a second numeric mode, so off unless asked; models/quantize.h decides which).
+  void set_int8_activations(const std::function<bool(const std::string& name)>& which);
+  bool int8_activations() const;  // any weight takes int8 activations
 
  private:
   struct Entry {
@@ -53,6 +60,7 @@ class QuantizedLinears {
     int64_t offset = 0, N = 0, K = 0;
     DeviceArray<uint8_t> q;
     DeviceArray<float> scales;
+    bool int8_acts = false;
   };
   const ParamStore* ps_;
   std::vector<Entry> entries_;  // sorted by offset

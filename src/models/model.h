@@ -73,6 +73,7 @@ class Model {
   // refused. The flat buffer should hold their dequantised values (models/quantize.h does both).
   void set_quantized(std::unique_ptr<QuantizedLinears> q) { quant_ = std::move(q); }
   const QuantizedLinears* quantized() const { return quant_.get(); }
+  QuantizedLinears* quantized() { return quant_.get(); }
 
   int64_t vocab() const { return cfg_.vocab_size; }
   double flops_per_token(int64_t T) const;  // forward only

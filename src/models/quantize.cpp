@@ -51,6 +51,23 @@ void apply_quantized(Model& model, const std::vector<QuantTensor>& ts) {
   model.set_quantized(std::move(q));
 }
 
+void set_activations(Model& model, const std::string& activations) {
+  if (activations != "fp32" && activations != "int8")
+    throw InputError(fmt::format("activations '{}': the choices are fp32 and int8", activations));
+  const bool int8 = activations == "int8";
+  if (!model.quantized()) {
+    if (int8)
+      throw InputError("int8 activations need quantised weights: a checkpoint written by strata quantize, or "
+                       "--quantize 8|4 at load");
+    return;
+  }
+  // MLA's kv_b_proj keeps fp32 activations: its decode step absorbs the weight into the query and the
+  // output (fp32 products over the latent cache, layers/latent_attention.h), so rounding its input in the forward
+  // alone would part the forward from the cached decode (train/infer parity).
+  model.quantized()->set_int8_activations(
+      [int8](const std::string& name) { return int8 && !name.ends_with("kv_b_proj.weight"); });
+}
+
 void quantize_model(Model& model, int bits) {
   STRATA_CHECK(model.params().device() == Device::cpu, "quantize_model: the parameters must be on the host");
   apply_quantized(model, quantize_weights(model.params(), bits));

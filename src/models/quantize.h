@@ -8,6 +8,7 @@
 // most sensitive: llama.cpp keeps its output matrix at 6+ bits too), the MoE router (top-k among
 // near ties), norms, conv1d, biases and the SSM parameters. At 4 bits a weight whose input size is
 // not a multiple of 32 (Mamba's dt_proj with a small dt_rank) is kept at 8 bits instead.
+#include <string>
 #include <vector>
 
 #include "layers/quant_linear.h"
@@ -29,5 +30,10 @@ void apply_quantized(Model& model, const std::vector<QuantTensor>& ts);
 
 // quantize_weights + apply_quantized: `--quantize 8|4` at load.
 void quantize_model(Model& model, int bits);
+
+// `--activations int8|fp32` at load: int8 runs the quantised products with int8 activations
+// (QuantizedLinears::set_int8_activations); InputError for int8 on a model without quantised weights,
+// or for another name.
+void set_activations(Model& model, const std::string& activations);
 
 }  // namespace strata

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <vector>
 
 #include "core/arena.h"
@@ -61,6 +62,36 @@ TEST(CudaQuantGemm, MatchesTheCpuTwin) {
     check(8, M, 40, 256, true, 2);
     check(4, M, 67, 96, M != 1, 3);
     check(4, M, 33, 256, false, 4);
+  }
+}
+
+// The int8-activation twin gives the CPU's bits (the same codes, exact block dots, the same fmas and
+// sum tree), whatever the CPU ISA path.
+TEST(CudaQuantGemm, Int8ActivationsGiveTheCpuTwinsBits) {
+  STRATA_SKIP_WITHOUT_CUDA();
+  struct Shape {
+    int bits;
+    int64_t M, N, K;
+  };
+  for (const Shape& c : {Shape{8, 1, 67, 83}, Shape{8, 3, 40, 256}, Shape{8, 9, 21, 7}, Shape{4, 1, 67, 96},
+                         Shape{4, 5, 33, 256}}) {
+    const auto w = st::randn(size_t(c.N * c.K), 7, 0.05f);
+    const auto x = st::randn(size_t(c.M * c.K), 8);
+    const auto bias = st::randn(size_t(c.N), 9);
+    std::vector<uint8_t> q(size_t(quant_bytes(c.bits, c.N, c.K)));
+    std::vector<float> s(size_t(quant_scales(c.bits, c.N, c.K)));
+    cpu::quantize_weight(c.bits, w.data(), c.N, c.K, q.data(), s.data());
+    std::vector<float> ref(size_t(c.M * c.N));
+    cpu::quant_linear_forward_act8(ref.data(), x.data(), {c.bits, c.N, c.K, q.data(), s.data()}, bias.data(), c.M);
+    DeviceVec<uint8_t> dq(q);
+    DeviceVec<float> ds(s), dx(x), db(bias), dout(size_t(c.M * c.N));
+    cuda::quant_linear_forward_act8(dout.p, dx.p, {c.bits, c.N, c.K, dq.p, ds.p}, db.p, c.M);
+    const auto out = dout.host();
+    double d = 0;
+    for (size_t i = 0; i < out.size(); ++i) d = std::max(d, double(std::fabs(out[i] - ref[i])));
+    std::printf("cuda act8 int%d M=%ld N=%ld K=%ld: max |cuda - cpu| %.3g\n", c.bits, long(c.M), long(c.N), long(c.K), d);
+    EXPECT_EQ(0, std::memcmp(out.data(), ref.data(), out.size() * sizeof(float)))
+        << "int" << c.bits << " M=" << c.M << " K=" << c.K << ": max diff " << d;
   }
 }
 

@@ -6,9 +6,8 @@
 // CPUID, forcible for tests) and a portable fallback. Larger M (prefill) dequantises tiles of W to
 // fp32 and runs them through the fp32 gemm. The CUDA twin is kernels/cuda/quant_gemm.h.
 //
-// No AVX-512 VNNI / AMX path: they multiply int8 by int8, so they would need the activations
-// quantised too (llama.cpp's Q8 activations); this kernel keeps fp32 activations, and at batch 1 it
-// is bound by reading the weights, which the fp32 FMA path already does at memory speed.
+// The int8-by-int8 instructions (AVX-512 VNNI) need the activations quantised too: that is the
+// second numeric mode below (quant_linear_forward_act8), chosen per model at load, never silently.
 #include <cstdint>
 
 #include "kernels/quant_weight.h"
@@ -39,5 +38,30 @@ QuantIsa quant_isa();
 bool quant_isa_supported(QuantIsa isa);
 void set_quant_isa(QuantIsa isa);
 const char* quant_isa_name(QuantIsa isa);  // "portable", "avx2", "avx512"
+
+// ---- int8 activations (W8A8 / W4A8: llama.cpp's Q8_0 activations) ------------------------------
+// Each row of inp is quantised in blocks of kActBlock (32) along K: s = amax / 127 over the block,
+// xq = round(x / s) in [-127, 127] (quantize_activations). Each block's dot product with the weight's
+// int8 / int4 codes is then exact in int32, and the result is
+//   out[m, n] = tree16(acc) (* s_w[n] for int8) + bias[n],  acc[8 (b % 2) + l] += float(d[b, l]) * s_b
+// where d[b, l] is the integer dot of bytes 4l..4l+3 of block b, s_b = s_x[m, b] (* s_w[n, b] for
+// int4), each += one fma, blocks in order, and tree16 a fixed pairwise sum (quant_gemm_act8.cpp).
+// Every ISA path computes exactly that, so they give the same bits (the answer does not depend on
+// the CPU), and a row does not depend on M or on the other rows (batch-invariant at every M).
+// Paths: AVX-512 VNNI (vpdpbusd on 64 bytes: 2 blocks per instruction), AVX2 (vpmaddubsw +
+// vpmaddwd on one block), portable. No AMX path: no CPU here has it to test on (docs/serving.md).
+inline constexpr int64_t kActBlock = 32;
+
+// One row: x[K] -> q[ceil(K / 32) * 32] (zero past K) and scales[ceil(K / 32)].
+void quantize_activations(const float* x, int64_t K, int8_t* q, float* scales);
+
+// inp[M, K] (fp32; quantised inside), w, bias[N] or null -> out[M, N] as above.
+void quant_linear_forward_act8(float* out, const float* inp, const QuantWeight& w, const float* bias, int64_t M);
+
+enum class Act8Isa { portable, avx2, avx512_vnni };
+Act8Isa act8_isa();
+bool act8_isa_supported(Act8Isa isa);
+void set_act8_isa(Act8Isa isa);  // tests and benchmarks; Error for one this CPU lacks
+const char* act8_isa_name(Act8Isa isa);  // "portable", "avx2", "avx512_vnni"
 
 }  // namespace strata::cpu

@@ -12,4 +12,9 @@ namespace strata::cuda {
 // -> out[M, N] = inp @ dq(W)^T + bias. One warp per output element, fp32 accumulation in a fixed order.
 void quant_linear_forward(float* out, const float* inp, const QuantWeight& w, const float* bias, int64_t M);
 
+// The same with int8 activations: bit for bit kernels/cpu/quant_gemm.h's quant_linear_forward_act8
+// (the same activation codes, exact int32 block dots, the same fmas and sum tree). Half a warp per
+// output element; scratch for the quantised rows on the current stream.
+void quant_linear_forward_act8(float* out, const float* inp, const QuantWeight& w, const float* bias, int64_t M);
+
 }  // namespace strata::cuda
