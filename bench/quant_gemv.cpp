@@ -83,6 +83,8 @@ void BM_act8(benchmark::State& s, int bits, cpu::Act8Isa isa) {
 void shapes(benchmark::internal::Benchmark* b) {
   for (int64_t M : {1, 4, 64}) b->Args({M, 4096, 4096});
   b->Args({1, 11008, 4096});
+  b->Args({1, 1024, 1024});   // a d_model-1024 layer, its weights in cache
+  b->Args({1, 65536, 1024});  // as many rows of K = 1024 as stream from DRAM (a model's layers in turn)
   b->Unit(benchmark::kMicrosecond);
 }
 

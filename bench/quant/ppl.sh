@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Perplexity and batch-1 decode speed of fp32, int8 and int4 weights (strata quantize / eval-ppl).
+# Perplexity and batch-1 decode speed of fp32, int8 and int4 weights (strata quantize / eval-ppl),
+# the quantised ones with fp32 activations and with int8 activations (--activations int8: "+a8").
 #
 #   bench/quant/ppl.sh [options] NAME=CKPT [NAME=CKPT ...]
 #     CKPT: a strata checkpoint, a run directory or a Hugging Face model directory (fp32)
@@ -41,14 +42,16 @@ for spec in "$@"; do
   name=${spec%%=*}
   ckpt=${spec#*=}
   base=""
-  for w in fp32 int8 int4; do
+  for w in fp32 int8 int8+a8 int4 int4+a8; do
+    acts=fp32
     case $w in
       fp32) path=$ckpt ;;
       int8) path=$OUT/$name.q8.h5; "$STRATA" quantize "$ckpt" -o "$path" --bits 8 --quiet ;;
       int4) path=$OUT/$name.q4.h5; "$STRATA" quantize "$ckpt" -o "$path" --bits 4 --quiet ;;
+      *+a8) acts=int8 ;;  # the checkpoint just written for ${w%+a8}
     esac
-    line=$(OMP_NUM_THREADS=1 "$STRATA" eval-ppl --ckpt "$path" --text-file "$TEXT" --max-tokens "$MAX_TOKENS" --context "$CONTEXT" \
-           --decode-tokens "$DECODE_TOKENS" ${EXTRA:-} --quiet)
+    line=$(OMP_NUM_THREADS=1 "$STRATA" eval-ppl --ckpt "$path" --activations "$acts" --text-file "$TEXT" --max-tokens "$MAX_TOKENS" \
+           --context "$CONTEXT" --decode-tokens "$DECODE_TOKENS" ${EXTRA:-} --quiet)
     ppl=$(field ppl "$line")
     [[ -z $base ]] && base=$ppl
     bytes=$(field weight_bytes "$line")

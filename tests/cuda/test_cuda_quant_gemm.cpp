@@ -100,11 +100,15 @@ TEST(CudaQuantGemm, Int8ActivationsGiveTheCpuTwinsBits) {
 // (M = 1), with CUDA graphs too.
 TEST(CudaQuantGemm, QuantisedModelOnTheDeviceMatchesTheHost) {
   STRATA_SKIP_WITHOUT_CUDA();
-  for (int bits : {8, 4}) {
+  for (int bits : {8, 4, -8}) {  // -8: int8 weights with int8 activations
     const ModelConfig cfg = st::tiny_model("M*-", 2);
     Model cpu_m(cfg, 3), gpu_m(cfg, 3);
-    quantize_model(cpu_m, bits);
-    quantize_model(gpu_m, bits);
+    quantize_model(cpu_m, std::abs(bits));
+    quantize_model(gpu_m, std::abs(bits));
+    if (bits < 0) {
+      set_activations(cpu_m, "int8");
+      set_activations(gpu_m, "int8");
+    }
     gpu_m.params().to_device(Device::cuda);
     const int64_t T = 11, V = cpu_m.vocab();
     const auto ids = st::random_tokens(T, 5);

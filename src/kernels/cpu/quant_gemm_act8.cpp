@@ -32,6 +32,9 @@ namespace {
 
 constexpr int kRowsPerPass = 4;  // rows of x that share one read of the weights
 constexpr int64_t kPair = 2 * kActBlock;
+// Bytes of int8 weights requested ahead of the loads (half for int4): 1.5x on a K = 1024 product
+// streaming from DRAM, where the hardware prefetcher alone left the loads waiting.
+constexpr int64_t kPrefetchAhead = 1024;
 
 // The quantised rows of inp, padded to whole pairs of blocks (zeros: they add nothing).
 struct Act8Rows {
@@ -107,13 +110,16 @@ STRATA_AVX2 inline float hsum(__m256 v) {
 STRATA_AVX2 inline __m256i weight_block(const QuantWeight& w, int64_t n, int64_t b) {
   const int64_t K = w.K;
   if (w.bits == 4) {
-    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w.q + n * (K / 2) + b * 16));
+    const uint8_t* src = w.q + n * (K / 2) + b * 16;
+    _mm_prefetch(reinterpret_cast<const char*>(src) + kPrefetchAhead / 2, _MM_HINT_T0);
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src));
     const __m128i low4 = _mm_set1_epi8(15), eight = _mm_set1_epi8(8);
     const __m128i lo = _mm_sub_epi8(_mm_and_si128(v, low4), eight);
     const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), low4), eight);
     return _mm256_set_m128i(hi, lo);
   }
   const int8_t* p = reinterpret_cast<const int8_t*>(w.q) + n * K + b * kActBlock;
+  _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetchAhead, _MM_HINT_T0);
   const int64_t left = K - b * kActBlock;
   if (left >= kActBlock) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
   alignas(32) int8_t tail[kActBlock] = {};  // the row's last partial block: never read past it
@@ -178,6 +184,7 @@ STRATA_VNNI inline __m512i weight_pair(const QuantWeight& w, int64_t n, int64_t 
   nb = int(std::min<int64_t>(2, blocks - 2 * p));
   if (w.bits == 4) {
     const uint8_t* src = w.q + n * (K / 2) + p * 32;
+    _mm_prefetch(reinterpret_cast<const char*>(src) + kPrefetchAhead / 2, _MM_HINT_T0);
     const __m256i low4 = _mm256_set1_epi8(15);
     const __m256i v = nb == 2 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src))
                               : _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src)));
@@ -187,6 +194,7 @@ STRATA_VNNI inline __m512i weight_pair(const QuantWeight& w, int64_t n, int64_t 
     return _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
   }
   const int8_t* src = reinterpret_cast<const int8_t*>(w.q) + n * K + p * kPair;
+  _mm_prefetch(reinterpret_cast<const char*>(src) + kPrefetchAhead, _MM_HINT_T0);
   const int64_t left = K - p * kPair;
   const __m512i v = left >= kPair ? _mm512_loadu_si512(src)
                                   : _mm512_maskz_loadu_epi8((__mmask64(1) << left) - 1, src);  // never past the row
@@ -233,7 +241,11 @@ template <int MB, int BITS>
 STRATA_VNNI void gemv(float* out, int64_t ldo, const Act8Rows& x, int64_t m0, const QuantWeight& w,
                       const float* bias, int64_t n0, int64_t n1) {
   int64_t n = n0;
-  for (; n + 4 <= n1; n += 4) tile<MB, 4, BITS>(out, ldo, x, m0, w, bias, n);
+  // One input row: one weight row at a time, read straight through. Four rows interleaved, as the
+  // tile reads them, ran 1.5x slower on a model whose weights stream from DRAM with K = 1024: four
+  // streams inside one 4 KiB page, which the hardware prefetcher seems not to follow.
+  if constexpr (MB > 1)
+    for (; n + 4 <= n1; n += 4) tile<MB, 4, BITS>(out, ldo, x, m0, w, bias, n);
   for (; n < n1; ++n) tile<MB, 1, BITS>(out, ldo, x, m0, w, bias, n);
 }
 
