@@ -284,6 +284,29 @@ struct SilentEngine : BusyEngine {
   void cancel(int64_t) override { ++cancels; }
   int64_t next = 0;
 };
+// Answers each request with one token after `delay` (a slow completion whose client keeps waiting).
+struct DelayedEngine : BusyEngine {
+  explicit DelayedEngine(std::chrono::milliseconds d) : delay(d) {}
+  std::chrono::milliseconds delay;
+  std::mutex mu;
+  std::vector<std::pair<std::chrono::steady_clock::time_point, TokenCallback>> pending;
+  int64_t submit(RequestParams, TokenCallback cb) override {
+    std::lock_guard lk(mu);
+    pending.emplace_back(std::chrono::steady_clock::now() + delay, std::move(cb));
+    return int64_t(pending.size());
+  }
+  bool step() override {
+    std::lock_guard lk(mu);
+    bool did = false;
+    for (size_t i = 0; i < pending.size(); ++i)
+      if (pending[i].second && std::chrono::steady_clock::now() >= pending[i].first) {
+        pending[i].second(TokenEvent{int64_t(i + 1), 5, FinishReason::length, ""});
+        pending[i].second = nullptr;
+        did = true;
+      }
+    return did;
+  }
+};
 }  // namespace
 
 TEST(Serve, QueueFullIs429) {
@@ -341,6 +364,31 @@ TEST(Serve, ClientThatHangsUpCancelsItsRequest) {
   auto c = f.client();
   post(c, "/v1/completions", {{"prompt", "next"}, {"max_tokens", 3}}, 200);
   EXPECT_EQ(f.server->metrics().finished("length"), 1);
+}
+
+// The same without streaming: nothing is written until the end, so the server looks at the socket
+// (serve/connection_probe.h). A client that keeps waiting is answered, however long it takes.
+TEST(Serve, ClientThatHangsUpWithoutStreamingCancelsItsRequest) {
+  ServeOptions o;
+  o.max_tokens = 200000;
+  EngineSettings es;
+  es.max_context = 200064;
+  ServerFixture f(o, es);
+  const json body = {{"prompt", "never ending"}, {"max_tokens", 200000}, {"temperature", 0}, {"ignore_eos", true}};
+  post_and_hang_up(f.port, "/v1/completions", body.dump(), "");  // "": hangs up as soon as it has sent
+  EXPECT_TRUE(eventually([&] { return f.server->metrics().finished("cancelled") == 1; }))
+      << "the request was not cancelled after its client went away";
+  auto c = f.client();
+  post(c, "/v1/completions", {{"prompt", "next"}, {"max_tokens", 3}}, 200);
+  EXPECT_EQ(f.server->metrics().finished("length"), 1);
+}
+
+TEST(Serve, ClientThatWaitsForASlowCompletionIsAnswered) {
+  ServerFixture f({}, {}, std::make_unique<DelayedEngine>(std::chrono::milliseconds(1800)));
+  auto c = f.client();
+  const json r = post(c, "/v1/completions", {{"prompt", "x"}, {"max_tokens", 1}}, 200);  // past several probes
+  EXPECT_EQ(r["choices"][0]["finish_reason"], "length") << r.dump();
+  EXPECT_EQ(f.server->metrics().finished("cancelled"), 0);
 }
 
 TEST(ServeCli, ServesATrainedCheckpointLikeGenerate) {

@@ -18,6 +18,7 @@
 
 #include "core/error.h"
 #include "infer/chat_template.h"
+#include "serve/connection_probe.h"
 #include "serve/openai_request.h"
 #include "serve/openai_response.h"
 #include "serve/text_stream.h"
@@ -269,17 +270,34 @@ struct Server::Impl {
                         chat_request};
       const auto deadline = arrived + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opts.timeout_s));
       if (s.stream) stream(res, p, id, head, s.include_usage, P, deadline, arrived, path);
-      else respond_whole(res, *p, id, head, P, deadline, arrived, path);
+      else respond_whole(req, res, *p, id, head, P, deadline, arrived, path);
     } catch (const ApiError& e) {
       send_error(res, e);
       log(fmt::format("POST {} {} {:.1f}ms: {}", path, e.status, 1e3 * seconds_since(arrived), e.what()));
     }
   }
 
-  void respond_whole(httplib::Response& res, Pending& p, int64_t id, const ResponseHead& head, int64_t P,
-                     Clock::time_point deadline, Clock::time_point arrived, const char* path) {
+  void respond_whole(const httplib::Request& req, httplib::Response& res, Pending& p, int64_t id, const ResponseHead& head,
+                     int64_t P, Clock::time_point deadline, Clock::time_point arrived, const char* path) {
+    // A client that hangs up is looked for from the first second on (ConnectionProbe): a request
+    // answered sooner never pays for the search.
+    ConnectionProbe probe(req.remote_addr, req.remote_port, req.local_port);
+    auto next_probe = arrived + std::chrono::seconds(1);
     std::unique_lock lk(p.mu);
     while (!p.done) {
+      if (Clock::now() >= next_probe) {
+        next_probe = Clock::now() + std::chrono::milliseconds(250);
+        lk.unlock();
+        if (!probe.peer_open()) {
+          abandon(p, id, "cancelled");
+          res.status = 499;  // nginx's "client closed request": nobody reads it
+          log(fmt::format("POST {} 499 {:.1f}ms: the client closed its connection; request cancelled", path,
+                          1e3 * seconds_since(arrived)));
+          return;
+        }
+        lk.lock();
+        continue;
+      }
       if (stopping) {
         lk.unlock();
         abandon(p, id, "cancelled");
