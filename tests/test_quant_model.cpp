@@ -142,6 +142,35 @@ TEST(QuantModelRules, WhichWeightsAreQuantised) {
   EXPECT_THROW(quantize_weights(m.params(), 3), InputError);
 }
 
+// --quantize-head: the matrix the head product reads (lm_head.weight, or the tied embedding), at
+// int8 whatever the bits; the model still decodes what it computes in the forward, near fp32.
+TEST(QuantModelRules, TheHeadOnRequestAtInt8) {
+  for (bool tied : {true, false}) {
+    ModelConfig cfg = st::tiny_model("M*-", 2);
+    cfg.tie_embeddings = tied;
+    Model fp32(cfg, 3), q(cfg, 3);
+    const std::string head = tied ? "embed_tokens.weight" : "lm_head.weight";
+    const auto ts = quantize_weights(q.params(), 4, true);
+    const auto it = std::find_if(ts.begin(), ts.end(), [&](const QuantTensor& t) { return t.name == head; });
+    ASSERT_NE(it, ts.end()) << head << " not quantised (tied " << tied << ")";
+    EXPECT_EQ(it->bits, 8);
+    if (!tied) {
+      EXPECT_TRUE(std::none_of(ts.begin(), ts.end(), [](const QuantTensor& t) { return t.name == "embed_tokens.weight"; }))
+          << "an untied embedding is a lookup, not a product: nothing to gain";
+    }
+    const auto plain = quantize_weights(q.params(), 4);
+    EXPECT_TRUE(std::none_of(plain.begin(), plain.end(), [&](const QuantTensor& t) { return t.name == head; }))
+        << "the head is quantised only on request";
+    apply_quantized(q, ts);
+    const auto ids = st::random_tokens(9, 7);
+    const auto lq = logits_of(q, ids), dq = decoded_logits(q, ids), lf = logits_of(fp32, ids);
+    double scale = 0;
+    for (float v : lf) scale = std::max(scale, double(std::fabs(v)));
+    EXPECT_LE(max_abs_diff(dq, lq), 2e-4 * (1 + scale)) << "tied " << tied;
+    EXPECT_LE(max_abs_diff(lq, lf), 0.5 * (1 + scale)) << "tied " << tied;
+  }
+}
+
 TEST(QuantModelRules, Int8ActivationsNeedQuantisedWeights) {
   Model m(st::tiny_model("*-", 2), 3);
   EXPECT_THROW(set_activations(m, "int8"), InputError);

@@ -12,12 +12,14 @@ class Model;
 // --quantize and --activations (see add_quantize_option below).
 struct LoadQuant {
   int bits = 0;  // 0: as loaded; 8 / 4: quantise the fp32 weights at load
+  bool head = false;  // --quantize-head: the LM head too, at int8
   std::string activations = "fp32";
 };
 
 struct QuantizeCommandOptions {
   std::string ckpt, out;
   int bits = 8;
+  bool head = false;  // --quantize-head
   bool quiet = false;
 };
 CLI::App* add_quantize_command(CLI::App& app, QuantizeCommandOptions& o);

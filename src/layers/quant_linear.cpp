@@ -71,6 +71,16 @@ int64_t QuantizedLinears::bytes() const {
   return b;
 }
 
+int64_t QuantizedLinears::weights() const {
+  int64_t n = 0;
+  for (const Entry& e : entries_) n += e.N * e.K;
+  return n;
+}
+
+bool QuantizedLinears::holds(const std::string& name) const {
+  return std::any_of(entries_.begin(), entries_.end(), [&](const Entry& e) { return e.name == name; });
+}
+
 int QuantizedLinears::bits() const {
   int b = 0;
   for (const Entry& e : entries_) b = std::max(b, e.bits);

@@ -45,6 +45,8 @@ class QuantizedLinears {
   void follow_store(const ParamStore& ps);
   int64_t count() const { return int64_t(entries_.size()); }
   int64_t bytes() const;  // quantised bytes + scales
+  int64_t weights() const;  // elements of the quantised weights (N x K summed)
+  bool holds(const std::string& name) const;
   int bits() const;         // the widest bits among the weights (8 when any is int8), 0 when empty
   int fewest_bits() const;  // the narrowest (4 when any is int4), 0 when empty
   // Which weights' products quantise their activations to int8 per 32 inputs (kernels/cpu/quant_gemm.h,

@@ -15,17 +15,23 @@ bool is_quantizable(const ParamInfo& p) {
   return p.shape.size() == 2 && (ends_with(p.name, "_proj.weight") || ends_with(p.name, "_proj_with_mqa.weight"));
 }
 
-std::vector<QuantTensor> quantize_weights(const ParamStore& ps, int bits) {
+bool is_head_weight(const ParamInfo& p) {
+  return p.shape.size() == 2 && (p.name == "lm_head.weight" || p.name == "embed_tokens.weight");
+}
+
+std::vector<QuantTensor> quantize_weights(const ParamStore& ps, int bits, bool head) {
   if (bits != 8 && bits != 4) throw InputError(fmt::format("quantisation to {} bits: the choices are 8 and 4", bits));
   const std::vector<float> flat = ps.host_flat();
+  const bool untied = ps.find("lm_head.weight") >= 0;
   std::vector<QuantTensor> out;
   for (const ParamInfo& p : ps.infos()) {
-    if (!is_quantizable(p)) continue;
+    const bool is_head = head && is_head_weight(p) && (p.name == "lm_head.weight" || !untied);
+    if (!is_quantizable(p) && !is_head) continue;
     QuantTensor t;
     t.name = p.name;
     t.N = p.shape[0];
     t.K = p.shape[1];
-    t.bits = (bits == 4 && t.K % kQuantGroup != 0) ? 8 : bits;
+    t.bits = is_head || (bits == 4 && t.K % kQuantGroup != 0) ? 8 : bits;
     t.q.resize(size_t(quant_bytes(t.bits, t.N, t.K)));
     t.scales.resize(size_t(quant_scales(t.bits, t.N, t.K)));
     cpu::quantize_weight(t.bits, flat.data() + p.offset, t.N, t.K, t.q.data(), t.scales.data());
@@ -41,9 +47,9 @@ void apply_quantized(Model& model, const std::vector<QuantTensor>& ts) {
   auto q = std::make_unique<QuantizedLinears>(ps);
   for (const QuantTensor& t : ts) {
     const int i = ps.find(t.name);
-    if (i >= 0 && !is_quantizable(ps.infos()[size_t(i)]))
+    if (i >= 0 && !is_quantizable(ps.infos()[size_t(i)]) && !is_head_weight(ps.infos()[size_t(i)]))
       throw InputError(fmt::format("'{}' is stored quantised but it is not one of the weights strata quantises "
-                                   "(the blocks' *_proj.weight)",
+                                   "(the blocks' *_proj.weight, and the LM head)",
                                    t.name));
     q->add(t);  // checks the name, shape and byte counts
     cpu::dequantize_weight(t.view(), ps.flat() + ps.infos()[size_t(i)].offset);
@@ -68,9 +74,9 @@ void set_activations(Model& model, const std::string& activations) {
       [int8](const std::string& name) { return int8 && !name.ends_with("kv_b_proj.weight"); });
 }
 
-void quantize_model(Model& model, int bits) {
+void quantize_model(Model& model, int bits, bool head) {
   STRATA_CHECK(model.params().device() == Device::cpu, "quantize_model: the parameters must be on the host");
-  apply_quantized(model, quantize_weights(model.params(), bits));
+  apply_quantized(model, quantize_weights(model.params(), bits, head));
 }
 
 }  // namespace strata

@@ -18,9 +18,15 @@ namespace strata {
 
 bool is_quantizable(const ParamInfo& p);
 
+// The LM head on request (`--quantize-head`): lm_head.weight, or embed_tokens.weight when the
+// embeddings are tied (the product reads it as the head; the lookup reads its dequantised values,
+// the same numbers). Always int8, whatever `bits` (llama.cpp keeps its output matrix at 6+ bits):
+// in a small model it is the largest matrix, so at decode it is most of the bytes read per token.
+bool is_head_weight(const ParamInfo& p);
+
 // The quantisable weights of ps (read through host_flat), each at `bits` (8 or 4; see above for
-// the 8-bit fallback). InputError for other bits.
-std::vector<QuantTensor> quantize_weights(const ParamStore& ps, int bits);
+// the 8-bit fallback), and the head at int8 when `head`. InputError for other bits.
+std::vector<QuantTensor> quantize_weights(const ParamStore& ps, int bits, bool head = false);
 
 // Makes `model` run with ts: each weight's dequantised values written into the flat buffer, and a
 // QuantizedLinears on the model (Model::set_quantized). The model must not be quantised already
@@ -28,8 +34,8 @@ std::vector<QuantTensor> quantize_weights(const ParamStore& ps, int bits);
 // fit the model (unknown name, wrong shape, not a quantisable weight, a byte count off the format).
 void apply_quantized(Model& model, const std::vector<QuantTensor>& ts);
 
-// quantize_weights + apply_quantized: `--quantize 8|4` at load.
-void quantize_model(Model& model, int bits);
+// quantize_weights + apply_quantized: `--quantize 8|4 [--quantize-head]` at load.
+void quantize_model(Model& model, int bits, bool head = false);
 
 // `--activations int8|fp32` at load: int8 runs the quantised products with int8 activations
 // (QuantizedLinears::set_int8_activations); InputError for int8 on a model without quantised weights,
