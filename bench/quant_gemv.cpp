@@ -85,6 +85,8 @@ void shapes(benchmark::internal::Benchmark* b) {
   b->Args({1, 11008, 4096});
   b->Args({1, 1024, 1024});   // a d_model-1024 layer, its weights in cache
   b->Args({1, 65536, 1024});  // as many rows of K = 1024 as stream from DRAM (a model's layers in turn)
+  b->Args({1, 32000, 512});   // a LM head: vocab 32000, d_model 512 (bench/serve's Llama)
+  b->Args({1, 1536, 512});    // that Llama's MLP up projection
   b->Unit(benchmark::kMicrosecond);
 }
 
