@@ -163,9 +163,11 @@ void gemv_any(float* out, int64_t ldo, const Act8Rows& x, int64_t m0, int MB, co
 }  // namespace isa_avx2
 
 // ---- AVX-512 VNNI ------------------------------------------------------------------------------------
-// GCC 12 warns -Wmaybe-uninitialized inside its own AVX-512 headers: a false positive (quant_gemm.cpp).
+// GCC 12 warns -Wmaybe-uninitialized / -Wuninitialized inside its own AVX-512 headers (the
+// _mm512_undefined_* pass-through of unmasked intrinsics): a false positive (quant_gemm.cpp).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 namespace isa_avx512 {
 #define STRATA_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")))
 
