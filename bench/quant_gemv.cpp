@@ -36,26 +36,34 @@ void BM_fp32(benchmark::State& s) {
   s.counters["weight_GB/s"] = benchmark::Counter(double(N * K * 4) * double(s.iterations()) / 1e9, benchmark::Counter::kIsRate);
 }
 
-void BM_quant(benchmark::State& s, int bits, cpu::QuantIsa isa) {
-  if (!cpu::quant_isa_supported(isa)) {
-    s.SkipWithError("this CPU lacks the ISA");
-    return;
-  }
+// Times product(out, x, w, M) for [M, K] x a [N, K] weight quantised to `bits` (the ISA set by the caller).
+template <class Product>
+void time_quantised(benchmark::State& s, int bits, Product product) {
   const int64_t M = s.range(0), N = s.range(1), K = s.range(2);
   const auto w = randn(size_t(N * K), 1), x = randn(size_t(M * K), 2);
   std::vector<uint8_t> q(size_t(quant_bytes(bits, N, K)));
   std::vector<float> sc(size_t(quant_scales(bits, N, K))), out(size_t(M * N));
   cpu::quantize_weight(bits, w.data(), N, K, q.data(), sc.data());
-  const cpu::QuantIsa saved = cpu::quant_isa();
-  cpu::set_quant_isa(isa);
   const QuantWeight qw{bits, N, K, q.data(), sc.data()};
   for (auto _ : s) {
-    cpu::quant_linear_forward(out.data(), x.data(), qw, nullptr, M);
+    product(out.data(), x.data(), qw, M);
     benchmark::DoNotOptimize(out.data());
   }
-  cpu::set_quant_isa(saved);
   s.counters["weight_GB/s"] =
       benchmark::Counter(double(q.size() + sc.size() * 4) * double(s.iterations()) / 1e9, benchmark::Counter::kIsRate);
+}
+
+void BM_quant(benchmark::State& s, int bits, cpu::QuantIsa isa) {
+  if (!cpu::quant_isa_supported(isa)) {
+    s.SkipWithError("this CPU lacks the ISA");
+    return;
+  }
+  const cpu::QuantIsa saved = cpu::quant_isa();
+  cpu::set_quant_isa(isa);
+  time_quantised(s, bits, [](float* out, const float* x, const QuantWeight& w, int64_t M) {
+    cpu::quant_linear_forward(out, x, w, nullptr, M);
+  });
+  cpu::set_quant_isa(saved);
 }
 
 void BM_act8(benchmark::State& s, int bits, cpu::Act8Isa isa) {
@@ -63,21 +71,12 @@ void BM_act8(benchmark::State& s, int bits, cpu::Act8Isa isa) {
     s.SkipWithError("this CPU lacks the ISA");
     return;
   }
-  const int64_t M = s.range(0), N = s.range(1), K = s.range(2);
-  const auto w = randn(size_t(N * K), 1), x = randn(size_t(M * K), 2);
-  std::vector<uint8_t> q(size_t(quant_bytes(bits, N, K)));
-  std::vector<float> sc(size_t(quant_scales(bits, N, K))), out(size_t(M * N));
-  cpu::quantize_weight(bits, w.data(), N, K, q.data(), sc.data());
   const cpu::Act8Isa saved = cpu::act8_isa();
   cpu::set_act8_isa(isa);
-  const QuantWeight qw{bits, N, K, q.data(), sc.data()};
-  for (auto _ : s) {
-    cpu::quant_linear_forward_act8(out.data(), x.data(), qw, nullptr, M);
-    benchmark::DoNotOptimize(out.data());
-  }
+  time_quantised(s, bits, [](float* out, const float* x, const QuantWeight& w, int64_t M) {
+    cpu::quant_linear_forward_act8(out, x, w, nullptr, M);
+  });
   cpu::set_act8_isa(saved);
-  s.counters["weight_GB/s"] =
-      benchmark::Counter(double(q.size() + sc.size() * 4) * double(s.iterations()) / 1e9, benchmark::Counter::kIsRate);
 }
 
 void shapes(benchmark::internal::Benchmark* b) {

@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "kernels/cpu/quant_gemm.h"
+#include "quant_testing.h"
 #include "testing.h"
 
 using namespace strata;
@@ -23,20 +24,8 @@ namespace st = strata::testing;
 
 namespace {
 
-struct Quantised {
-  int bits;
-  int64_t N, K;
-  std::vector<uint8_t> q;
-  std::vector<float> scales;
-  QuantWeight view() const { return {bits, N, K, q.data(), scales.data()}; }
-};
-
-Quantised quantise(int bits, const std::vector<float>& w, int64_t N, int64_t K) {
-  Quantised r{bits, N, K, std::vector<uint8_t>(size_t(quant_bytes(bits, N, K))),
-              std::vector<float>(size_t(quant_scales(bits, N, K)))};
-  cpu::quantize_weight(bits, w.data(), N, K, r.q.data(), r.scales.data());
-  return r;
-}
+using st::Quantised;
+using st::quantise;
 
 // The weight's integer code and scale at (n, k), read from the bytes as kernels/quant_weight.h says.
 int code_at(const Quantised& w, int64_t n, int64_t k) {
