@@ -220,7 +220,9 @@ STRATA_VNNI void tile(float* out, int64_t ldo, const Act8Rows& x, int64_t m0, co
       wu[j] = weight_pair(w, n0 + j, p, x.blocks, nb);
       if constexpr (BITS == 4) {  // [s(2p) x 8, s(2p + 1) x 8]; the second 0 when the pair has one block
         const float* sc = w.scales + (n0 + j) * G + 2 * p;
-        sw[j] = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(sc[0])), _mm256_set1_ps(nb == 2 ? sc[1] : 0.0f), 1);
+        // (insertf64x4 on the bits: AVX-512F; insertf32x8 would need DQ.)
+        sw[j] = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(_mm256_set1_ps(sc[0]))),
+                                                    _mm256_castps_pd(_mm256_set1_ps(nb == 2 ? sc[1] : 0.0f)), 1));
       }
     }
     const __mmask16 lanes = nb == 2 ? __mmask16(0xFFFF) : __mmask16(0x00FF);
