@@ -168,6 +168,11 @@ void exp_shifted(float* s, int64_t n, float mx) {
 void exp_shifted(float* s, int64_t n, float mx) { exp_shifted_portable(s, n, mx); }
 #endif
 
+// Requests the cache lines of x[0, len) (a key or value row) ahead of their loads.
+inline void prefetch_row(const float* x, int64_t len) {
+  for (int64_t c = 0; c < len; c += 16) __builtin_prefetch(x + c, 0, 3);
+}
+
 }  // namespace
 
 void paged_exp(float* s, int64_t n, float mx, bool portable) {
@@ -225,7 +230,7 @@ void attention_decode_paged(float* out, float* lse, const float* q, const float*
     float* O = S + G * kBK;  // [G, hd_v] unnormalised output
     float* m = O + G * hd_v; // [G] running max
     float* l = m + G;        // [G] running sum
-    std::vector<int64_t> slots(kBK);
+    std::vector<int64_t> slots(kBK), next(kBK);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < B * Hkv; ++task) {
       const int64_t b = task / Hkv, kvh = task % Hkv, n = seq_lens[b];
@@ -233,13 +238,27 @@ void attention_decode_paged(float* out, float* lse, const float* q, const float*
       std::fill(O, O + G * hd_v, 0.0f);
       std::fill(m, m + G, ninf);
       std::fill(l, l + G, 0.0f);
-      // With a window, the keys from max(0, n - window) on (the last `window` positions).
-      for (int64_t j0 = window > 0 ? std::max<int64_t>(0, n - window) : 0; j0 < n; j0 += kBK) {
+      // The slots of the tile from j0 (its keys' places in the pool), and their key and value rows
+      // requested from memory: the pages of a sequence lie anywhere in the pool, so the hardware
+      // prefetcher does not follow them, and without this a long decode waited on each row
+      // (measured: half of a 2k-context decode step in attention, at 5 GB/s). Each tile's rows are
+      // requested while the tile before it is computed.
+      auto gather = [&](int64_t j0, std::vector<int64_t>& into) {
         const int64_t kn = std::min(kBK, n - j0);
         for (int64_t j = 0; j < kn; ++j) {
           const int64_t t = j0 + j;
-          slots[j] = int64_t(block_table[b * max_blocks + t / block_size]) * block_size + t % block_size;
+          into[size_t(j)] = int64_t(block_table[b * max_blocks + t / block_size]) * block_size + t % block_size;
+          prefetch_row(k_cache + into[size_t(j)] * k_tstride + kvh * hd_qk, hd_qk);
+          prefetch_row(v_cache + into[size_t(j)] * v_tstride + kvh * hd_v, hd_v);
         }
+      };
+      // With a window, the keys from max(0, n - window) on (the last `window` positions).
+      const int64_t first = window > 0 ? std::max<int64_t>(0, n - window) : 0;
+      if (first < n) gather(first, next);
+      for (int64_t j0 = first; j0 < n; j0 += kBK) {
+        const int64_t kn = std::min(kBK, n - j0);
+        std::swap(slots, next);
+        if (j0 + kBK < n) gather(j0 + kBK, next);
         for (int64_t g = 0; g < G; ++g) {
           float* s = S + g * kBK;
           float mx = m[g];
