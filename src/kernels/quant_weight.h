@@ -1,6 +1,6 @@
 #pragma once
 // The storage format of a weight-only quantised linear weight, shared by the CPU and CUDA twins of
-// kernels/{cpu,cuda}/quant_gemm.h. Plain data: the bytes live wherever the caller put them (host
+// kernels/{cpu,cuda}/quant_gemm.h, and its check. Plain data: the bytes live wherever the caller put them (host
 // memory for the CPU kernels, device memory for the CUDA ones).
 //
 // The weight is W[N, K] in the Hugging Face layout (out x in, row-major), as the Linear layers store it.
@@ -16,6 +16,8 @@
 // Dequantised value: s * q. |W - s q| <= s / 2 for every element (round to nearest).
 #include <cstdint>
 
+#include "core/error.h"
+
 namespace strata {
 
 inline constexpr int64_t kQuantGroup = 32;  // int4 group length along K
@@ -26,6 +28,15 @@ struct QuantWeight {
   const uint8_t* q = nullptr;      // quant_bytes(bits, N, K) bytes
   const float* scales = nullptr;   // quant_scales(bits, N, K) floats
 };
+
+// Error (naming `what`, the calling kernel) unless w's bits and shape are a valid format; every
+// CPU and CUDA quantised kernel checks its weight with it.
+inline void check_quant_weight(const QuantWeight& w, const char* what) {
+  STRATA_CHECK(w.bits == 8 || w.bits == 4, "{}: bits {} (expected 8 or 4)", what, w.bits);
+  STRATA_CHECK(w.N >= 0 && w.K >= 0 && (w.bits == 8 || w.K % kQuantGroup == 0),
+               "{}: invalid int{} weight shape [{}, {}] (int4 needs K a multiple of {})", what, w.bits, w.N, w.K,
+               kQuantGroup);
+}
 
 inline int64_t quant_bytes(int bits, int64_t N, int64_t K) { return bits == 4 ? N * K / 2 : N * K; }
 inline int64_t quant_scales(int bits, int64_t N, int64_t K) { return bits == 4 ? N * (K / kQuantGroup) : N; }

@@ -12,13 +12,9 @@
 #include <cstring>
 #include <vector>
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define STRATA_QUANT_X86 1
-#endif
-
 #include "core/error.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/quant_gemv_common.h"
 
 namespace strata::cpu {
 
@@ -65,12 +61,8 @@ void gemv_portable(float* out, int64_t ldo, const float* x, int64_t ldx, int MB,
 namespace isa_avx2 {
 #define STRATA_AVX2 __attribute__((target("avx2,fma")))
 
-STRATA_AVX2 inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
+using quant_gemv::isa_avx2::hsum;
+
 // 8 int8 at p -> 8 floats
 STRATA_AVX2 inline __m256 load_i8x8(const int8_t* p) {
   return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
@@ -150,14 +142,7 @@ void gemv(float* out, int64_t ldo, const float* x, int64_t ldx, int MB, const Qu
 namespace isa_avx512 {
 #define STRATA_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma")))
 
-// GCC 12's _mm512_reduce_add_ps warns (-Wmaybe-uninitialized inside its header): the same sum by hand.
-STRATA_AVX512 inline float hsum(__m512 v) {
-  const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
+using quant_gemv::isa_avx512::hsum;
 
 // 16 int8 at p (only the first `mask` lanes read) -> 16 floats
 STRATA_AVX512 inline __m512 load_i8x16(const int8_t* p, __mmask16 mask) {
@@ -235,10 +220,8 @@ bool cpu_has(QuantIsa isa) {
   switch (isa) {
     case QuantIsa::portable: return true;
 #ifdef STRATA_QUANT_X86
-    case QuantIsa::avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    case QuantIsa::avx512:
-      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-             __builtin_cpu_supports("avx512vl") && cpu_has(QuantIsa::avx2);
+    case QuantIsa::avx2: return quant_gemv::cpu_has_avx2_fma();
+    case QuantIsa::avx512: return quant_gemv::cpu_has_avx512_bw_vl();
 #endif
     default: return false;
   }
@@ -263,13 +246,6 @@ GemvFn gemv_of(QuantIsa isa) {
 #endif
     default: return gemv_portable;
   }
-}
-
-void check_weight(const QuantWeight& w, const char* what) {
-  STRATA_CHECK(w.bits == 8 || w.bits == 4, "{}: bits {} (expected 8 or 4)", what, w.bits);
-  STRATA_CHECK(w.N >= 0 && w.K >= 0 && (w.bits == 8 || w.K % kQuantGroup == 0),
-               "{}: invalid int{} weight shape [{}, {}] (int4 needs K a multiple of {})", what, w.bits, w.N, w.K,
-               kQuantGroup);
 }
 
 }  // namespace
@@ -312,7 +288,7 @@ void quantize_weight(int bits, const float* w, int64_t N, int64_t K, uint8_t* q,
 }
 
 void dequantize_weight(const QuantWeight& w, float* out) {
-  check_weight(w, "dequantize_weight");
+  check_quant_weight(w, "dequantize_weight");
   const int64_t N = w.N, K = w.K;
 #pragma omp parallel for if (N * K > (1 << 16))
   for (int64_t n = 0; n < N; ++n) {
@@ -336,21 +312,16 @@ void dequantize_weight(const QuantWeight& w, float* out) {
 
 void quant_linear_forward(float* out, const float* inp, const QuantWeight& w, const float* bias, int64_t M,
                           bool row_invariant) {
-  check_weight(w, "quant_linear_forward");
+  check_quant_weight(w, "quant_linear_forward");
   const int64_t N = w.N, K = w.K;
   if (M <= 0 || N == 0) return;
   if (M < kGemvMaxRows || row_invariant) {
     const GemvFn fn = gemv_of(chosen_isa().load(std::memory_order_relaxed));
-    // Threads split the weight rows (each output element is computed by one thread, in one order).
     // Below 256K weights a fork/join costs more than the product (measured on a 128-wide model).
-    constexpr int64_t kRowsPerTask = 16;
-    const int64_t tasks = (N + kRowsPerTask - 1) / kRowsPerTask;
-#pragma omp parallel for schedule(static) if (N * K >= (1 << 18))
-    for (int64_t t = 0; t < tasks; ++t) {
-      const int64_t n0 = t * kRowsPerTask, n1 = std::min(N, n0 + kRowsPerTask);
+    quant_gemv::over_weight_rows(N, N * K >= (1 << 18), [&](int64_t n0, int64_t n1) {
       for (int64_t m0 = 0; m0 < M; m0 += kRowsPerPass)
         fn(out + m0 * N, N, inp + m0 * K, K, int(std::min<int64_t>(kRowsPerPass, M - m0)), w, bias, n0, n1);
-    }
+    });
     return;
   }
   // Prefill: W dequantised a tile of rows at a time (about 1 MiB of fp32), each tile one sgemm into

@@ -19,13 +19,9 @@
 #include <cstring>
 #include <vector>
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define STRATA_ACT8_X86 1
-#endif
-
 #include "core/error.h"
 #include "kernels/cpu/quant_gemm.h"
+#include "kernels/cpu/quant_gemv_common.h"
 
 namespace strata::cpu {
 namespace {
@@ -38,7 +34,7 @@ constexpr int64_t kPrefetchAhead = 1024;
 
 // The quantised rows of inp, padded to whole pairs of blocks (zeros: they add nothing).
 struct Act8Rows {
-  int64_t K = 0, blocks = 0, pairs = 0;  // blocks = ceil(K / 32) (those that hold columns)
+  int64_t blocks = 0, pairs = 0;  // blocks = ceil(K / 32) (those that hold columns)
   std::vector<int8_t> q;       // [M, pairs * 64]
   std::vector<float> scales;   // [M, pairs * 16]: lanes 0-7 the even block's scale, 8-15 the odd one's
   std::vector<int32_t> neg_offset;  // [M, pairs * 16]: -off * (sum of the lane's 4 codes); VNNI only
@@ -93,18 +89,13 @@ void gemv_portable(float* out, int64_t ldo, const Act8Rows& x, int64_t m0, int M
     }
 }
 
-#ifdef STRATA_ACT8_X86
+#ifdef STRATA_QUANT_X86
 
 // ---- AVX2 ----------------------------------------------------------------------------------------
 namespace isa_avx2 {
 #define STRATA_AVX2 __attribute__((target("avx2,fma")))
 
-STRATA_AVX2 inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
+using quant_gemv::isa_avx2::hsum;  // the definition's 8-lane tree
 
 // Block b of weight row n as 32 signed codes in k order.
 STRATA_AVX2 inline __m256i weight_block(const QuantWeight& w, int64_t n, int64_t b) {
@@ -171,13 +162,7 @@ void gemv_any(float* out, int64_t ldo, const Act8Rows& x, int64_t m0, int MB, co
 namespace isa_avx512 {
 #define STRATA_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")))
 
-STRATA_VNNI inline float hsum(__m512 v) {  // lanes i + 8 first, then quant_gemm.cpp's 8-lane tree
-  const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
+using quant_gemv::isa_avx512::hsum;  // lanes i + 8 first, then the 8-lane tree
 
 // Pair p of weight row n as 64 unsigned bytes in k order (int8 + 128, or int4's stored nibble), and
 // the number of its blocks that hold columns (1 or 2).
@@ -273,16 +258,14 @@ void gemv_any(float* out, int64_t ldo, const Act8Rows& x, int64_t m0, int MB, co
 }  // namespace isa_avx512
 #pragma GCC diagnostic pop
 
-#endif  // STRATA_ACT8_X86
+#endif  // STRATA_QUANT_X86
 
 bool cpu_has(Act8Isa isa) {
   switch (isa) {
     case Act8Isa::portable: return true;
-#ifdef STRATA_ACT8_X86
-    case Act8Isa::avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    case Act8Isa::avx512_vnni:
-      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") && cpu_has(Act8Isa::avx2);
+#ifdef STRATA_QUANT_X86
+    case Act8Isa::avx2: return quant_gemv::cpu_has_avx2_fma();
+    case Act8Isa::avx512_vnni: return quant_gemv::cpu_has_avx512_bw_vl() && __builtin_cpu_supports("avx512vnni");
 #endif
     default: return false;
   }
@@ -299,7 +282,7 @@ std::atomic<Act8Isa>& chosen_isa() {
 
 GemvFn gemv_of(Act8Isa isa) {
   switch (isa) {
-#ifdef STRATA_ACT8_X86
+#ifdef STRATA_QUANT_X86
     case Act8Isa::avx512_vnni: return isa_avx512::gemv_any;
     case Act8Isa::avx2: return isa_avx2::gemv_any;
 #endif
@@ -309,7 +292,6 @@ GemvFn gemv_of(Act8Isa isa) {
 
 // inp[M, K] -> rows (scratch reused across calls by this thread).
 void quantize_rows(const float* inp, int64_t M, int64_t K, int bits, bool offsets, Act8Rows& rows) {
-  rows.K = K;
   rows.blocks = (K + kActBlock - 1) / kActBlock;
   rows.pairs = (rows.blocks + 1) / 2;
   const int64_t row_bytes = rows.pairs * kPair, row_lanes = rows.pairs * 16;
@@ -348,9 +330,7 @@ void quantize_activations(const float* x, int64_t K, int8_t* q, float* scales) {
 }
 
 void quant_linear_forward_act8(float* out, const float* inp, const QuantWeight& w, const float* bias, int64_t M) {
-  STRATA_CHECK(w.bits == 8 || w.bits == 4, "quant_linear_forward_act8: bits {} (expected 8 or 4)", w.bits);
-  STRATA_CHECK(w.N >= 0 && w.K >= 0 && (w.bits == 8 || w.K % kQuantGroup == 0),
-               "quant_linear_forward_act8: invalid int{} weight shape [{}, {}]", w.bits, w.N, w.K);
+  check_quant_weight(w, "quant_linear_forward_act8");
   const int64_t N = w.N, K = w.K;
   if (M <= 0 || N == 0) return;
   const Act8Isa isa = chosen_isa().load(std::memory_order_relaxed);
@@ -360,15 +340,10 @@ void quant_linear_forward_act8(float* out, const float* inp, const QuantWeight& 
   Act8Rows& rows = scratch;
   quantize_rows(inp, M, K, w.bits, isa == Act8Isa::avx512_vnni, rows);
   const GemvFn fn = gemv_of(isa);
-  // As quant_linear_forward's GEMV: threads split the weight rows, each output has one owner.
-  constexpr int64_t kRowsPerTask = 16;
-  const int64_t tasks = (N + kRowsPerTask - 1) / kRowsPerTask;
-#pragma omp parallel for schedule(static) if (N * K * std::min<int64_t>(M, 4) >= (1 << 18))
-  for (int64_t t = 0; t < tasks; ++t) {
-    const int64_t n0 = t * kRowsPerTask, n1 = std::min(N, n0 + kRowsPerTask);
+  quant_gemv::over_weight_rows(N, N * K * std::min<int64_t>(M, 4) >= (1 << 18), [&](int64_t n0, int64_t n1) {
     for (int64_t m0 = 0; m0 < M; m0 += kRowsPerPass)
       fn(out + m0 * N, N, rows, m0, int(std::min<int64_t>(kRowsPerPass, M - m0)), w, bias, n0, n1);
-  }
+  });
 }
 
 Act8Isa act8_isa() { return chosen_isa().load(); }

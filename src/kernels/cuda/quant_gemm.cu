@@ -92,9 +92,7 @@ __global__ void quant_linear_act8_kernel(float* out, const int8_t* xq, const flo
 }  // namespace
 
 void quant_linear_forward_act8(float* out, const float* inp, const QuantWeight& w, const float* bias, int64_t M) {
-  STRATA_CHECK(w.bits == 8 || w.bits == 4, "quant_linear_forward_act8: bits {} (expected 8 or 4)", w.bits);
-  STRATA_CHECK(w.N >= 0 && w.K >= 0 && (w.bits == 8 || w.K % kQuantGroup == 0),
-               "quant_linear_forward_act8: invalid int{} weight shape [{}, {}]", w.bits, w.N, w.K);
+  check_quant_weight(w, "quant_linear_forward_act8");
   if (M <= 0 || w.N == 0) return;
   STRATA_CHECK(M <= 65535, "quant_linear_forward_act8: M = {} rows exceeds the grid's y limit (65535)", M);
   const int64_t blocks = (w.K + kBlock - 1) / kBlock;
@@ -112,10 +110,7 @@ void quant_linear_forward_act8(float* out, const float* inp, const QuantWeight& 
 }
 
 void quant_linear_forward(float* out, const float* inp, const QuantWeight& w, const float* bias, int64_t M) {
-  STRATA_CHECK(w.bits == 8 || w.bits == 4, "quant_linear_forward: bits {} (expected 8 or 4)", w.bits);
-  STRATA_CHECK(w.N >= 0 && w.K >= 0 && (w.bits == 8 || w.K % kQuantGroup == 0),
-               "quant_linear_forward: invalid int{} weight shape [{}, {}] (int4 needs K a multiple of {})", w.bits,
-               w.N, w.K, kQuantGroup);
+  check_quant_weight(w, "quant_linear_forward");
   if (M <= 0 || w.N == 0) return;
   STRATA_CHECK(M <= 65535, "quant_linear_forward: M = {} rows exceeds the grid's y limit (65535)", M);
   const dim3 grid(unsigned((w.N + kWarpsPerBlock - 1) / kWarpsPerBlock), unsigned(M));
