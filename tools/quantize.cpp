@@ -204,11 +204,9 @@ int run_eval_ppl_command(const EvalPplOptions& o) {
   // Weight bytes as stored: quantised bytes + the fp32 parameters that are not quantised.
   if (model.quantized()) fp32_kept -= model.quantized()->weights() * 4;
   const char* acts = model.quantized() && model.quantized()->int8_activations() ? "int8" : "fp32";
-  const bool head_q = model.quantized() && (model.quantized()->holds("lm_head.weight") ||
-                                            model.quantized()->holds("embed_tokens.weight"));
   fmt::print("weights={} head={} activations={} tokens={} context={} nll={:.5f} ppl={:.4f} weight_bytes={} decode_tok_s={:.1f} "
              "decode_tok_per_cpu_s={:.1f}\n",
-             weights, head_q ? "int8" : "fp32", acts, scored, T, nll / double(scored), ppl, qbytes + fp32_kept, decode_tps, decode_cpu_tps);
+             weights, head_quantized(model) ? "int8" : "fp32", acts, scored, T, nll / double(scored), ppl, qbytes + fp32_kept, decode_tps, decode_cpu_tps);
   return 0;
 }
 

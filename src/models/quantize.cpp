@@ -19,6 +19,13 @@ bool is_head_weight(const ParamInfo& p) {
   return p.shape.size() == 2 && (p.name == "lm_head.weight" || p.name == "embed_tokens.weight");
 }
 
+bool head_quantized(const Model& model) {
+  if (!model.quantized()) return false;
+  for (const ParamInfo& p : model.params().infos())
+    if (is_head_weight(p) && model.quantized()->holds(p.name)) return true;
+  return false;
+}
+
 std::vector<QuantTensor> quantize_weights(const ParamStore& ps, int bits, bool head) {
   if (bits != 8 && bits != 4) throw InputError(fmt::format("quantisation to {} bits: the choices are 8 and 4", bits));
   const std::vector<float> flat = ps.host_flat();
@@ -71,7 +78,7 @@ void set_activations(Model& model, const std::string& activations) {
   // output (fp32 products over the latent cache, layers/latent_attention.h), so rounding its input in the forward
   // alone would part the forward from the cached decode (train/infer parity).
   model.quantized()->set_int8_activations(
-      [int8](const std::string& name) { return int8 && !name.ends_with("kv_b_proj.weight"); });
+      [int8](const std::string& name) { return int8 && !ends_with(name, "kv_b_proj.weight"); });
 }
 
 void quantize_model(Model& model, int bits, bool head) {

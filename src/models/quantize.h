@@ -23,6 +23,8 @@ bool is_quantizable(const ParamInfo& p);
 // the same numbers). Always int8, whatever `bits` (llama.cpp keeps its output matrix at 6+ bits):
 // in a small model it is the largest matrix, so at decode it is most of the bytes read per token.
 bool is_head_weight(const ParamInfo& p);
+// Whether model runs its head quantised (a head weight among its quantised weights).
+bool head_quantized(const Model& model);
 
 // The quantisable weights of ps (read through host_flat), each at `bits` (8 or 4; see above for
 // the 8-bit fallback), and the head at int8 when `head`. InputError for other bits.
