@@ -348,41 +348,35 @@ TEST(Serve, TimeoutEndsTheRequest) {
   EXPECT_EQ(raw->cancels.load(), 2);
 }
 
-TEST(Serve, ClientThatHangsUpCancelsItsRequest) {
+// A request that would run for a long time, sent by a client that goes away: with streaming after
+// its first token, without as soon as it has sent (nothing is written until the end then, so the
+// server looks at the socket: serve/connection_probe.h). The request is cancelled and the engine
+// is free again: a new request is answered.
+namespace {
+void expect_hang_up_cancels(bool stream) {
   ServeOptions o;
   o.max_tokens = 200000;
   EngineSettings es;
   es.max_context = 200064;
   ServerFixture f(o, es);
-  // A request that would run for a long time: the client reads its first token and goes away.
-  const json body = {{"prompt", "never ending"}, {"max_tokens", 200000}, {"temperature", 0}, {"stream", true}, {"ignore_eos", true}};
-  const std::string got = post_and_hang_up(f.port, "/v1/completions", body.dump(), "token_ids");
-  ASSERT_NE(got.find("200 OK"), std::string::npos) << got;
+  const json body = {{"prompt", "never ending"}, {"max_tokens", 200000}, {"temperature", 0}, {"stream", stream}, {"ignore_eos", true}};
+  const std::string got = post_and_hang_up(f.port, "/v1/completions", body.dump(), stream ? "token_ids" : "");
+  if (stream) {
+    ASSERT_NE(got.find("200 OK"), std::string::npos) << got;
+  }
   EXPECT_TRUE(eventually([&] { return f.server->metrics().finished("cancelled") == 1; }))
-      << "the request was not cancelled after its client went away";
-  // The engine is free again: a new request is answered.
+      << "the request was not cancelled after its client went away (stream " << stream << ")";
   auto c = f.client();
   post(c, "/v1/completions", {{"prompt", "next"}, {"max_tokens", 3}}, 200);
   EXPECT_EQ(f.server->metrics().finished("length"), 1);
 }
+}  // namespace
 
-// The same without streaming: nothing is written until the end, so the server looks at the socket
-// (serve/connection_probe.h). A client that keeps waiting is answered, however long it takes.
-TEST(Serve, ClientThatHangsUpWithoutStreamingCancelsItsRequest) {
-  ServeOptions o;
-  o.max_tokens = 200000;
-  EngineSettings es;
-  es.max_context = 200064;
-  ServerFixture f(o, es);
-  const json body = {{"prompt", "never ending"}, {"max_tokens", 200000}, {"temperature", 0}, {"ignore_eos", true}};
-  post_and_hang_up(f.port, "/v1/completions", body.dump(), "");  // "": hangs up as soon as it has sent
-  EXPECT_TRUE(eventually([&] { return f.server->metrics().finished("cancelled") == 1; }))
-      << "the request was not cancelled after its client went away";
-  auto c = f.client();
-  post(c, "/v1/completions", {{"prompt", "next"}, {"max_tokens", 3}}, 200);
-  EXPECT_EQ(f.server->metrics().finished("length"), 1);
-}
+TEST(Serve, ClientThatHangsUpCancelsItsRequest) { expect_hang_up_cancels(true); }
 
+TEST(Serve, ClientThatHangsUpWithoutStreamingCancelsItsRequest) { expect_hang_up_cancels(false); }
+
+// A client that keeps waiting is answered, however long it takes.
 TEST(Serve, ClientThatWaitsForASlowCompletionIsAnswered) {
   ServerFixture f({}, {}, std::make_unique<DelayedEngine>(std::chrono::milliseconds(1800)));
   auto c = f.client();
